@@ -1,0 +1,269 @@
+"""params.yaml -> validated, typed sections. Every problem is reported before any work starts.
+
+Layout of params.yaml:
+  * top-level choices (``backbone``, ``aggregator``, ``loss``, ``miner``, ``optimizer``, ``scheduler``)
+    are plain names, so ``dvc exp run -S loss=circle`` works;
+  * each choice's settings live in its plural section (``losses: {circle: {m: 0.4}}``), read from the
+    registry builder's signature;
+  * the other sections (``train``, ``extract``, ...) are dataclasses below: their fields are the
+    allowed keys, their defaults the documented defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from vpr.data.synthetic.generate import SyntheticSpec
+from vpr.errors import ConfigError
+from vpr.registry import Registry, check_type, require
+
+CHOICES = ("backbone", "aggregator", "loss", "miner", "optimizer", "scheduler")
+
+
+def _registries() -> dict[str, Registry]:
+    # Imported lazily: these pull in torch, which the params check itself does not need first.
+    from vpr.data.transforms import AUGMENTATIONS  # noqa: F401
+    from vpr.models.aggregators import AGGREGATORS
+    from vpr.models.backbones import BACKBONES
+    from vpr.train.losses import LOSSES, MINERS
+    from vpr.train.optim import OPTIMIZERS, SCHEDULERS
+    return dict(backbone=BACKBONES, aggregator=AGGREGATORS, loss=LOSSES, miner=MINERS, optimizer=OPTIMIZERS,
+                scheduler=SCHEDULERS)
+
+
+def _size(key: str, value) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    require(isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v >= 16 for v in value),
+            key, f"must be [height, width] in pixels (each >= 16), got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Which folders (relative to data/raw) play which role."""
+    train: str = "synth/train"
+    val: str = "synth/val"
+    test: dict = field(default_factory=lambda: {"synth_test": "synth/test"})
+
+
+@dataclass(frozen=True)
+class GTSection:
+    radius_m: float = 25.0
+    train_min_images: int = 4
+
+    def __post_init__(self):
+        require(self.radius_m > 0, "gt.radius_m", f"must be > 0 metres, got {self.radius_m}")
+        require(self.train_min_images >= 2, "gt.train_min_images", f"must be >= 2, got {self.train_min_images}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    descriptor_dim: int = None   # optional FC projection after the aggregator (null = none)
+
+    def __post_init__(self):
+        require(self.descriptor_dim is None or (isinstance(self.descriptor_dim, int) and self.descriptor_dim > 0),
+                "model.descriptor_dim", f"must be a positive integer or null, got {self.descriptor_dim!r}")
+
+
+VAL_METRICS = ("R@1", "R@5", "R@10", "R@20")
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: int = 6
+    image_size: list = (96, 128)
+    places_per_batch: int = 16
+    images_per_place: int = 4
+    batches_per_epoch: int = None     # null = one pass over the places
+    patience: int = 3                 # early stopping: epochs without val improvement (0 = off)
+    select_best_by: str = "R@1"
+    num_workers: int = 1
+    device: str = "auto"              # auto | cpu | cuda
+
+    def __post_init__(self):
+        k = "train"
+        require(self.epochs >= 0, f"{k}.epochs", f"must be >= 0 (0 = evaluate the untrained model), got {self.epochs}")
+        _size(f"{k}.image_size", self.image_size)
+        require(self.places_per_batch >= 2, f"{k}.places_per_batch", f"must be >= 2, got {self.places_per_batch}")
+        require(self.images_per_place >= 2, f"{k}.images_per_place", f"must be >= 2, got {self.images_per_place}")
+        require(self.batches_per_epoch is None or self.batches_per_epoch >= 1, f"{k}.batches_per_epoch",
+                "must be >= 1 or null")
+        require(self.patience >= 0, f"{k}.patience", "must be >= 0")
+        require(self.select_best_by in VAL_METRICS, f"{k}.select_best_by",
+                f"'{self.select_best_by}' is not one of {', '.join(VAL_METRICS)}")
+        require(self.num_workers >= 0, f"{k}.num_workers", "must be >= 0")
+        require(self.device in ("auto", "cpu", "cuda"), f"{k}.device", f"'{self.device}' is not auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class ExtractSection:
+    image_size: list = (96, 128)      # null = native size, one image at a time
+    batch_size: int = 64
+    num_workers: int = 1
+    device: str = "auto"
+
+    def __post_init__(self):
+        _size("extract.image_size", self.image_size)
+        require(self.batch_size >= 1, "extract.batch_size", "must be >= 1")
+        require(self.num_workers >= 0, "extract.num_workers", "must be >= 0")
+        require(self.device in ("auto", "cpu", "cuda"), "extract.device", f"'{self.device}' is not auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    recall_values: list = (1, 5, 10, 20)
+
+    def __post_init__(self):
+        v = list(self.recall_values)
+        require(len(v) > 0 and all(isinstance(n, int) and n >= 1 for n in v) and v == sorted(set(v)),
+                "eval.recall_values", f"must be increasing positive integers, got {v}")
+
+
+@dataclass(frozen=True)
+class VizSection:
+    num_queries: int = 8
+    top_k: int = 5
+    only_wrong: bool = False          # keep only queries whose top-1 is wrong
+    curve_max_n: int = 50             # recall@N curve for N = 1..curve_max_n
+    seed: int = 0                     # which queries are drawn
+
+    def __post_init__(self):
+        require(self.num_queries >= 0, "viz.num_queries", f"must be >= 0, got {self.num_queries}")
+        require(1 <= self.top_k <= 20, "viz.top_k", f"must be 1..20, got {self.top_k}")
+        require(self.curve_max_n >= 1, "viz.curve_max_n", "must be >= 1")
+
+
+SECTIONS = dict(synthetic=SyntheticSpec, data=DataSection, gt=GTSection, model=ModelSection,
+                train=TrainSection, extract=ExtractSection, eval=EvalSection, viz=VizSection)
+SOURCES = ("synthetic",)
+TOP_LEVEL = {"seed", "datasets", "augment", *CHOICES, *SECTIONS,
+             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers"}
+
+
+def _read_section(raw: dict, name: str, cls):
+    values = raw.get(name) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name}: expected a mapping of settings, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k, v in values.items():
+        if k not in fields:
+            raise ConfigError(f"{name}.{k}: unknown key; allowed: {', '.join(fields)}")
+        f = fields[k]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        check_type(f"{name}.{k}", v, default)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass
+class Config:
+    raw: dict
+    sections: dict
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("raw", "sections"):
+            raise AttributeError(name)
+        if name in self.sections:
+            return self.sections[name]
+        if name in self.raw:
+            return self.raw[name]
+        raise AttributeError(name)
+
+    def settings(self, kind: str) -> dict:
+        """Validated settings of the chosen ``kind`` (e.g. 'loss'), defaults filled in."""
+        name = self.raw[kind]
+        registry = _registries()[kind]
+        return registry.check(name, (self.raw.get(registry.section) or {}).get(name))
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw.get("seed", 0))
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: params file not found; run from the repository root")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def validate(raw: dict) -> Config:
+    """Check every key and value of params.yaml; return the typed view."""
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{key}: unknown top-level key in params.yaml; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    check_type("seed", raw.get("seed", 0), 0)
+
+    registries = _registries()
+    for kind, registry in registries.items():
+        if kind not in raw:
+            raise ConfigError(f"{kind}: missing; choose one of: {', '.join(registry.names())}")
+        if not isinstance(raw[kind], str):
+            raise ConfigError(f"{kind}: expected a name, one of: {', '.join(registry.names())}; got {raw[kind]!r}")
+        registry.get(raw[kind], key=kind)
+        section = raw.get(registry.section) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{registry.section}: expected a mapping of {kind} name -> settings")
+        for name, settings in section.items():  # every listed entry, not only the chosen one
+            registry.get(name, key=f"{registry.section}.{name}")
+            if settings is not None and not isinstance(settings, dict):
+                raise ConfigError(f"{registry.section}.{name}: expected a mapping of settings, got {settings!r}")
+            _check_values(registry, name, settings)
+
+    from vpr.data.transforms import check_augment
+    check_augment(raw.get("augment"))
+
+    sections = {name: _read_section(raw, name, cls) for name, cls in SECTIONS.items()}
+    _check_datasets(raw.get("datasets"), sections["data"])
+    return Config(raw, sections)
+
+
+def _check_values(registry: Registry, name: str, settings) -> None:
+    """Run the builder's own range checks on a stand-in context (cheap: no real model or data)."""
+    import torch
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    context = {"losses": (), "miners": (), "aggregators": (8, (4, 4)), "optimizers": (dummy,),
+               "schedulers": (torch.optim.SGD(dummy, lr=0.1), 1)}
+    if registry.section in context:  # backbones are checked when built, before any training
+        registry.build(name, *context[registry.section], settings=settings)
+
+
+def _check_datasets(datasets, data: DataSection) -> None:
+    if not isinstance(datasets, dict) or not datasets:
+        raise ConfigError("datasets: expected at least one dataset, e.g. {synth: {source: synthetic}}")
+    for name, spec in datasets.items():
+        if not isinstance(spec, dict) or spec.get("source") not in SOURCES:
+            got = spec.get("source") if isinstance(spec, dict) else spec
+            raise ConfigError(f"datasets.{name}.source: '{got}' is not one of: {', '.join(SOURCES)}")
+        extra = set(spec) - {"source"}
+        if extra:
+            raise ConfigError(f"datasets.{name}.{sorted(extra)[0]}: unknown key for source '{spec['source']}'; "
+                              f"allowed: source")
+    if not isinstance(data.test, dict) or not data.test:
+        raise ConfigError("data.test: the list of evaluation sets is empty; name at least one, "
+                          "e.g. {synth_test: synth/test}")
+    roles = [("data.train", data.train), ("data.val", data.val)] + [(f"data.test.{k}", v) for k, v in data.test.items()]
+    for key, folder in roles:
+        if not isinstance(folder, str) or folder.split("/")[0] not in datasets:
+            raise ConfigError(f"{key}: '{folder}' must be a folder under data/raw starting with a dataset name "
+                              f"from 'datasets' ({', '.join(datasets)})")
+    for name in data.test:
+        require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"data.test.{name}",
+                "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
+
+
+def load_config(path: str | os.PathLike = "params.yaml") -> Config:
+    return validate(load_params(path))

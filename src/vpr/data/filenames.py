@@ -1,0 +1,79 @@
+"""Parse and format the 14-field ``@`` image names of the VPR datasets.
+
+``@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading@pitch@roll@height@timestamp@note@.jpg``
+Only the basename is split: an ``@`` in a folder name must not shift the fields.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpr.errors import DataError
+
+FIELDS = ("utm_east", "utm_north", "utm_zone", "utm_band", "lat", "lon", "pano_id", "tile",
+          "heading", "pitch", "roll", "height", "timestamp", "note")
+
+
+@dataclass(frozen=True)
+class ImageName:
+    utm_east: float
+    utm_north: float
+    utm_zone: str = ""
+    utm_band: str = ""
+    lat: str = ""
+    lon: str = ""
+    pano_id: str = ""
+    tile: str = ""
+    heading: str = ""
+    pitch: str = ""
+    roll: str = ""
+    height: str = ""
+    timestamp: str = ""
+    note: str = ""
+
+
+def parse_name(path: str | os.PathLike) -> ImageName:
+    """Fields of one image name; raises DataError naming the file when it has no coordinates."""
+    base = os.path.basename(os.fspath(path))
+    tokens = base.split("@")
+    if len(tokens) != len(FIELDS) + 2 or tokens[0] != "":
+        raise DataError(f"{path}: expected a name '@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading"
+                        f"@pitch@roll@height@timestamp@note@.ext' with {len(FIELDS)} '@' fields, "
+                        f"found {max(len(tokens) - 2, 0)}; rename the file or remove it from the folder")
+    try:
+        east, north = float(tokens[1]), float(tokens[2])
+    except ValueError:
+        raise DataError(f"{path}: UTM east/north fields '{tokens[1]}', '{tokens[2]}' are not numbers; "
+                        f"the name must start with '@<east>@<north>@'") from None
+    if not (np.isfinite(east) and np.isfinite(north)):
+        raise DataError(f"{path}: UTM coordinates must be finite numbers")
+    return ImageName(east, north, *tokens[3:len(FIELDS) + 1])
+
+
+def format_name(utm_east: float, utm_north: float, utm_zone: int | str = "", utm_band: str = "",
+                lat: float | str = "", lon: float | str = "", pano_id: str = "", tile: str = "",
+                heading: float | str = "", pitch: float | str = "", roll: str = "", height: str = "",
+                timestamp: str = "", note: str = "", ext: str = ".jpg") -> str:
+    """Name with the usual zero padding (east/north 7+2 digits, lat 3+5, lon 4+5, heading 3)."""
+    values = [f"{utm_east:010.2f}", f"{utm_north:010.2f}",
+              f"{int(utm_zone):02d}" if utm_zone != "" else "", utm_band,
+              f"{float(lat):09.5f}" if lat != "" else "", f"{float(lon):010.5f}" if lon != "" else "",
+              pano_id, tile,
+              f"{int(round(float(heading))) % 360:03d}" if heading != "" else "",
+              f"{int(round(float(pitch))):03d}" if pitch != "" else "",
+              roll, height, timestamp, note]
+    for field, value in zip(FIELDS, values):
+        if "@" in str(value) or "/" in str(value):
+            raise ValueError(f"field {field}={value!r} may not contain '@' or '/'")
+    return "@" + "@".join(values) + "@" + ext
+
+
+def utm_of(paths) -> np.ndarray:
+    """(n, 2) float64 array of UTM east, north parsed from the names."""
+    out = np.empty((len(paths), 2), dtype=np.float64)
+    for i, p in enumerate(paths):
+        name = parse_name(p)
+        out[i] = name.utm_east, name.utm_north
+    return out

@@ -1,0 +1,212 @@
+"""Ground truth as plain ``.npy`` arrays (never pickled).
+
+Evaluation set folder ``<set>/{database,queries}`` ->
+    database_paths.npy, queries_paths.npy   sorted paths (str arrays)
+    database_utm.npy, queries_utm.npy       (n, 2) float64 UTM east, north
+    positives_offsets.npy, positives_indices.npy
+                                            CSR: database indices within ``radius_m`` of query q are
+                                            indices[offsets[q]:offsets[q + 1]], ascending
+    queries_night.npy                       bool per query (night subset)
+Training folder ``train/<city>/`` (note field = ``placeID_City``) ->
+    paths.npy, utm.npy, place_of_image.npy  per image (only places with >= min_images)
+    place_names.npy, place_city.npy         per place
+    place_offsets.npy, place_images.npy     CSR: images of place p
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from vpr.data.filenames import parse_name
+from vpr.errors import DataError
+from vpr.io import atomic_dir
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def list_images(folder: str | os.PathLike) -> list[str]:
+    """Sorted image paths under ``folder`` (recursive), as the reference protocol sorts them."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: folder not found; run the fetch stage or fix the dataset path in params.yaml")
+    paths = []
+    for dirpath, _, files in os.walk(folder):
+        paths += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not paths:
+        raise DataError(f"{folder}: no .jpg/.png images found; check that the dataset was fetched and extracted")
+    return sorted(paths)
+
+
+@dataclass
+class Positives:
+    """Compressed-sparse-row list of database indices per query."""
+    offsets: np.ndarray
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, q: int) -> np.ndarray:
+        return self.indices[self.offsets[q]:self.offsets[q + 1]]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def subset(self, queries) -> "Positives":
+        """Positives of the selected queries only, in the given order."""
+        return Positives.from_lists([self[int(q)] for q in queries])
+
+    @classmethod
+    def from_lists(cls, lists) -> "Positives":
+        counts = np.array([len(x) for x in lists], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        indices = np.concatenate([np.sort(np.asarray(x, dtype=np.int64)) for x in lists]) if len(lists) else \
+            np.zeros(0, np.int64)
+        return cls(offsets, indices.astype(np.int64))
+
+
+def positives_within(database_utm: np.ndarray, queries_utm: np.ndarray, radius_m: float) -> Positives:
+    """Database images within ``radius_m`` (UTM metres) of each query (radius search)."""
+    if len(database_utm) == 0:
+        return Positives.from_lists([[] for _ in range(len(queries_utm))])
+    tree = cKDTree(database_utm)
+    return Positives.from_lists(tree.query_ball_point(queries_utm, r=radius_m))
+
+
+@dataclass
+class EvalSet:
+    database_paths: np.ndarray
+    queries_paths: np.ndarray
+    database_utm: np.ndarray
+    queries_utm: np.ndarray
+    positives: Positives
+    queries_night: np.ndarray
+
+    @property
+    def num_database(self) -> int:
+        return len(self.database_paths)
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.queries_paths)
+
+
+def night_from_notes(paths) -> np.ndarray:
+    """Queries whose name's note field says night (the synthetic city writes day / dusk / night)."""
+    return np.array([parse_name(p).note.lower() == "night" for p in paths], dtype=bool)
+
+
+def build_eval_set(set_dir: str | os.PathLike, radius_m: float = 25.0) -> EvalSet:
+    set_dir = os.fspath(set_dir)
+    db = list_images(os.path.join(set_dir, "database"))
+    qs = list_images(os.path.join(set_dir, "queries"))
+    db_utm, q_utm = _utm(db), _utm(qs)
+    return EvalSet(np.array(db), np.array(qs), db_utm, q_utm, positives_within(db_utm, q_utm, radius_m),
+                   night_from_notes(qs))
+
+
+def _utm(paths) -> np.ndarray:
+    out = np.empty((len(paths), 2))
+    for i, p in enumerate(paths):
+        n = parse_name(p)
+        out[i] = n.utm_east, n.utm_north
+    return out
+
+
+def save_eval_set(gt: EvalSet, out_dir: str | os.PathLike, **meta) -> None:
+    with atomic_dir(out_dir) as tmp:
+        for name in ("database_paths", "queries_paths", "database_utm", "queries_utm", "queries_night"):
+            np.save(os.path.join(tmp, f"{name}.npy"), getattr(gt, name))
+        np.save(os.path.join(tmp, "positives_offsets.npy"), gt.positives.offsets)
+        np.save(os.path.join(tmp, "positives_indices.npy"), gt.positives.indices)
+        counts = gt.positives.counts
+        info = dict(num_database=gt.num_database, num_queries=gt.num_queries,
+                    queries_without_positive=int((counts == 0).sum()),
+                    mean_positives=float(counts.mean()) if len(counts) else 0.0,
+                    night_queries=int(gt.queries_night.sum()), **meta)
+        with open(os.path.join(tmp, "info.json"), "w") as fh:
+            json.dump(info, fh, indent=2)
+
+
+def load_eval_set(gt_dir: str | os.PathLike) -> EvalSet:
+    gt_dir = os.fspath(gt_dir)
+    if not os.path.isfile(os.path.join(gt_dir, "positives_offsets.npy")):
+        raise DataError(f"{gt_dir}: no ground truth here; run the build_gt stage first")
+    ld = lambda name: np.load(os.path.join(gt_dir, f"{name}.npy"), allow_pickle=False)  # noqa: E731
+    return EvalSet(ld("database_paths"), ld("queries_paths"), ld("database_utm"), ld("queries_utm"),
+                   Positives(ld("positives_offsets"), ld("positives_indices")), ld("queries_night"))
+
+
+@dataclass
+class TrainSet:
+    paths: np.ndarray
+    utm: np.ndarray
+    place_of_image: np.ndarray
+    place_names: np.ndarray
+    place_city: np.ndarray
+    place_offsets: np.ndarray
+    place_images: np.ndarray
+
+    @property
+    def num_places(self) -> int:
+        return len(self.place_names)
+
+    def images_of(self, place: int) -> np.ndarray:
+        return self.place_images[self.place_offsets[place]:self.place_offsets[place + 1]]
+
+    @property
+    def place_sizes(self) -> np.ndarray:
+        return np.diff(self.place_offsets)
+
+
+def build_train_set(train_dir: str | os.PathLike, min_images: int = 4) -> TrainSet:
+    """Group images by the ``note`` field (``placeID_City``); keep places with >= ``min_images``."""
+    paths = list_images(train_dir)
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        note = parse_name(p).note
+        if "_" not in note:
+            raise DataError(f"{p}: training image note field '{note}' is not 'placeID_City'; "
+                            f"training images must be named as in GSV-XS (e.g. ...@284_Rome@.jpg)")
+        groups.setdefault(note, []).append(i)
+    names = sorted(n for n, idx in groups.items() if len(idx) >= min_images)
+    if not names:
+        raise DataError(f"{train_dir}: no place has >= {min_images} images (gt.train_min_images); "
+                        f"lower it or check the training folder")
+    keep = [i for n in names for i in groups[n]]
+    remap = {old: new for new, old in enumerate(keep)}
+    place_of_image = np.empty(len(keep), dtype=np.int64)
+    lists = []
+    for pid, n in enumerate(names):
+        idx = [remap[i] for i in groups[n]]
+        place_of_image[idx] = pid
+        lists.append(idx)
+    kept_paths = [paths[i] for i in keep]
+    csr = Positives.from_lists(lists)
+    return TrainSet(np.array(kept_paths), _utm(kept_paths), place_of_image, np.array(names),
+                    np.array([n.split("_", 1)[1] for n in names]), csr.offsets, csr.indices)
+
+
+def save_train_set(ts: TrainSet, out_dir: str | os.PathLike, **meta) -> None:
+    with atomic_dir(out_dir) as tmp:
+        for name in ("paths", "utm", "place_of_image", "place_names", "place_city", "place_offsets", "place_images"):
+            np.save(os.path.join(tmp, f"{name}.npy"), getattr(ts, name))
+        sizes = ts.place_sizes
+        info = dict(num_images=len(ts.paths), num_places=ts.num_places, cities=sorted(set(ts.place_city.tolist())),
+                    min_place_size=int(sizes.min()), max_place_size=int(sizes.max()), **meta)
+        with open(os.path.join(tmp, "info.json"), "w") as fh:
+            json.dump(info, fh, indent=2)
+
+
+def load_train_set(gt_dir: str | os.PathLike) -> TrainSet:
+    gt_dir = os.fspath(gt_dir)
+    if not os.path.isfile(os.path.join(gt_dir, "place_offsets.npy")):
+        raise DataError(f"{gt_dir}: no training index here; run the build_gt stage first")
+    ld = lambda name: np.load(os.path.join(gt_dir, f"{name}.npy"), allow_pickle=False)  # noqa: E731
+    return TrainSet(*(ld(n) for n in ("paths", "utm", "place_of_image", "place_names", "place_city",
+                                      "place_offsets", "place_images")))

@@ -1,0 +1,228 @@
+"""Write the embedded synthetic datasets in the course's on-disk format.
+
+    <root>/train/<City>/@...@<placeID>_<City>@.jpg     places of >= 4 images (GSV-XS style)
+    <root>/val/{database,queries}/@...@<day|dusk|night>@.jpg
+    <root>/test/{database,queries}/@...@<day|dusk|night>@.jpg
+
+Training and evaluation cities are different (as GSV-XS vs SF-XS / Tokyo-XS). Database images
+are clean day-time views every ``database_spacing_m`` along every street, looking both ways;
+queries are phone-like shots at random street positions under day, dusk or night light. The
+``note`` field of evaluation images records the light, so night-only subsets can be evaluated.
+Every image draws from its own seeded generator: output bytes do not depend on worker count.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from vpr.data.filenames import format_name
+from vpr.data.synthetic.render import Camera, Conditions, render
+from vpr.data.synthetic.world import TEST_CITY, TRAIN_CITIES, VAL_CITY, City, build_city
+from vpr.registry import require
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """The ``synthetic`` section of params.yaml."""
+    seed: int = 0
+    image_size: tuple = (96, 128)        # H, W
+    train_cities: int = 3                # training cities (1..6), separate from the val and test cities
+    train_blocks: int = 8                # blocks per side of each training city
+    places_per_city: int = 400
+    images_per_place: int = 6            # each place gets 4..images_per_place images
+    place_separation_m: float = 20.0
+    val_blocks: int = 4                  # blocks per side of the validation city
+    test_blocks: int = 6                 # ... of the test city
+    database_spacing_m: float = 10.0
+    val_queries: int = 250
+    test_queries: int = 300
+    style_pool: int = 24                 # archetypes per city: fewer = more look-alike places
+    light_mix: tuple = (0.4, 0.3, 0.3)   # fraction of day, dusk, night among queries / training images
+    jpeg_quality: int = 90
+
+    def __post_init__(self):
+        k = "synthetic"
+        require(isinstance(self.image_size, (list, tuple)) and len(self.image_size) == 2
+                and all(isinstance(v, int) and v >= 32 for v in self.image_size), f"{k}.image_size",
+                f"must be [height, width] in pixels (each >= 32), got {self.image_size!r}")
+        require(1 <= self.train_cities <= len(TRAIN_CITIES), f"{k}.train_cities",
+                f"must be 1..{len(TRAIN_CITIES)}, got {self.train_cities}")
+        for name in ("train_blocks", "val_blocks", "test_blocks"):
+            require(1 <= getattr(self, name) <= 20, f"{k}.{name}", f"must be 1..20, got {getattr(self, name)}")
+        require(self.places_per_city >= 1, f"{k}.places_per_city", "must be >= 1")
+        require(self.images_per_place >= 4, f"{k}.images_per_place",
+                f"must be >= 4 (GSV-XS places have >= 4 images), got {self.images_per_place}")
+        require(self.database_spacing_m > 0, f"{k}.database_spacing_m", "must be > 0")
+        require(self.place_separation_m > 0, f"{k}.place_separation_m", "must be > 0")
+        require(self.val_queries >= 1 and self.test_queries >= 1, f"{k}.val_queries", "must be >= 1")
+        require(self.style_pool >= 1, f"{k}.style_pool", "must be >= 1")
+        require(len(self.light_mix) == 3 and all(x >= 0 for x in self.light_mix)
+                and abs(sum(self.light_mix) - 1) < 1e-6, f"{k}.light_mix",
+                f"must be three fractions (day, dusk, night) summing to 1, got {list(self.light_mix)}")
+        require(1 <= self.jpeg_quality <= 100, f"{k}.jpeg_quality", "must be 1..100")
+
+
+_TIMES = ("day", "dusk", "night")
+_HOURS = {"day": (9, 17), "dusk": (18, 20), "night": (21, 24)}
+
+
+def _pano_id(rng: np.random.Generator) -> str:
+    return base64.urlsafe_b64encode(rng.bytes(16)).decode()[:22].replace("-", "x").replace("_", "y")
+
+
+def _timestamp(rng: np.random.Generator, time: str) -> str:
+    year, month, day = rng.integers(2015, 2025), rng.integers(1, 13), rng.integers(1, 29)
+    h0, h1 = _HOURS[time]
+    return f"{year}{month:02d}{day:02d}_{rng.integers(h0, h1):02d}{rng.integers(60):02d}{rng.integers(60):02d}"
+
+
+def _conditions(rng: np.random.Generator, time: str, phone: bool) -> Conditions:
+    """Light, weather and clutter of one shot; ``phone`` = query-like (more clutter, noise, blur)."""
+    night, dusk = time == "night", time == "dusk"
+    return Conditions(
+        time=time, sun_azimuth=float(rng.uniform(0, 360)),
+        # Phones expose night shots longer: brighter, noisier.
+        exposure=float(rng.uniform(0.8, 1.15) if not night else rng.uniform(1.5, 2.5)),
+        tint=tuple(float(t) for t in 1 + rng.normal(0, 0.05 if phone else 0.02, 3)),
+        lit_seed=int(rng.integers(1 << 30)), lit_fraction=float(rng.uniform(0.2, 0.5)) if (night or dusk) else 0.0,
+        fog_distance=float(rng.uniform(50, 90) if night else rng.uniform(110, 220)),
+        noise=float(rng.uniform(0.035, 0.07) if night else rng.uniform(0.005, 0.025 if phone else 0.012)),
+        blur=float(rng.uniform(0.0, 0.9) if phone else 0.0),
+        vehicles=int(rng.poisson(0.7 if phone else 0.2)), pedestrians=int(rng.poisson(1.0 if phone else 0.3)),
+        occluder_seed=int(rng.integers(1 << 30)))
+
+
+def _phone_camera(rng: np.random.Generator, x: float, y: float, axis: float) -> Camera:
+    return Camera(x=x, y=y, heading=float(axis + np.clip(rng.normal(0, 8), -25, 25)),
+                  height=float(rng.uniform(1.4, 2.0)), pitch=float(np.clip(rng.normal(0, 3), -8, 8)),
+                  roll=float(np.clip(rng.normal(0, 2.5), -8, 8)), fov=float(rng.uniform(65, 95)))
+
+
+def _job(city: City, rel_dir: str, cam: Camera, cond: Conditions, rng: np.random.Generator, note: str):
+    east, north = city.to_utm(np.array([cam.x, cam.y]))
+    lat, lon = city.to_latlon(np.array([cam.x, cam.y]))
+    name = format_name(east, north, city.zone, city.band, lat, lon, _pano_id(rng), "00", cam.heading,
+                       cam.pitch, f"{int(round(cam.roll)):03d}", f"{cam.height:.1f}",
+                       _timestamp(rng, cond.time), note)
+    return (city.name, f"{rel_dir}/{name}", cam, cond)
+
+
+def _random_street_point(city: City, rng: np.random.Generator):
+    """Uniform point on the street network, with the street's axis heading."""
+    lx, ly = city.xs[-1] - city.xs[0], city.ys[-1] - city.ys[0]
+    n_v, n_h = len(city.xs), len(city.ys)
+    if rng.random() < n_v * ly / (n_v * ly + n_h * lx):
+        return float(city.xs[rng.integers(n_v)]), float(rng.uniform(city.ys[0], city.ys[-1])), 0.0
+    return float(rng.uniform(city.xs[0], city.xs[-1])), float(city.ys[rng.integers(n_h)]), 90.0
+
+
+def plan(spec: SyntheticSpec):
+    """Every image to render: (city name, relative path, camera, conditions), deterministic."""
+    jobs = []
+    lateral = lambda city, rng: rng.uniform(-1, 1) * (city.street_width / 2 - 2.5)  # noqa: E731
+    for ci, name in enumerate(TRAIN_CITIES[:spec.train_cities]):
+        city = build_city(name, spec.seed, spec.train_blocks, spec.style_pool)
+        rng = np.random.default_rng([spec.seed, 1, ci])
+        points, axes = city.street_points(5.0, margin=8.0)
+        chosen = []
+        for k in rng.permutation(len(points)):
+            if all(np.hypot(*(points[k] - points[c])) >= spec.place_separation_m for c in chosen):
+                chosen.append(k)
+            if len(chosen) == spec.places_per_city:
+                break
+        for place_id, k in enumerate(chosen):
+            prng = np.random.default_rng([spec.seed, 2, ci, place_id])
+            axis = axes[k] + 180 * prng.integers(2)
+            for n in range(int(prng.integers(4, spec.images_per_place + 1))):
+                d = np.radians(axes[k])
+                if n == 0:  # one street-view-like shot per place, as GSV mixes years of car imagery
+                    cam = Camera(x=float(points[k][0]), y=float(points[k][1]),
+                                 heading=float(axis + prng.normal(0, 3)))
+                    jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, "day", False), prng,
+                                     f"{place_id}_{name}"))
+                    continue
+                along, side = prng.uniform(-3, 3), lateral(city, prng) * 0.5
+                x = points[k][0] + np.sin(d) * along + np.cos(d) * side
+                y = points[k][1] + np.cos(d) * along - np.sin(d) * side
+                time = _TIMES[prng.choice(3, p=spec.light_mix)]
+                cam = _phone_camera(prng, x, y, axis)
+                jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, time, True), prng,
+                                 f"{place_id}_{name}"))
+
+    for si, (split, name, blocks, n_queries) in enumerate(
+            [("val", VAL_CITY, spec.val_blocks, spec.val_queries), ("test", TEST_CITY, spec.test_blocks, spec.test_queries)]):
+        city = build_city(name, spec.seed, blocks, spec.style_pool)
+        points, axes = city.street_points(spec.database_spacing_m)
+        for i, (p, axis) in enumerate(zip(points, axes)):
+            for j, flip in enumerate((0, 180)):
+                rng = np.random.default_rng([spec.seed, 3, si, i, j])
+                cam = Camera(x=float(p[0]), y=float(p[1]), heading=float(axis + flip + rng.normal(0, 3)))
+                jobs.append(_job(city, f"{split}/database", cam, _conditions(rng, "day", False), rng, "day"))
+        for q in range(n_queries):
+            rng = np.random.default_rng([spec.seed, 4, si, q])
+            time = _TIMES[rng.choice(3, p=spec.light_mix)]
+            x, y, axis = _random_street_point(city, rng)
+            d = np.radians(axis)
+            side = lateral(city, rng)
+            x, y = x + np.cos(d) * side, y - np.sin(d) * side
+            cam = _phone_camera(rng, x, y, axis + 180 * rng.integers(2))
+            jobs.append(_job(city, f"{split}/queries", cam, _conditions(rng, time, True), rng, time))
+    return jobs
+
+
+_worker_state: dict = {}
+
+
+def _init_worker(spec: SyntheticSpec, root: str):
+    _worker_state.update(spec=spec, root=root, cities={})
+
+
+def _render_one(job) -> None:
+    city_name, rel_path, cam, cond = job
+    spec, cities = _worker_state["spec"], _worker_state["cities"]
+    if city_name not in cities:
+        blocks = {VAL_CITY: spec.val_blocks, TEST_CITY: spec.test_blocks}.get(city_name, spec.train_blocks)
+        cities[city_name] = build_city(city_name, spec.seed, blocks, spec.style_pool)
+    pixels = render(cities[city_name], cam, cond, tuple(spec.image_size))
+    Image.fromarray(pixels).save(os.path.join(_worker_state["root"], rel_path), quality=spec.jpeg_quality)
+
+
+def generate(root: str | os.PathLike, spec: SyntheticSpec, workers: int | None = None) -> dict:
+    """Render every image of ``spec`` under ``root`` (replaced atomically). Returns a summary."""
+    root = os.fspath(root)
+    tmp = f"{root}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    jobs = plan(spec)
+    for d in sorted({os.path.dirname(j[1]) for j in jobs}):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec, tmp)) as pool:
+                for _ in tqdm(pool.map(_render_one, jobs, chunksize=32), total=len(jobs),
+                              desc="rendering synthetic city", unit="img"):
+                    pass
+        else:
+            _init_worker(spec, tmp)
+            for job in tqdm(jobs, desc="rendering synthetic city", unit="img"):
+                _render_one(job)
+        summary = {"images": len(jobs)}
+        for d in sorted({os.path.dirname(j[1]) for j in jobs}):
+            summary[d] = sum(os.path.dirname(j[1]) == d for j in jobs)
+        with open(os.path.join(tmp, "manifest.json"), "w") as fh:
+            json.dump({"spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+                       "counts": summary}, fh, indent=2)
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary

@@ -1,0 +1,49 @@
+"""kNN retrieval with faiss and recall@N, vectorised (no per-query Python loop).
+
+A query counts at N if any of its top-N database images is a positive (within the GT radius);
+queries without any positive stay in the denominator as misses. Recalls are in percent.
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from vpr.data.groundtruth import Positives
+
+
+def search(database: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices (num_queries, k) of the ``k`` nearest database descriptors (L2), nearest first."""
+    database = np.ascontiguousarray(database, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(database))
+    index = faiss.IndexFlatL2(database.shape[1])
+    index.add(database)
+    _, indices = index.search(queries, k)
+    return indices.astype(np.int64)
+
+
+def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
+    """Boolean (num_queries, k): is prediction [q, r] a positive of query q."""
+    nq = len(predictions)
+    pos_keys = np.repeat(np.arange(nq, dtype=np.int64), positives.counts) * num_database + positives.indices
+    pred_keys = np.arange(nq, dtype=np.int64)[:, None] * num_database + predictions
+    return np.isin(pred_keys, pos_keys)
+
+
+def first_correct_rank(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
+    """0-based rank of the first correct prediction per query; k (= no hit in the top k) otherwise."""
+    correct = correct_matrix(predictions, positives, num_database)
+    return np.where(correct.any(1), correct.argmax(1), predictions.shape[1])
+
+
+def recall_at(predictions: np.ndarray, positives: Positives, num_database: int, ns) -> dict[int, float]:
+    """Recall@N in percent for each N in ``ns`` (N beyond the retrieved k counts hits within k)."""
+    rank = first_correct_rank(predictions, positives, num_database)
+    return {int(n): float((rank < n).mean() * 100) if len(rank) else 0.0 for n in ns}
+
+
+def recall_curve(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
+    """Recall@N (percent) for N = 1 .. k."""
+    rank = first_correct_rank(predictions, positives, num_database)
+    k = predictions.shape[1]
+    return np.array([(rank < n).mean() * 100 for n in range(1, k + 1)]) if len(rank) else np.zeros(k)

@@ -1,0 +1,51 @@
+"""The VPR network: backbone -> aggregator -> optional FC projection -> L2 normalisation.
+
+A model is fully described by a small plain dict (``spec``) saved in every checkpoint, so
+extraction and localisation rebuild it without reading params.yaml.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from vpr.models.aggregators import AGGREGATORS
+from vpr.models.backbones import BACKBONES, feature_shape
+from vpr.registry import require
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VPRNet(nn.Module):
+    def __init__(self, backbone: nn.Module, aggregator: nn.Module, descriptor_dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.aggregator = aggregator
+        self.projection = nn.Linear(aggregator.out_dim, descriptor_dim) if descriptor_dim else nn.Identity()
+        self.descriptor_dim = descriptor_dim or aggregator.out_dim
+
+    def forward(self, images):
+        return F.normalize(self.projection(self.aggregator(self.backbone(images))), p=2, dim=1)
+
+
+def model_spec(params: dict, image_size) -> dict:
+    """The plain-dict model description from params.yaml (validated)."""
+    model = params.get("model", {}) or {}
+    backbone, aggregator = params["backbone"], params["aggregator"]
+    dim = model.get("descriptor_dim")
+    require(dim is None or (isinstance(dim, int) and dim > 0), "model.descriptor_dim",
+            f"must be a positive integer or null, got {dim!r}")
+    return dict(
+        backbone=backbone,
+        backbone_settings=BACKBONES.check(backbone, (params.get("backbones") or {}).get(backbone)),
+        aggregator=aggregator,
+        aggregator_settings=AGGREGATORS.check(aggregator, (params.get("aggregators") or {}).get(aggregator)),
+        descriptor_dim=dim, image_size=list(image_size))
+
+
+def build_model(spec: dict) -> VPRNet:
+    backbone = BACKBONES.build(spec["backbone"], settings=spec["backbone_settings"], key="backbone")
+    channels, h, w = feature_shape(backbone, spec["image_size"])
+    aggregator = AGGREGATORS.build(spec["aggregator"], channels, (h, w), settings=spec["aggregator_settings"],
+                                   key="aggregator")
+    return VPRNet(backbone, aggregator, spec.get("descriptor_dim"))

@@ -1,0 +1,20 @@
+"""Stage evaluate@<set>: faiss kNN + recall@N -> metrics/eval/<set>.json (night subset included)."""
+import sys
+
+from _common import run
+
+
+def main():
+    from vpr.config import load_config
+    from vpr.eval.evaluate import evaluate_features
+    from vpr.io import write_json
+
+    cfg = load_config()
+    name = sys.argv[1]
+    metrics = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values)
+    write_json(f"metrics/eval/{name}.json", metrics)
+    print(f"evaluate@{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in metrics.items() if k.startswith("R@")))
+
+
+if __name__ == "__main__":
+    run(main)

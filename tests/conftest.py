@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+# A miniature embedded city: same generator as the default, a few hundred small images.
+TINY_SYNTHETIC = dict(image_size=(48, 64), train_cities=1, train_blocks=3, places_per_city=30, val_blocks=2,
+                      test_blocks=2, val_queries=20, test_queries=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_city(tmp_path_factory):
+    """Path of a generated miniature dataset root (train/, val/, test/)."""
+    from vpr.data.synthetic.generate import SyntheticSpec, generate
+    root = tmp_path_factory.mktemp("synth") / "synth"
+    generate(root, SyntheticSpec(**TINY_SYNTHETIC), workers=1)
+    return root

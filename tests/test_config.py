@@ -1,0 +1,98 @@
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vpr.config import load_params, validate
+from vpr.data.samplers import PlaceBatchSampler
+from vpr.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def with_change(path, value):
+    raw = copy.deepcopy(PARAMS)
+    node = raw
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is KeyError:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return raw
+
+
+def test_shipped_params_are_valid():
+    cfg = validate(copy.deepcopy(PARAMS))
+    assert cfg.loss == "multisimilarity" and cfg.eval.recall_values == (1, 5, 10, 20)
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("lossses", {}, "lossses: unknown top-level key"),
+    ("train.epochz", 3, "train.epochz: unknown key; allowed: epochs"),
+    ("loss", "circel", "loss: unknown loss 'circel'; choose one of: contrastive, triplet, multisimilarity, circle"),
+    ("backbone", "resnet19", "backbone: unknown backbone 'resnet19'; choose one of: resnet18"),
+    ("optimizers.adam.lr", -0.1, "optimizers.adam.lr: must be > 0"),
+    ("optimizers.adam.lrr", 0.1, "optimizers.adam.lrr: unknown setting for optimizer 'adam'; allowed: lr"),
+    ("losses.circle.m", "big", "losses.circle.m: expected float"),
+    ("losses.circle.gamma", -1.0, "losses.circle.gamma: must be > 0"),
+    ("miners.triplet_margin.type_of_triplets", "hardest", "type_of_triplets: 'hardest' is not one of"),
+    ("train.epochs", -1, "train.epochs: must be >= 0"),
+    ("train.select_best_by", "R@3", "train.select_best_by: 'R@3' is not one of"),
+    ("data.test", {}, "data.test: the list of evaluation sets is empty"),
+    ("datasets", {}, "datasets: expected at least one dataset"),
+    ("datasets.synth.source", "ftp", "datasets.synth.source: 'ftp' is not one of"),
+    ("data.val", "nowhere/val", "data.val: 'nowhere/val' must be a folder under data/raw"),
+    ("eval.recall_values", [5, 1], "eval.recall_values: must be increasing positive integers"),
+    ("gt.radius_m", 0, "gt.radius_m: must be > 0"),
+    ("synthetic.light_mix", [0.5, 0.5, 0.5], "synthetic.light_mix: must be three fractions"),
+    ("augment", [{"name": "solarize"}], "augment[0].name: unknown augmentation 'solarize'"),
+    ("scheduler", KeyError, "scheduler: missing; choose one of: none, multistep"),
+])
+def test_bad_params_give_one_clear_line(path, value, message):
+    with pytest.raises(ConfigError) as err:
+        validate(with_change(path, value))
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_images_per_place_larger_than_the_smallest_place_is_refused():
+    offsets = np.array([0, 4, 9, 12])   # the smallest place has 3 images
+    with pytest.raises(ConfigError, match="train.images_per_place: 4 is larger than the smallest place \\(3 images\\)"):
+        PlaceBatchSampler(offsets, np.arange(12), places_per_batch=2, images_per_place=4)
+
+
+def _stage_sandbox(tmp_path, raw):
+    for d in ("stages", "src"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    with open(tmp_path / "params.yaml", "w") as fh:
+        yaml.safe_dump(raw, fh)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "best.pt").write_bytes(b"previous model")
+    return tmp_path
+
+
+@pytest.mark.parametrize("stage,path,value", [("train", "optimizers.adam.lr", -1.0),
+                                              ("train", "viz.typo", 1),
+                                              ("fetch", "loss", "nope"),
+                                              ("build_gt", "data.test", {})])
+def test_stages_stop_before_any_work_with_exit_code_2(tmp_path, stage, path, value):
+    box = _stage_sandbox(tmp_path, with_change(path, value))
+    before = sorted(p.relative_to(box) for p in box.rglob("*") if "__pycache__" not in p.parts)
+    args = [sys.executable, f"stages/{stage}.py"] + (["synth"] if stage == "fetch" else [])
+    proc = subprocess.run(args, cwd=box, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and path.split(".")[0] in lines[0], proc.stderr
+    after = sorted(p.relative_to(box) for p in box.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before                                   # nothing written, nothing removed
+    assert (box / "models" / "best.pt").read_bytes() == b"previous model"
