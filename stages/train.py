@@ -1,8 +1,12 @@
 """Stage train: fit the network on the training places, validating every epoch.
 
-Writes models/best.pt (best validation epoch), models/last.pt, and the dvclive log in metrics/train/.
+Writes models/best.pt (best validation epoch), models/last.pt (resumable), and the dvclive log in
+metrics/train/. If a previous run of the same params and data was interrupted (models/last.pt unfinished),
+it continues from there: `dvc repro` after a kill resumes instead of starting over.
 """
+import os
 import time
+import warnings
 
 from _common import run, setup_torch
 
@@ -12,45 +16,61 @@ def main():
 
     from vpr.config import load_config
     from vpr.data.groundtruth import load_eval_set, load_train_set
+    from vpr.train.checkpoint import load_checkpoint
     from vpr.train.loop import LoopConfig, fit
-    from vpr.train.recipe import build_recipe, evaluate_model, seed_everything
+    from vpr.train.recipe import build_recipe, evaluate_model, fingerprint, seed_everything
 
     cfg = load_config()
-    device = setup_torch(cfg.train.device)
+    t = cfg.train
+    device = setup_torch(t.device)
     seed_everything(cfg.seed)
     train_set, val_set = load_train_set("data/gt/train"), load_eval_set("data/gt/val")
     recipe = build_recipe(cfg, train_set, device)
+    if t.compile:
+        if device == "cuda":
+            recipe.model.compile()
+        else:
+            warnings.warn("train.compile: a no-op on CPU (compilation costs more than it saves here)")
+    run_id = fingerprint(cfg, "data/gt/train", "data/gt/val")
+    resume = None
+    if os.path.isfile("models/last.pt"):
+        last = load_checkpoint("models/last.pt")
+        if last.get("fingerprint") == run_id and not last.get("finished", True):
+            resume = last
     print(f"train: {len(train_set.paths)} images, {train_set.num_places} places; "
-          f"{cfg.backbone} + {cfg.aggregator} -> {recipe.model.descriptor_dim}-D; "
-          f"{cfg.loss} loss, miner {cfg.miner}, {cfg.optimizer}, scheduler {cfg.scheduler}; device {device}")
+          f"{cfg.backbone} + {cfg.aggregator} -> {recipe.model.descriptor_dim}-D; {cfg.loss} loss, miner "
+          f"{cfg.miner}, sampler {cfg.sampler}, {cfg.optimizer}, scheduler {cfg.scheduler}; device {device}"
+          + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
 
     def validate(model):
-        return evaluate_model(model, val_set, cfg.train.image_size, batch_size=cfg.extract.batch_size,
-                              device=device)
+        return evaluate_model(model, val_set, t.image_size, batch_size=cfg.extract.batch_size, device=device)
 
     with Live("metrics/train", dvcyaml=False, save_dvc_exp=False) as live:
         def log(row):
-            if row["epoch"] > 0:
-                live.log_metric("loss", row["loss"])
-            live.log_metric("lr", row["lr"])
             for k, v in row.items():
-                if k.startswith("val_"):
+                if k not in ("epoch", "seconds") and not (k == "loss" and row["epoch"] == 0):
                     live.log_metric(k, v)
-            print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
-                  flush=True)
             live.next_step()
 
+        def log_and_print(row):
+            log(row)
+            print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
+                  flush=True)
+
+        for row in (resume or {}).get("loop", {}).get("history", []):   # the log of the interrupted run
+            log(row)
         start = time.time()
-        result = fit(recipe.model, recipe.objective, recipe.optimizer, recipe.scheduler, recipe.batches, validate,
-                     LoopConfig(epochs=cfg.train.epochs, checkpoint_dir="models",
-                                select_best_by=cfg.train.select_best_by, patience=cfg.train.patience, device=device),
-                     checkpoint_meta=dict(spec=recipe.spec), on_epoch_end=log)
+        result = fit(recipe.model, recipe.objective, recipe.optimizer, recipe.schedule, recipe.batches, validate,
+                     LoopConfig(epochs=t.epochs, checkpoint_dir="models", select_best_by=t.select_best_by,
+                                patience=t.patience, device=device, seed=cfg.seed, amp=t.amp),
+                     checkpoint_meta=dict(spec=recipe.spec, fingerprint=run_id), on_epoch_end=log_and_print,
+                     sampler=recipe.sampler, resume=resume)
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         live.summary.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                             stopped_early=result.stopped_early, descriptor_dim=recipe.model.descriptor_dim,
-                            train_minutes=round((time.time() - start) / 60, 2),
                             **{f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
-    print(f"train: best epoch {result.best_epoch} ({cfg.train.select_best_by} {result.best_score:.2f})")
+    print(f"train: best epoch {result.best_epoch} ({t.select_best_by} {result.best_score:.2f}), "
+          f"{(time.time() - start) / 60:.1f} min")
 
 
 if __name__ == "__main__":

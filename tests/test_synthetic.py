@@ -51,7 +51,7 @@ def test_coordinates_are_real_utm_consistent_with_lat_lon(tiny_city):
 
 def test_training_places_are_gsv_style(tiny_city):
     ts = build_train_set(tiny_city / "train", min_images=4)
-    assert ts.num_places == TINY_SYNTHETIC["places_per_city"]
+    assert ts.num_places == TINY_SYNTHETIC["places_per_city"] * TINY_SYNTHETIC["train_cities"]
     for p in range(ts.num_places):
         city = ts.place_city[p]
         members = ts.images_of(p)

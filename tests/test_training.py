@@ -1,11 +1,13 @@
 import numpy as np
+import pytest
 import torch
 
 from vpr.data.samplers import PlaceBatchSampler
+from vpr.errors import TrainingError
 from vpr.models.network import build_model
 from vpr.train.losses import LOSSES, MINERS
 from vpr.train.loop import LoopConfig, MetricObjective, fit
-from vpr.train.optim import OPTIMIZERS
+from vpr.train.optim import OPTIMIZERS, SCHEDULERS
 from tests.test_models import spec
 
 
@@ -32,16 +34,20 @@ def test_place_sampler_is_reproducible_per_epoch():
     assert list(a) != list(b)
 
 
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+def _parts(loss="multisimilarity", lr=1e-3):
     torch.manual_seed(0)
     model = build_model(spec())
-    objective = MetricObjective(LOSSES.build("multisimilarity"), None)
-    opt = OPTIMIZERS.build("adam", model.parameters(), settings=dict(lr=1e-3))
-    images = torch.randn(16, 3, 64, 96)
-    labels = torch.arange(4).repeat_interleave(4)
+    objective = MetricObjective(LOSSES.build(loss, 4, model.descriptor_dim), None)
+    opt = OPTIMIZERS.build("adam", model.parameters(), settings=dict(lr=lr))
+    return model, objective, opt
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+    model, objective, opt = _parts()
+    batch = {"images": torch.randn(16, 3, 64, 96), "labels": torch.arange(4).repeat_interleave(4)}
     losses = []
     for _ in range(6):
-        loss = objective(model(images), labels)
+        loss, _ = objective(model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -49,25 +55,65 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < losses[0] * 0.8, losses
 
 
+def _batches(n=1):
+    batch = {"images": torch.randn(8, 3, 64, 96), "labels": torch.arange(2).repeat_interleave(4)}
+    return lambda epoch: [batch] * n
+
+
 def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
-    torch.manual_seed(0)
-    model = build_model(spec())
-    objective = MetricObjective(LOSSES.build("contrastive"), MINERS.build("none"))
-    opt = OPTIMIZERS.build("sgd", model.parameters(), settings=dict(lr=1e-3))
-    batch = (torch.randn(8, 3, 64, 96), torch.arange(2).repeat_interleave(4))
+    model, objective, opt = _parts("contrastive")
     scores = iter([10.0, 20.0, 15.0, 14.0, 30.0])            # epoch 0, 1, 2, 3, (never reached)
-    result = fit(model, objective, opt, None, lambda epoch: [batch], lambda m: {"R@1": next(scores)},
+    result = fit(model, objective, opt, None, _batches(), lambda m: {"R@1": next(scores)},
                  LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2), checkpoint_meta=dict(spec=spec()))
     assert result.best_epoch == 1 and result.stopped_early and result.epochs_run == 3
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert best["epoch"] == 1 and last["epoch"] == 3 and best["metrics"] == {"R@1": 20.0}
+    assert last["finished"] and not best["finished"]
 
 
 def test_zero_epochs_only_evaluates_the_initial_model(tmp_path):
-    model = build_model(spec())
-    objective = MetricObjective(LOSSES.build("contrastive"), None)
-    opt = OPTIMIZERS.build("sgd", model.parameters())
+    model, objective, opt = _parts("contrastive")
     result = fit(model, objective, opt, None, lambda e: [], lambda m: {"R@1": 5.0},
                  LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)), checkpoint_meta=dict(spec=spec()))
     assert result.best_epoch == 0 and (tmp_path / "best.pt").exists()
+
+
+class _NaNAfter(torch.nn.Module):
+    """An objective that diverges at a given epoch."""
+
+    def __init__(self, inner, epoch):
+        super().__init__()
+        self.inner, self.epoch, self.calls = inner, epoch, 0
+
+    def forward(self, model, batch):
+        self.calls += 1
+        loss, logs = self.inner(model, batch)
+        return (loss * float("nan") if self.calls >= self.epoch else loss), logs
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, objective, opt = _parts("contrastive")
+    with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1; the last good checkpoint"):
+        fit(model, _NaNAfter(objective, 2), opt, None, _batches(), lambda m: {"R@1": 1.0},
+            LoopConfig(epochs=3, checkpoint_dir=str(tmp_path)), checkpoint_meta={})
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_resuming_from_last_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
+    def run(epochs, directory, resume=None):
+        model, objective, opt = _parts("multisimilarity")
+        schedule = SCHEDULERS.build("cosine", opt, 3, 2, 1)
+        scores = iter(range(100))
+        return fit(model, objective, opt, schedule, _batches(2), lambda m: {"R@1": float(next(scores))},
+                   LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
+                   checkpoint_meta={}, resume=resume), model
+    full, full_model = run(3, tmp_path / "a")
+    run(1, tmp_path / "b")                                   # "killed" after epoch 1
+    last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    resumed, resumed_model = run(3, tmp_path / "b", resume=last)
+    assert resumed.resumed_from == 2
+    assert [r["loss"] for r in resumed.history[1:]] == [r["loss"] for r in full.history[1:]]
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -21,18 +21,18 @@ from vpr.data.synthetic.generate import SyntheticSpec
 from vpr.errors import ConfigError
 from vpr.registry import Registry, check_type, require
 
-CHOICES = ("backbone", "aggregator", "loss", "miner", "optimizer", "scheduler")
+CHOICES = ("backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler")
 
 
 def _registries() -> dict[str, Registry]:
     # Imported lazily: these pull in torch, which the params check itself does not need first.
-    from vpr.data.transforms import AUGMENTATIONS  # noqa: F401
+    from vpr.data.samplers import SAMPLERS
     from vpr.models.aggregators import AGGREGATORS
     from vpr.models.backbones import BACKBONES
     from vpr.train.losses import LOSSES, MINERS
     from vpr.train.optim import OPTIMIZERS, SCHEDULERS
     return dict(backbone=BACKBONES, aggregator=AGGREGATORS, loss=LOSSES, miner=MINERS, optimizer=OPTIMIZERS,
-                scheduler=SCHEDULERS)
+                scheduler=SCHEDULERS, sampler=SAMPLERS)
 
 
 def _size(key: str, value) -> tuple[int, int] | None:
@@ -80,6 +80,9 @@ class TrainSection:
     places_per_batch: int = 16
     images_per_place: int = 4
     batches_per_epoch: int = None     # null = one pass over the places
+    warmup_steps: int = 0             # linear learning-rate warm-up, composed with any scheduler
+    amp: bool = False                 # mixed precision on CUDA (a no-op on CPU)
+    compile: bool = False             # torch.compile the model on CUDA (a no-op on CPU)
     patience: int = 3                 # early stopping: epochs without val improvement (0 = off)
     select_best_by: str = "R@1"
     num_workers: int = 1
@@ -94,6 +97,7 @@ class TrainSection:
         require(self.batches_per_epoch is None or self.batches_per_epoch >= 1, f"{k}.batches_per_epoch",
                 "must be >= 1 or null")
         require(self.patience >= 0, f"{k}.patience", "must be >= 0")
+        require(self.warmup_steps >= 0, f"{k}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         require(self.select_best_by in VAL_METRICS, f"{k}.select_best_by",
                 f"'{self.select_best_by}' is not one of {', '.join(VAL_METRICS)}")
         require(self.num_workers >= 0, f"{k}.num_workers", "must be >= 0")
@@ -142,7 +146,7 @@ SECTIONS = dict(synthetic=SyntheticSpec, data=DataSection, gt=GTSection, model=M
                 train=TrainSection, extract=ExtractSection, eval=EvalSection, viz=VizSection)
 SOURCES = ("synthetic",)
 TOP_LEVEL = {"seed", "datasets", "augment", *CHOICES, *SECTIONS,
-             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers"}
+             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers"}
 
 
 def _read_section(raw: dict, name: str, cls):
@@ -235,9 +239,11 @@ def _check_values(registry: Registry, name: str, settings) -> None:
     """Run the builder's own range checks on a stand-in context (cheap: no real model or data)."""
     import torch
     dummy = [torch.nn.Parameter(torch.zeros(1))]
-    context = {"losses": (), "miners": (), "aggregators": (8, (4, 4)), "optimizers": (dummy,),
-               "schedulers": (torch.optim.SGD(dummy, lr=0.1), 1)}
-    if registry.section in context:  # backbones are checked when built, before any training
+    context = {"losses": (10, 8), "miners": (), "aggregators": (8, (4, 4)), "optimizers": (dummy,),
+               "schedulers": (torch.optim.SGD(dummy, lr=0.1), 1, 1, 0)}
+    # backbones and samplers need the real model / training set: they are checked when built, first thing
+    # in the train stage, before any training
+    if registry.section in context:
         registry.build(name, *context[registry.section], settings=settings)
 
 

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from vpr.data.datasets import ImageList
 from vpr.data.transforms import eval_transform
+from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
 @torch.no_grad()
@@ -17,7 +18,8 @@ def compute_descriptors(model: torch.nn.Module, paths, image_size=None, batch_si
     (then images are fed one at a time, as the reference code does for queries of mixed sizes)."""
     was_training = model.training
     model.eval()
-    loader = DataLoader(ImageList(paths, eval_transform(image_size)), batch_size=batch_size if image_size else 1,
+    transform = eval_transform(image_size, getattr(model, "mean", IMAGENET_MEAN), getattr(model, "std", IMAGENET_STD))
+    loader = DataLoader(ImageList(paths, transform), batch_size=batch_size if image_size else 1,
                         num_workers=num_workers, persistent_workers=False)
     out = None
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:

@@ -1,10 +1,12 @@
 """Aggregators: feature map (B, C, h, w) -> global descriptor (B, D).
 
-Builders take ``(in_channels, feature_hw)`` from the code and their settings as keywords;
-the returned module has an ``out_dim`` attribute. L2 normalisation happens in the network.
+Builders take ``(in_channels, feature_hw)`` from the code and their settings as keywords; the returned
+module has an ``out_dim`` attribute. L2 normalisation of the final descriptor happens in the network.
+An aggregator that wants data-driven initialisation (NetVLAD) has ``init_from_local_features``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,15 @@ class AvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class MaxPool(nn.Module):
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.out_dim = in_channels
+
+    def forward(self, x):
+        return x.amax(dim=(2, 3))
+
+
 class GeM(nn.Module):
     """Generalised mean pooling, (mean x^p)^(1/p), with a learnable p."""
 
@@ -36,14 +47,203 @@ class GeM(nn.Module):
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
 
 
-@AGGREGATORS.register(paper="Babenko & Lempitsky, SPoC, ICCV 2015")
+class AdaptivePool(nn.Module):
+    """Pool to a fixed grid and concatenate the cells (a spatial layout kept in the descriptor)."""
+
+    def __init__(self, in_channels: int, grid, mode: str):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(tuple(grid)) if mode == "avg" else nn.AdaptiveMaxPool2d(tuple(grid))
+        self.out_dim = in_channels * grid[0] * grid[1]
+
+    def forward(self, x):
+        return F.normalize(self.pool(x), dim=1).flatten(1)
+
+
+class AttentionPool(nn.Module):
+    """Weighted average over positions; the weights are a softmax of a 1x1 convolution of the features."""
+
+    def __init__(self, in_channels: int, temperature: float):
+        super().__init__()
+        self.score = nn.Conv2d(in_channels, 1, kernel_size=1)
+        self.temperature = temperature
+        self.out_dim = in_channels
+
+    def forward(self, x):
+        weights = torch.softmax(self.score(x).flatten(1) / self.temperature, dim=1)   # (B, hw)
+        return torch.einsum("bch,bh->bc", x.flatten(2), weights)
+
+
+class NetVLAD(nn.Module):
+    """NetVLAD: soft-assignment of local features to K clusters, residuals summed per cluster.
+
+    Output K * C values (intra-normalised per cluster, then flattened)."""
+
+    def __init__(self, in_channels: int, clusters: int, alpha: float, normalize_input: bool):
+        super().__init__()
+        self.clusters, self.alpha, self.normalize_input = clusters, alpha, normalize_input
+        self.assign = nn.Conv2d(in_channels, clusters, kernel_size=1, bias=True)
+        self.centroids = nn.Parameter(torch.rand(clusters, in_channels))
+        self.out_dim = clusters * in_channels
+        self.initialized = False
+
+    def init_from_local_features(self, local: np.ndarray, seed: int = 0) -> None:
+        """k-means (faiss) on (N, C) local features, then the assignment layer as in the original paper."""
+        import faiss
+        local = np.ascontiguousarray(local, dtype=np.float32)
+        if self.normalize_input:
+            local /= np.linalg.norm(local, axis=1, keepdims=True) + 1e-12
+        kmeans = faiss.Kmeans(local.shape[1], self.clusters, niter=50, seed=seed, verbose=False)
+        kmeans.train(local)
+        centroids = kmeans.centroids / (np.linalg.norm(kmeans.centroids, axis=1, keepdims=True) + 1e-12)
+        # alpha from the gap between the two nearest centroids, so soft assignment starts near-hard.
+        dots = local[:2000] @ centroids.T
+        dots.sort(axis=1)
+        alpha = (-np.log(0.01) / np.mean(dots[:, -1] - dots[:, -2])).item()
+        with torch.no_grad():
+            c = torch.from_numpy(centroids)
+            self.centroids.copy_(c)
+            self.assign.weight.copy_((2.0 * alpha * c)[:, :, None, None])
+            self.assign.bias.copy_(-alpha * c.norm(dim=1))
+        self.alpha, self.initialized = alpha, True
+
+    def forward(self, x):
+        if self.normalize_input:
+            x = F.normalize(x, dim=1)
+        soft = torch.softmax(self.assign(x).flatten(2), dim=1)                 # (B, K, hw)
+        local = x.flatten(2)                                                  # (B, C, hw)
+        vlad = torch.einsum("bkn,bcn->bkc", soft, local) - soft.sum(2).unsqueeze(2) * self.centroids[None]
+        return F.normalize(vlad, dim=2).flatten(1)
+
+
+class FeatureMixer(nn.Module):
+    def __init__(self, positions: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(positions * mlp_ratio)
+        self.mix = nn.Sequential(nn.LayerNorm(positions), nn.Linear(positions, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, positions))
+
+    def forward(self, x):
+        return x + self.mix(x)
+
+
+class MixVPR(nn.Module):
+    """MixVPR: flattened feature maps mixed by MLPs across positions, then projected along channels
+    and rows: out_channels * out_rows values."""
+
+    def __init__(self, in_channels: int, feature_hw, mix_depth: int, mlp_ratio: float, out_channels: int,
+                 out_rows: int):
+        super().__init__()
+        positions = feature_hw[0] * feature_hw[1]
+        self.mixers = nn.Sequential(*[FeatureMixer(positions, mlp_ratio) for _ in range(mix_depth)])
+        self.channel_proj = nn.Linear(in_channels, out_channels)
+        self.row_proj = nn.Linear(positions, out_rows)
+        self.positions = positions
+        self.out_dim = out_channels * out_rows
+
+    def forward(self, x):
+        if x.shape[2] * x.shape[3] != self.positions:
+            raise ValueError(f"MixVPR was built for {self.positions} feature positions, got "
+                             f"{x.shape[2]}x{x.shape[3]}: extract at the training image size")
+        x = self.mixers(x.flatten(2))                       # (B, C, hw)
+        x = self.channel_proj(x.permute(0, 2, 1))           # (B, hw, out_channels)
+        x = self.row_proj(x.permute(0, 2, 1))               # (B, out_channels, out_rows)
+        return x.flatten(1)
+
+
+class CosPlaceHead(nn.Module):
+    """CosPlace head: GeM -> fully connected -> (L2 in the network)."""
+
+    def __init__(self, in_channels: int, p: float, fc_output_dim: int):
+        super().__init__()
+        self.gem = GeM(in_channels, p)
+        self.fc = nn.Linear(in_channels, fc_output_dim)
+        self.out_dim = fc_output_dim
+
+    def forward(self, x):
+        return self.fc(F.normalize(self.gem(x), dim=1))
+
+
+class ConvAP(nn.Module):
+    """Conv-AP: 1x1 convolution to out_channels, adaptive average pooling to an s1 x s2 grid, flattened."""
+
+    def __init__(self, in_channels: int, out_channels: int, s1: int, s2: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+        self.pool = nn.AdaptiveAvgPool2d((s1, s2))
+        self.out_dim = out_channels * s1 * s2
+
+    def forward(self, x):
+        return self.pool(self.reduce(x)).flatten(1)
+
+
+@AGGREGATORS.register(paper="Babenko & Lempitsky, Aggregating Local Deep Features (SPoC), ICCV 2015")
 def avg(in_channels: int, feature_hw) -> nn.Module:
-    """Global average pooling (the course template's baseline, SPoC)."""
+    """Global average pooling (the course template's baseline)."""
     return AvgPool(in_channels)
+
+
+@AGGREGATORS.register("max", paper="Tolias et al., Particular Object Retrieval with Integral Max-Pooling (MAC), "
+                                   "ICLR 2016")
+def max_(in_channels: int, feature_hw) -> nn.Module:
+    """Global max pooling (MAC)."""
+    return MaxPool(in_channels)
 
 
 @AGGREGATORS.register(paper="Radenovic et al., Fine-tuning CNN Image Retrieval with No Human Annotation, TPAMI 2018")
 def gem(in_channels: int, feature_hw, *, p: float = 3.0, learn_p: bool = True) -> nn.Module:
-    """Generalized-mean pooling with learnable exponent p."""
+    """Generalized-mean pooling with a learnable exponent p."""
     require(p > 0, "aggregators.gem.p", f"must be > 0, got {p}")
     return GeM(in_channels, p=p, learn_p=learn_p)
+
+
+@AGGREGATORS.register(paper="He et al., Spatial Pyramid Pooling, ECCV 2014 (single level)")
+def adaptive(in_channels: int, feature_hw, *, grid: list = (2, 2), mode: str = "avg") -> nn.Module:
+    """Adaptive pooling to a grid x grid layout, cells L2-normalised and concatenated (C * g1 * g2)."""
+    require(len(grid) == 2 and all(isinstance(g, int) and g >= 1 for g in grid), "aggregators.adaptive.grid",
+            f"must be [rows, cols] >= 1, got {list(grid)}")
+    require(mode in ("avg", "max"), "aggregators.adaptive.mode", f"'{mode}' is not avg or max")
+    return AdaptivePool(in_channels, grid, mode)
+
+
+@AGGREGATORS.register(paper="Noh et al., DELF attention pooling, ICCV 2017 (1x1-conv attention)")
+def attention(in_channels: int, feature_hw, *, temperature: float = 1.0) -> nn.Module:
+    """Attention pooling: softmax weights from a 1x1 convolution over positions."""
+    require(temperature > 0, "aggregators.attention.temperature", f"must be > 0, got {temperature}")
+    return AttentionPool(in_channels, temperature)
+
+
+@AGGREGATORS.register(paper="Arandjelovic et al., NetVLAD, CVPR 2016")
+def netvlad(in_channels: int, feature_hw, *, clusters: int = 64, normalize_input: bool = True,
+            init_images: int = 500) -> nn.Module:
+    """NetVLAD with K clusters (K * C values), initialised by faiss k-means on training local features."""
+    require(clusters >= 1, "aggregators.netvlad.clusters", f"must be >= 1, got {clusters}")
+    require(init_images >= 1, "aggregators.netvlad.init_images", f"must be >= 1, got {init_images}")
+    module = NetVLAD(in_channels, clusters, alpha=100.0, normalize_input=normalize_input)
+    module.init_images = init_images
+    return module
+
+
+@AGGREGATORS.register(paper="Ali-bey et al., MixVPR: Feature Mixing for Visual Place Recognition, WACV 2023")
+def mixvpr(in_channels: int, feature_hw, *, mix_depth: int = 4, mlp_ratio: float = 1.0, out_channels: int = 1024,
+           out_rows: int = 4) -> nn.Module:
+    """MixVPR feature mixing: out_channels * out_rows values (paper: 1024 x 4 = 4096)."""
+    for k, v in dict(mix_depth=mix_depth, out_channels=out_channels, out_rows=out_rows).items():
+        require(isinstance(v, int) and v >= 1, f"aggregators.mixvpr.{k}", f"must be an integer >= 1, got {v}")
+    require(mlp_ratio > 0, "aggregators.mixvpr.mlp_ratio", f"must be > 0, got {mlp_ratio}")
+    return MixVPR(in_channels, feature_hw, mix_depth, mlp_ratio, out_channels, out_rows)
+
+
+@AGGREGATORS.register(paper="Berton et al., Rethinking Visual Geo-localization for Large-Scale Applications "
+                            "(CosPlace), CVPR 2022")
+def cosplace(in_channels: int, feature_hw, *, p: float = 3.0, fc_output_dim: int = 512) -> nn.Module:
+    """CosPlace head: GeM -> FC(fc_output_dim) -> L2."""
+    require(fc_output_dim >= 1, "aggregators.cosplace.fc_output_dim", f"must be >= 1, got {fc_output_dim}")
+    return CosPlaceHead(in_channels, p, fc_output_dim)
+
+
+@AGGREGATORS.register(paper="Ali-bey et al., GSV-Cities (Conv-AP), Neurocomputing 2022")
+def convap(in_channels: int, feature_hw, *, out_channels: int = 512, s1: int = 2, s2: int = 2) -> nn.Module:
+    """Conv-AP: 1x1 conv to out_channels, adaptive average pool to s1 x s2 (out_channels * s1 * s2 values)."""
+    for k, v in dict(out_channels=out_channels, s1=s1, s2=s2).items():
+        require(isinstance(v, int) and v >= 1, f"aggregators.convap.{k}", f"must be an integer >= 1, got {v}")
+    return ConvAP(in_channels, out_channels, s1, s2)

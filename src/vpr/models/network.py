@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vpr.models.aggregators import AGGREGATORS
-from vpr.models.backbones import BACKBONES, feature_shape
+from vpr.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, feature_shape
 from vpr.registry import require
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["VPRNet", "model_spec", "build_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 
 class VPRNet(nn.Module):
@@ -23,6 +22,9 @@ class VPRNet(nn.Module):
         self.aggregator = aggregator
         self.projection = nn.Linear(aggregator.out_dim, descriptor_dim) if descriptor_dim else nn.Identity()
         self.descriptor_dim = descriptor_dim or aggregator.out_dim
+        # The input normalisation the backbone's weights expect (ImageNet statistics for most).
+        self.mean = getattr(backbone, "mean", IMAGENET_MEAN)
+        self.std = getattr(backbone, "std", IMAGENET_STD)
 
     def forward(self, images):
         return F.normalize(self.projection(self.aggregator(self.backbone(images))), p=2, dim=1)

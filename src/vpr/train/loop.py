@@ -1,15 +1,23 @@
-"""The one training loop. Training methods plug in as an *objective* (descriptors, labels -> loss)
-and a *batch provider* (epoch -> iterable of (images, labels)); the loop owns epochs, validation,
-best/last checkpoints, early stopping and divergence checks.
+"""The one training loop.
+
+Training methods plug in as an *objective* (``objective(model, batch) -> (loss, logs)``) and a *batch
+provider* (``batches(epoch)`` -> iterable of dict batches); extra loss terms attach to the objective. The
+loop owns epochs, validation, best/last checkpoints, early stopping, divergence checks, the learning-rate
+schedule and resumption: ``last.pt`` holds everything needed to continue (model, objective, optimizer,
+schedule, sampler state, epoch, history), and every epoch reseeds the random generators from
+``(seed, epoch)``, so a run resumed after a kill ends with the metrics of an uninterrupted one.
 """
 from __future__ import annotations
 
 import math
 import os
+import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -19,15 +27,25 @@ from vpr.train.checkpoint import save_checkpoint
 
 
 class MetricObjective(nn.Module):
-    """A pytorch-metric-learning loss on place labels, optionally fed by a miner."""
+    """A pytorch-metric-learning loss on place labels, optionally fed by a miner, plus extra loss terms
+    (each ``term(model, batch, descriptors) -> (loss, logs)``, added to the total)."""
 
-    def __init__(self, loss: nn.Module, miner: nn.Module | None = None):
+    def __init__(self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()):
         super().__init__()
         self.loss, self.miner = loss, miner
+        self.terms = nn.ModuleList(terms)
 
-    def forward(self, descriptors, labels):
+    def forward(self, model, batch):
+        descriptors = model(batch["images"])
+        labels = batch["labels"]
         tuples = self.miner(descriptors, labels) if self.miner is not None else None
-        return self.loss(descriptors, labels, tuples)
+        loss = self.loss(descriptors, labels, tuples)
+        logs = {"metric_loss": loss.item()}
+        for term in self.terms:
+            extra, term_logs = term(model, batch, descriptors)
+            loss = loss + extra
+            logs.update(term_logs)
+        return loss, logs
 
 
 @dataclass
@@ -37,6 +55,8 @@ class LoopConfig:
     select_best_by: str = "R@1"     # validation metric that picks best.pt
     patience: int = 0               # stop after this many epochs without improvement (0 = never)
     device: str = "cpu"
+    seed: int = 0
+    amp: bool = False               # mixed precision (CUDA only; a no-op on CPU)
 
 
 @dataclass
@@ -45,76 +65,115 @@ class FitResult:
     best_score: float
     epochs_run: int
     stopped_early: bool
+    resumed_from: int | None = None
     history: list = field(default_factory=list)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Reseed python, numpy and torch from (seed, epoch): randomness of an epoch does not depend on the past."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2)
+    random.seed(int(state[0]))
+    np.random.seed(int(state[1]))
+    torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def _lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
-def fit(model: nn.Module, objective: nn.Module, optimizer, scheduler,
-        batches: Callable[[int], Iterable], validate: Callable[[nn.Module], dict], cfg: LoopConfig,
-        checkpoint_meta: dict, on_epoch_end: Callable[[dict], None] | None = None) -> FitResult:
+def fit(model: nn.Module, objective: nn.Module, optimizer, schedule,
+        batches: Callable[[int], Iterable[dict]], validate: Callable[[nn.Module], dict], cfg: LoopConfig,
+        checkpoint_meta: dict, on_epoch_end: Callable[[dict], None] | None = None, sampler=None,
+        resume: dict | None = None) -> FitResult:
     """Train for ``cfg.epochs`` epochs (0 = only evaluate the initial model).
 
-    Epoch 0 is the initial model's validation, so ``best.pt`` always exists and training that never
-    beats the starting point says so. After every epoch: validate, write ``last.pt``, and ``best.pt``
-    if ``select_best_by`` improved.
+    Epoch 0 is the initial model's validation, so ``best.pt`` always exists and training that never beats
+    the starting point says so. ``resume``: a ``last.pt`` checkpoint to continue from.
     """
     best_path = os.path.join(cfg.checkpoint_dir, "best.pt")
     last_path = os.path.join(cfg.checkpoint_dir, "last.pt")
-    history: list[dict] = []
-    best_score, best_epoch, bad_epochs, stopped_early = -math.inf, 0, 0, False
+    use_amp = cfg.amp and cfg.device == "cuda"
+    if cfg.amp and not use_amp:
+        warnings.warn("train.amp: mixed precision is a no-op on CPU; training in float32")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    state = dict(best_score=-math.inf, best_epoch=0, bad_epochs=0, stopped_early=False, history=[])
 
-    def save(path, epoch, metrics):
-        save_checkpoint(path, model=model.state_dict(), objective=objective.state_dict(),
-                        optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict() if scheduler is not None else None,
-                        epoch=epoch, metrics=metrics, **checkpoint_meta)
+    def snapshot(epoch, metrics):
+        return dict(model=model.state_dict(), objective=objective.state_dict(), optimizer=optimizer.state_dict(),
+                    schedule=schedule.state_dict() if schedule is not None else None,
+                    sampler=sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+                    scaler=scaler.state_dict(), epoch=epoch, metrics=metrics, loop=dict(state),
+                    finished=state["stopped_early"] or epoch >= cfg.epochs, **checkpoint_meta)
 
-    def end_epoch(epoch, loss, seconds, lr):
-        nonlocal best_score, best_epoch, bad_epochs
+    def end_epoch(epoch, loss, seconds, lr, logs):
         metrics = validate(model)
         if cfg.select_best_by not in metrics:
             raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, "
                                 f"not '{cfg.select_best_by}'")
-        row = dict(epoch=epoch, loss=loss, lr=lr, seconds=seconds,
+        row = dict(epoch=epoch, loss=loss, lr=lr, seconds=seconds, **logs,
                    **{f"val_{k}": v for k, v in metrics.items()})
-        history.append(row)
-        improved = metrics[cfg.select_best_by] > best_score
-        if improved:
-            best_score, best_epoch, bad_epochs = metrics[cfg.select_best_by], epoch, 0
-            save(best_path, epoch, metrics)
+        state["history"] = state["history"] + [row]
+        if metrics[cfg.select_best_by] > state["best_score"]:
+            state.update(best_score=metrics[cfg.select_best_by], best_epoch=epoch, bad_epochs=0)
+            improved = True
         else:
-            bad_epochs += 1
-        save(last_path, epoch, metrics)
+            state["bad_epochs"] += 1
+            improved = False
+        if epoch > 0 and schedule is not None:
+            schedule.epoch_end(metrics[cfg.select_best_by])
+        state["stopped_early"] = bool(epoch > 0 and cfg.patience and state["bad_epochs"] >= cfg.patience)
+        content = snapshot(epoch, metrics)
+        if improved:
+            save_checkpoint(best_path, **content)
+        save_checkpoint(last_path, **content)   # after best.pt: a kill in between loses nothing
         if on_epoch_end:
             on_epoch_end(row)
-        return improved
 
-    end_epoch(0, float("nan"), 0.0, _lr(optimizer))
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    start_epoch = 1
+    resumed_from = None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        objective.load_state_dict(resume["objective"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if schedule is not None and resume.get("schedule") is not None:
+            schedule.load_state_dict(resume["schedule"])
+        if hasattr(sampler, "load_state_dict") and resume.get("sampler") is not None:
+            sampler.load_state_dict(resume["sampler"])
+        scaler.load_state_dict(resume["scaler"])
+        state.update(resume["loop"])
+        start_epoch = resumed_from = resume["epoch"] + 1
+    else:
+        seed_epoch(cfg.seed, 0)
+        end_epoch(0, float("nan"), 0.0, _lr(optimizer), {})
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if state["stopped_early"]:
+            break
+        seed_epoch(cfg.seed, epoch)
         start, lr = time.time(), _lr(optimizer)
         model.train()
-        total, steps = 0.0, 0
+        objective.train()
+        total, steps, term_totals = 0.0, 0, {}
         bar = tqdm(batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for images, labels in bar:
-            descriptors = model(images.to(cfg.device))
-            loss = objective(descriptors, labels.to(cfg.device))
+        for batch in bar:
+            batch = {k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                loss, logs = objective(model, batch)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {steps + 1}; "
-                                    f"the last good checkpoint is kept in {last_path}; lower the learning rate")
+                raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {steps + 1}; the last good "
+                                    f"checkpoint is kept in {last_path}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if schedule is not None:
+                schedule.step()
             total += loss.item()
             steps += 1
+            for k, v in logs.items():
+                term_totals[k] = term_totals.get(k, 0.0) + v
             bar.set_postfix(loss=f"{total / steps:.4f}")
-        if scheduler is not None:
-            scheduler.step()
-        end_epoch(epoch, total / max(steps, 1), time.time() - start, lr)
-        if cfg.patience and bad_epochs >= cfg.patience:
-            stopped_early = True
-            break
-    return FitResult(best_epoch, best_score, epoch, stopped_early, history)
+        term_means = {k: v / max(steps, 1) for k, v in term_totals.items() if len(term_totals) > 1}
+        end_epoch(epoch, total / max(steps, 1), time.time() - start, lr, term_means)
+    return FitResult(state["best_epoch"], state["best_score"], state["history"][-1]["epoch"], state["stopped_early"],
+                     resumed_from, state["history"])

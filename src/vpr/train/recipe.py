@@ -1,7 +1,10 @@
-"""Assemble a training run from a validated config: model, objective, optimizer, scheduler, batches,
+"""Assemble a training run from a validated config: sampler, model, objective, optimizer, schedule, batches,
 and the validation function. Stage scripts call this; the loop in ``loop.py`` runs it."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -9,16 +12,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vpr.data.datasets import PlaceImages
+from vpr.data.datasets import ImageList, PlaceImages
 from vpr.data.groundtruth import EvalSet, TrainSet
-from vpr.data.samplers import PlaceBatchSampler
-from vpr.data.transforms import train_transform
+from vpr.data.samplers import SAMPLERS
+from vpr.data.transforms import eval_transform, train_transform
 from vpr.eval.extract import compute_descriptors
 from vpr.eval.retrieval import recall_at, search
 from vpr.models.network import build_model, model_spec
 from vpr.train.losses import LOSSES, MINERS
 from vpr.train.loop import MetricObjective
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
+
+# The params sections that change what training produces (and so must match to resume a run).
+TRAINING_PARAMS = ("seed", "backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler", "model",
+                   "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "augment",
+                   "train")
 
 
 @dataclass
@@ -27,34 +35,67 @@ class Recipe:
     model: torch.nn.Module
     objective: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: object
-    batches: Callable[[int], DataLoader]
+    schedule: object
+    sampler: object
+    batches: Callable[[int], object]
 
 
 def build_recipe(cfg, train_set: TrainSet, device: str = "cpu") -> Recipe:
     t = cfg.train
     # The sampler checks P and K against the places first: cheap, and before the model is built.
-    sampler = PlaceBatchSampler(train_set.place_offsets, train_set.place_images, t.places_per_batch,
-                                t.images_per_place, seed=cfg.seed, batches_per_epoch=t.batches_per_epoch)
+    sampler = SAMPLERS.build(cfg.sampler, train_set, t.places_per_batch, t.images_per_place, cfg.seed,
+                             t.batches_per_epoch, settings=cfg.settings("sampler"))
     torch.manual_seed(cfg.seed)
     spec = model_spec(cfg.raw, t.image_size)
-    model = build_model(spec).to(device)
-    objective = MetricObjective(LOSSES.build(cfg.loss, settings=cfg.settings("loss")),
-                                MINERS.build(cfg.miner, settings=cfg.settings("miner"))).to(device)
-    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    optimizer = OPTIMIZERS.build(cfg.optimizer, params, settings=cfg.settings("optimizer"))
-    scheduler = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, settings=cfg.settings("scheduler"))
-    dataset = PlaceImages(train_set.paths, train_set.place_of_image, train_transform(cfg.raw.get("augment"),
-                                                                                     t.image_size))
+    model = build_model(spec)
+    if hasattr(model.aggregator, "init_from_local_features"):
+        init_from_training_features(model, train_set, t.image_size, cfg.seed)
+    model.to(device)
+    loss = LOSSES.build(cfg.loss, train_set.num_places, model.descriptor_dim, settings=cfg.settings("loss"))
+    terms = sampler.objective_terms(model.descriptor_dim) if hasattr(sampler, "objective_terms") else []
+    objective = MetricObjective(loss, MINERS.build(cfg.miner, settings=cfg.settings("miner")), terms).to(device)
 
-    def batches(epoch: int) -> DataLoader:
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    loss_params = [p for p in objective.loss.parameters() if p.requires_grad]
+    if loss_params:   # class centres / proxies learn at their own rate
+        groups.append({"params": loss_params, "lr": objective.loss.weights_lr})
+    term_params = [p for p in objective.terms.parameters() if p.requires_grad]
+    if term_params:
+        groups.append({"params": term_params})
+    optimizer = OPTIMIZERS.build(cfg.optimizer, groups, settings=cfg.settings("optimizer"))
+    schedule = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(sampler), t.warmup_steps,
+                                settings=cfg.settings("scheduler"))
+    dataset = PlaceImages(train_set.paths, train_set.place_of_image,
+                          train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std))
+
+    def batches(epoch: int):
         sampler.set_epoch(epoch)
         # Augmentation randomness in workers derives from this generator: same seed + epoch, same batches.
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, generator=generator,
-                          pin_memory=device == "cuda")
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, generator=generator,
+                            pin_memory=device == "cuda")
+        return ({"images": images, "labels": labels} for images, labels in loader)
 
-    return Recipe(spec, model, objective, optimizer, scheduler, batches)
+    return Recipe(spec, model, objective, optimizer, schedule, sampler, batches)
+
+
+@torch.no_grad()
+def init_from_training_features(model, train_set: TrainSet, image_size, seed: int) -> None:
+    """Data-driven aggregator initialisation (NetVLAD: k-means of local features of training images)."""
+    rng = np.random.default_rng(seed)
+    count = min(model.aggregator.init_images, len(train_set.paths))
+    paths = train_set.paths[np.sort(rng.choice(len(train_set.paths), count, replace=False))]
+    loader = DataLoader(ImageList(paths, eval_transform(image_size, model.mean, model.std)), batch_size=32)
+    model.eval()
+    local = []
+    for images, _ in loader:
+        fmap = model.backbone(images)                         # (B, C, h, w)
+        vectors = fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1])
+        per_image = max(1, min(100, vectors.shape[0] // len(images)))
+        keep = rng.choice(vectors.shape[0], min(len(vectors), per_image * len(images)), replace=False)
+        local.append(vectors[keep].numpy())
+    model.aggregator.init_from_local_features(np.concatenate(local), seed=seed)
+    model.train()
 
 
 def evaluate_model(model, eval_set: EvalSet, image_size, ns=(1, 5, 10, 20), batch_size: int = 64,
@@ -67,6 +108,17 @@ def evaluate_model(model, eval_set: EvalSet, image_size, ns=(1, 5, 10, 20), batc
     predictions = search(database, queries, max(ns))
     recalls = recall_at(predictions, eval_set.positives, eval_set.num_database, ns)
     return {f"R@{n}": r for n, r in recalls.items()}
+
+
+def fingerprint(cfg, *gt_dirs) -> str:
+    """Hash of the training params and the ground truth: a checkpoint resumes only the run it belongs to."""
+    h = hashlib.sha256(json.dumps({k: cfg.raw.get(k) for k in TRAINING_PARAMS}, sort_keys=True,
+                                  default=str).encode())
+    for d in gt_dirs:
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as fh:
+                h.update(name.encode() + fh.read())
+    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> None:

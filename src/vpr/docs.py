@@ -1,0 +1,50 @@
+"""The README's registry tables, generated from the registries themselves (`python -m vpr.docs` rewrites them).
+
+A test checks the README is in sync, so adding a registry entry without documenting it fails CI.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+START, END = "<!-- registry-tables:start -->", "<!-- registry-tables:end -->"
+
+
+def _value(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def registry_tables() -> str:
+    from vpr.config import _registries
+    from vpr.data.transforms import AUGMENTATIONS
+    registries = {**_registries(), "augmentation": AUGMENTATIONS}
+    parts = []
+    for kind, registry in registries.items():
+        key = "augment: [{name: ...}]" if kind == "augmentation" else f"{kind}: <name>"
+        parts.append(f"#### {kind} — `{key}`, settings in `{registry.section}`\n")
+        parts.append("| name | what it is | settings (defaults) | reference |")
+        parts.append("|---|---|---|---|")
+        for row in registry.describe():
+            settings = ", ".join(f"`{k}: {_value(v)}`" for k, v in row["settings"].items()) or "—"
+            parts.append(f"| `{row['name']}` | {row['what']} | {settings} | {row['paper'] or '—'} |")
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def update_readme(path: str | Path = "README.md") -> bool:
+    """Rewrite the generated section of the README; True if it changed."""
+    path = Path(path)
+    text = path.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{registry_tables()}{END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    changed = update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    print("README.md registry tables " + ("updated" if changed else "already up to date"))
