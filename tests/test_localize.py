@@ -11,7 +11,8 @@ from PIL import Image
 from vpr import localize as loc
 from vpr.data.groundtruth import build_eval_set, save_eval_set
 from vpr.eval.extract import compute_descriptors
-from vpr.io import file_md5, write_json
+from vpr.fingerprint import weights_md5
+from vpr.io import write_json
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
@@ -41,7 +42,7 @@ def world(tiny_city, tmp_path_factory):
     (features_root / "city").mkdir(parents=True)
     np.save(features_root / "city" / "database.npy", compute_descriptors(model, eval_set.database_paths, SIZE))
     write_json(features_root / "city" / "info.json", dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0,
-                                                          checkpoint_md5=file_md5(model_path),
+                                                          weights_md5=weights_md5(model),
                                                           image_size=SIZE, spec=model.spec))
     return dict(root=root, model_path=model_path, model=model, gt_root=str(gt_root),
                 features_root=str(features_root), queries=[str(p) for p in eval_set.queries_paths], set=eval_set)
@@ -146,6 +147,14 @@ def test_a_different_model_is_named_with_the_stored_descriptors_and_the_database
     assert len(notes) == 1
     assert "features/city/database.npy" in notes[0] and "avg.pt" in notes[0] and "different model (aggregator" \
         in notes[0] and "extracting the" in notes[0]
+
+
+def test_the_same_weights_saved_again_under_another_name_reuse_the_stored_descriptors(world, tmp_path, capsys):
+    again = tmp_path / "last.pt"  # as last.pt of the best epoch: other file bytes, same weights
+    save_checkpoint(again, model=world["model"].state_dict(), spec=world["model"].spec, epoch=3, note="copy")
+    code, out, err = _cli(world, world["queries"][0], "--model", str(again), "--database", "city", "--stored-only",
+                          "--no-pictures", capsys=capsys)
+    assert code == 0 and "note:" not in out + err, err
 
 
 def test_same_architecture_other_weights_is_detected_and_stored_only_stops(world, tmp_path, capsys):

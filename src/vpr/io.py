@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -72,12 +71,3 @@ def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
     with atomic_file(path) as fh:
         json.dump(obj, fh, indent=indent)
         fh.write("\n")
-
-
-def file_md5(path: str | os.PathLike) -> str:
-    """md5 of a file's bytes (e.g. which exact checkpoint some descriptors came from)."""
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

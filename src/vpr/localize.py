@@ -79,9 +79,9 @@ def database_descriptors(db: Database, model, model_path: str, image_size, devic
     model (and ``image_size``, if one is asked for); otherwise the database is extracted now, at the asked
     size, else the stored descriptors' size, else the model's training size (``stored_only``: DataError)."""
     from vpr.eval.extract import compute_descriptors
-    from vpr.io import file_md5
+    from vpr.fingerprint import weights_md5
 
-    ours = dict(spec=model.spec, descriptor_dim=model.descriptor_dim, checkpoint_md5=file_md5(model_path),
+    ours = dict(spec=model.spec, descriptor_dim=model.descriptor_dim, weights_md5=weights_md5(model),
                 epoch=model.epoch)
     asked = list(image_size) if image_size else None
     stored, info = _stored(db.features_dir) if db.features_dir else (None, {})
@@ -123,7 +123,7 @@ def _mismatch(stored: np.ndarray, info: dict, ours: dict, asked_size, num_paths:
     if info.get("spec") is not None and info["spec"] != ours["spec"]:
         diff = sorted(k for k in set(info["spec"]) | set(ours["spec"]) if info["spec"].get(k) != ours["spec"].get(k))
         return f"different model ({', '.join(diff)})"
-    if info.get("checkpoint_md5") and info["checkpoint_md5"] != ours["checkpoint_md5"]:
+    if info.get("weights_md5") and info["weights_md5"] != ours["weights_md5"]:
         return "same architecture, different weights"
     if asked_size and asked_size != info.get("image_size"):
         return f"extracted at image size {info.get('image_size')}, asked for {asked_size}"
@@ -136,8 +136,8 @@ def _describe(d: dict) -> str:
     epoch = d.get("checkpoint_epoch", d.get("epoch"))
     if epoch is not None:
         parts.append(f"epoch {epoch}")
-    if d.get("checkpoint_md5"):
-        parts.append(f"md5 {d['checkpoint_md5'][:8]}")
+    if d.get("weights_md5"):
+        parts.append(f"weights md5 {d['weights_md5'][:8]}")
     if d.get("image_size"):
         parts.append(f"{d['image_size'][0]}x{d['image_size'][1]} px")
     return ", ".join(parts)
@@ -234,7 +234,10 @@ def localize(photos, model, model_path: str, db: Database, top_k: int = 5, agree
         same_zone = np.array([db.zones[j] == db.zones[idx[0]] for j in idx])
         pos, used = estimate_position(np.where(same_zone[:, None], db.utm[idx], np.inf), sims, agree_m)
         zone, band = db.zones[idx[0]]
-        lat, lon = to_latlon(pos[0], pos[1], zone, band) if zone else (float("nan"), float("nan"))
+        if used.sum() == 1:  # the top-1 itself: its own lat/lon, as its name gives them
+            lat, lon = db.latlon[idx[0]]
+        else:
+            lat, lon = to_latlon(pos[0], pos[1], zone, band) if zone else (float("nan"), float("nan"))
         dist = np.linalg.norm(db.utm[idx] - db.utm[idx[0]], axis=1)
         matches = [dict(rank=r + 1, image=str(db.paths[j]), similarity=round(float(sims[r]), 4),
                         lat=_num(db.latlon[j, 0], 6), lon=_num(db.latlon[j, 1], 6),
