@@ -11,6 +11,7 @@ def main():
     from vpr.config import load_config
     from vpr.data.groundtruth import load_eval_set
     from vpr.eval.extract import compute_descriptors
+    from vpr.fingerprint import weights_md5
     from vpr.io import atomic_dir, write_json
     from vpr.train.checkpoint import load_model
 
@@ -28,6 +29,7 @@ def main():
             np.save(os.path.join(tmp, f"{part}.npy"), d)
         write_json(os.path.join(tmp, "info.json"),
                    dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=ckpt["epoch"],
+                        weights_md5=weights_md5(model),
                         image_size=list(e.image_size) if e.image_size else None, spec=ckpt["spec"]))
     print(f"extract@{name}: {eval_set.num_database} database + {eval_set.num_queries} queries, "
           f"{model.descriptor_dim}-D descriptors")

@@ -72,7 +72,7 @@ def repo(tmp_path_factory):
 def test_repro_writes_the_recall_table_and_one_metrics_file_per_set(repo):
     dest, out = repo
     assert {"fetch@synth", "build_gt", "train", "extract@synth_test", "evaluate@synth_test", "recall_table",
-            "visualize@synth_test"} <= _ran(out)
+            "visualize@synth_test", "report"} <= _ran(out)
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     assert all(0 <= metrics[f"R@{n}"] <= 100 for n in (1, 5, 10, 20))
     assert metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"] <= metrics["R@20"]
@@ -91,10 +91,10 @@ def test_changing_the_loss_reruns_training_and_after_but_not_fetch_or_gt(repo):
     assert not ran & {"fetch@synth", "build_gt"}
 
 
-def test_changing_a_visualize_param_reruns_only_visualize(repo):
+def test_changing_a_visualize_param_reruns_only_visualize_and_the_report(repo):
     dest, _ = repo
     out = _dvc("exp", "run", "-S", "viz.num_queries=2", cwd=dest)
-    assert _ran(out) == {"visualize@synth_test"}
+    assert _ran(out) == {"visualize@synth_test", "report"}
 
 
 def test_exp_show_has_per_dataset_recall_columns(repo):
