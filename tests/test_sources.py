@@ -290,3 +290,22 @@ def test_drive_links_are_recognised_and_named():
     assert sources.is_google_drive(url) and sources.archive_name(url, "tokyo_xs") == "tokyo_xs.zip"
     assert sources.archive_name("http://127.0.0.1:8/x/sf_xs.tar.gz?x=1", "sf_xs") == "sf_xs.tar.gz"
     assert not sources.is_google_drive("http://127.0.0.1/a.zip")
+
+
+def test_drive_links_go_through_gdown_then_the_same_checks(tmp_path, monkeypatch):
+    import gdown
+    data = _zip(_set_files())
+    calls = []
+
+    def fake_gdown(url, output, **kwargs):                  # no network: hand over the archive bytes
+        calls.append((url, kwargs))
+        with open(output, "wb") as fh:
+            fh.write(data)
+        return output
+    monkeypatch.setattr(gdown, "download", fake_gdown)
+    url = "https://drive.google.com/file/d/15QB3VNKj93027UAQWv7pzFQO1JDCdZj2/view?usp=share_link"
+    sources.fetch("tokyo_xs", _spec(url, data), tmp_path / "raw", tmp_path / "dl", **FAST)
+    assert calls[0][1]["fuzzy"] and calls[0][1]["resume"]
+    assert len(list((tmp_path / "raw/tokyo_xs/test/database").iterdir())) == 6
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        sources.fetch("other", dict(_spec(url), sha256="1" * 64), tmp_path / "raw", tmp_path / "dl", **FAST)

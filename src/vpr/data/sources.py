@@ -1,7 +1,7 @@
 """Where ``data/raw/<name>`` comes from: ``synthetic`` | ``url`` | ``path`` (the ``datasets`` section).
 
 * ``url``: an http(s) zip or tar(.gz/.bz2/.xz) archive, or a Google Drive share link (via gdown).
-  Downloaded into ``data/downloads/<name>/`` with retries, exponential backoff and HTTP Range resume of
+  Downloaded into ``data/downloads/<name>/<url hash>/`` with retries, exponential backoff and HTTP Range resume of
   the partial file, checked against ``sha256`` when known, then extracted into a temporary folder next
   to the target and renamed into place. Every member is checked before anything is written: absolute
   names, ``..`` and links pointing outside the target refuse the whole archive. The archive is deleted
@@ -71,7 +71,8 @@ def check_spec(name: str, spec) -> DatasetSpec:
     s = DatasetSpec(**spec)
     if s.source == "url":
         if not s.url or urlparse(s.url).scheme not in ("http", "https"):
-            raise ConfigError(f"{key}.url: source 'url' needs an http(s) address of a zip or tar archive, got {s.url!r}")
+            raise ConfigError(f"{key}.url: source 'url' needs an http(s) address of a zip or tar archive, "
+                              f"got {s.url!r}")
         if s.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", s.sha256):
             raise ConfigError(f"{key}.sha256: expected 64 hex digits or null, got {s.sha256!r}")
         if s.root is not None and (posixpath.isabs(s.root) or ".." in s.root.split("/")):
@@ -99,7 +100,8 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
     done = read_marker(target)
     if done and all(done.get(k) == v for k, v in marker.items()):
         return f"already fetched from {s.url} ({done.get('files')} files); delete {target} to fetch it again"
-    folder = os.path.join(downloads, name)
+    # one folder per URL: a partial file is only ever resumed from the address it came from
+    folder = os.path.join(downloads, name, hashlib.sha1(s.url.encode()).hexdigest()[:12])
     archive = download(s.url, os.path.join(folder, archive_name(s.url, name)), sha256=s.sha256, retries=retries,
                        backoff_s=backoff_s, timeout_s=timeout_s, progress=progress)
     try:
@@ -111,8 +113,9 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
         os.remove(archive)   # unusable: the next run downloads it afresh
         raise DataError(f"{exc}; the download was deleted: re-run fetch to download it again") from None
     os.remove(archive)       # the extracted folder is what the pipeline (and DVC) keeps
-    if not os.listdir(folder):
-        os.rmdir(folder)
+    for empty in (folder, os.path.dirname(folder)):
+        if not os.listdir(empty):
+            os.rmdir(empty)
     return f"downloaded and extracted {n} files from {s.url}"
 
 
@@ -367,7 +370,8 @@ def _extract_tar(archive: str, dest: str, progress: bool) -> int:
                 elif m.islnk():
                     _check_link(name, m.linkname, archive, relative_to_member=False)
                 elif not (m.isfile() or m.isdir()):
-                    raise UnsafeArchive(f"{archive}: member '{m.name}' is a device or fifo; refusing to extract this archive")
+                    raise UnsafeArchive(f"{archive}: member '{m.name}' is a device or fifo; "
+                                        f"refusing to extract this archive")
             count = 0
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # stdlib's own guard, too
             with tqdm(total=sum(m.size for m in members), unit="B", unit_scale=True, unit_divisor=1024,
@@ -431,7 +435,8 @@ def link_folder(src: str, target: str, raw_root: str = "data/raw") -> int:
                         f"val/ and test/)")
     folders = [e for e in entries if os.path.isdir(os.path.join(src_abs, e)) and not e.startswith(".")]
     if not folders:
-        raise DataError(f"{src}: no subfolders; point path at the dataset root (e.g. the folder containing val/ and test/)")
+        raise DataError(f"{src}: no subfolders; point path at the dataset root (e.g. the folder containing val/ "
+                        f"and test/)")
     count = 0
     with atomic_dir(target) as tmp:
         for e in folders:
