@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from vpr.data.sources import SOURCES  # noqa: F401  (the fetch sources, checked by sources.check_spec)
 from vpr.data.synthetic.generate import SyntheticSpec
 from vpr.errors import ConfigError
 from vpr.registry import Registry, check_type, require
@@ -146,7 +147,6 @@ class VizSection:
 
 SECTIONS = dict(synthetic=SyntheticSpec, data=DataSection, gt=GTSection, model=ModelSection,
                 train=TrainSection, extract=ExtractSection, eval=EvalSection, viz=VizSection)
-SOURCES = ("synthetic", "url", "path")   # vpr.data.sources
 TOP_LEVEL = {"seed", "datasets", "augment", *CHOICES, *SECTIONS,
              "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "data_profiles"}
 

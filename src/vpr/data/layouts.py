@@ -83,7 +83,7 @@ def image_problem(path: str, check: str = "header") -> str | None:
     if check == "none":
         return None
     try:
-        with Image.open(path) as img:
+        with open(path, "rb") as fh, Image.open(fh) as img:   # one open: PIL reads the header, we read the tail
             if img.width < 1 or img.height < 1:
                 return "has no pixels"
             if check == "decode":
@@ -91,25 +91,26 @@ def image_problem(path: str, check: str = "header") -> str | None:
             elif img.format == "PNG":
                 img.verify()
             elif img.format == "JPEG":
-                with open(path, "rb") as fh:
-                    fh.seek(max(os.path.getsize(path) - 1024, 0))
-                    if b"\xff\xd9" not in fh.read():
-                        return "does not decode (no JPEG end marker: truncated)"
+                fh.seek(-min(1024, os.fstat(fh.fileno()).st_size), os.SEEK_END)
+                if b"\xff\xd9" not in fh.read():
+                    return "does not decode (no JPEG end marker: truncated)"
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         return f"does not decode ({exc.__class__.__name__})"
     return None
 
 
-def check_images(paths, check: str, problems: Problems, base: str, progress: bool = False) -> np.ndarray:
-    """Boolean mask of the images that pass ``check``; the others are added to ``problems``."""
-    ok = np.ones(len(paths), dtype=bool)
+def check_images(paths, check: str, problems: Problems, base: str, progress: bool = False,
+                 only=None) -> np.ndarray:
+    """Boolean mask of the images that pass ``check`` (those outside the ``only`` mask are not looked at);
+    the others are added to ``problems``."""
+    ok = np.ones(len(paths), dtype=bool) if only is None else np.asarray(only, dtype=bool).copy()
     if check == "none":
         return ok
-    for i, p in enumerate(tqdm(paths, desc=f"checking {base}", unit="img", **_quiet(progress), leave=False)):
-        why = image_problem(p, check)
+    for i in tqdm(np.nonzero(ok)[0], desc=f"checking {base}", unit="img", **_quiet(progress), leave=False):
+        why = image_problem(paths[i], check)
         if why:
             ok[i] = False
-            problems.add(why.split(" (")[0], f"{os.path.relpath(p, base)}")
+            problems.add(why.split(" (")[0], os.path.relpath(paths[i], base))
     return ok
 
 
@@ -180,9 +181,9 @@ def build_eval_index(set_dir: str, radius_m: float = 25.0, strict: bool = False,
     else:
         warn(f"{set_dir}/queries: none of the {len(qs)} query names carries coordinates: recall is skipped for "
              f"this set; descriptors and predictions are still computed")
-    keep_db = np.isfinite(db_utm).all(1) & check_images(db, check, problems, set_dir, progress)
-    keep_q = (np.isfinite(q_utm).all(1) if labelled else np.ones(len(qs), bool)) & \
-        check_images(qs, check, problems, set_dir, progress)
+    keep_db = check_images(db, check, problems, set_dir, progress, only=np.isfinite(db_utm).all(1))
+    keep_q = check_images(qs, check, problems, set_dir, progress,
+                          only=np.isfinite(q_utm).all(1) if labelled else None)
     problems.report(strict)
     if not keep_db.any():
         raise DataError(f"{set_dir}/database: no usable image (names need '@east@north@...' coordinates)")
@@ -282,7 +283,7 @@ def build_train_index(train_dir: str, min_images: int = 4, strict: bool = False,
                 problems.add("without a 'placeID_City' note", os.path.relpath(p, train_dir))
                 utm[i] = np.nan
             places.append(n.note if n is not None else "")
-    keep = np.isfinite(utm).all(1) & check_images(paths, check, problems, train_dir, progress)
+    keep = check_images(paths, check, problems, train_dir, progress, only=np.isfinite(utm).all(1))
     problems.report(strict)
     if not keep.any():
         raise DataError(f"{train_dir}: no usable training image")
