@@ -79,7 +79,7 @@ class Problems:
 # ------------------------------------------------------------------------------------- image checks
 def image_problem(path: str, check: str = "header") -> str | None:
     """Why ``path`` is not a usable image, or None. ``header``: format, size and (JPEG) end marker / (PNG)
-    chunk CRCs — catches truncated files at ~0.03 ms per image; ``decode``: a full decode (~1 ms)."""
+    chunk CRCs — catches truncated files at ~0.05 ms per 512 px JPEG; ``decode``: a full decode (~1 ms)."""
     if check == "none":
         return None
     try:
