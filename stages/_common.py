@@ -12,7 +12,19 @@ os.chdir(ROOT)
 
 def run(main) -> None:
     """Call ``main()``; a VPRError becomes ``error: <message>`` on stderr and exit status 2."""
-    from vpr.errors import VPRError
+    import warnings
+
+    from vpr.errors import DataWarning, VPRError
+    default_show = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):  # data warnings as one line, like errors
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default_show(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", DataWarning)
     try:
         main()
     except VPRError as exc:

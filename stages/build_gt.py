@@ -5,19 +5,36 @@ from _common import run
 def main():
     from vpr.config import load_config
     from vpr.data import groundtruth as gt
+    from vpr.data import layouts
+    from vpr.errors import DataError
 
     cfg = load_config()
-    roots = {name: f"data/raw/{folder}" for name, folder in cfg.data.test.items()}
-    roots["val"] = f"data/raw/{cfg.data.val}"
-    # Parse everything first (names, folders), so a bad file fails before anything is written.
-    train = gt.build_train_set(f"data/raw/{cfg.data.train}", cfg.gt.train_min_images)
-    sets = {name: gt.build_eval_set(root, cfg.gt.radius_m) for name, root in roots.items()}
-    gt.save_train_set(train, "data/gt/train", source=cfg.data.train, min_images=cfg.gt.train_min_images)
-    print(f"build_gt: train {len(train.paths)} images in {train.num_places} places")
-    for name, s in sets.items():
-        gt.save_eval_set(s, f"data/gt/{name}", source=roots[name], radius_m=cfg.gt.radius_m)
-        print(f"build_gt: {name} {s.num_database} database / {s.num_queries} queries "
-              f"({int(s.queries_night.sum())} night, {int((s.positives.counts == 0).sum())} without positive)")
+    opts = dict(strict=cfg.gt.strict, check=cfg.gt.check_images, progress=True)
+    folders = {**cfg.data.test, "val": cfg.data.val}
+    # Index everything first (names, images, night rules), so a bad file fails before anything is written.
+    train, train_info = layouts.build_train_index(f"data/raw/{cfg.data.train}", cfg.gt.train_min_images, **opts)
+    sets = {}
+    for name, folder in folders.items():
+        night = cfg.data.night.get(name)
+        night = layouts.check_night_spec(f"data.night.{name}", night) if night is not None else None
+        sets[name] = layouts.build_eval_index(f"data/raw/{folder}", cfg.gt.radius_m, night=night, known_as=folder,
+                                              **opts)
+    if not sets["val"][0].has_coordinates:
+        raise DataError(f"data.val: the queries of data/raw/{cfg.data.val} carry no coordinates; validation needs "
+                        f"them (choose a labelled set)")
+    gt.save_train_set(train, "data/gt/train", source=cfg.data.train, min_images=cfg.gt.train_min_images, **train_info)
+    print(f"build_gt: train {len(train.paths)} images in {train.num_places} places ({train_info['layout']} layout)")
+    for name, (s, info) in sets.items():
+        gt.save_eval_set(s, f"data/gt/{name}", source=f"data/raw/{folders[name]}", radius_m=cfg.gt.radius_m, **info)
+        line = f"build_gt: {name} {s.num_database} database / {s.num_queries} queries"
+        if not s.has_coordinates:
+            line += " (queries without coordinates: no recall)"
+        else:
+            line += f" ({int(s.queries_night.sum())} night, {int((s.positives.counts == 0).sum())} without positive)"
+        if "night_counts" in info:
+            counts = ", ".join(f"{rule} {n}" for rule, n in info["night_counts"].items())
+            line += f"; night queries by rule: {counts} (using '{info['night_rule']}')"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ def main():
     name = sys.argv[1]
     metrics = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values)
     write_json(f"metrics/eval/{name}.json", metrics)
+    if metrics.get("queries_have_coordinates") is False:
+        import warnings
+
+        from vpr.errors import DataWarning
+        warnings.warn(f"evaluate@{name}: the {metrics['num_queries']} queries carry no coordinates: recall skipped "
+                      f"(counts only in metrics/eval/{name}.json)", DataWarning)
+        return
     print(f"evaluate@{name}: " + "  ".join(f"{k} {v:.1f}" for k, v in metrics.items() if k.startswith("R@")))
 
 

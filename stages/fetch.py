@@ -1,4 +1,4 @@
-"""Stage fetch@<dataset>: produce data/raw/<dataset> from its source (synthetic for now)."""
+"""Stage fetch@<dataset>: produce data/raw/<dataset> from its source (synthetic | url | path)."""
 import sys
 
 from _common import run
@@ -6,17 +6,14 @@ from _common import run
 
 def main():
     from vpr.config import load_config
-    from vpr.data.synthetic.generate import generate
+    from vpr.data.sources import fetch
+    from vpr.errors import ConfigError
 
     cfg = load_config()
     name = sys.argv[1]
-    if name not in cfg.datasets:
-        from vpr.errors import ConfigError
-        raise ConfigError(f"datasets.{name}: no such dataset in params.yaml")
-    source = cfg.datasets[name]["source"]
-    if source == "synthetic":
-        summary = generate(f"data/raw/{name}", cfg.synthetic)
-        print(f"fetch@{name}: generated {summary['images']} synthetic images")
+    if name not in cfg.data.fetch or name not in cfg.datasets:
+        raise ConfigError(f"data.fetch: '{name}' is not a dataset to fetch here ({', '.join(cfg.data.fetch)})")
+    print(f"fetch@{name}: " + fetch(name, cfg.datasets[name], synthetic=cfg.synthetic), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from vpr.data.sources import SOURCES  # noqa: F401  (the fetch sources, checked by sources.check_spec)
 from vpr.data.synthetic.generate import SyntheticSpec
 from vpr.errors import ConfigError
 from vpr.registry import Registry, check_type, require
@@ -49,16 +50,22 @@ class DataSection:
     train: str = "synth/train"
     val: str = "synth/val"
     test: dict = field(default_factory=lambda: {"synth_test": "synth/test"})
+    fetch: tuple = ("synth",)         # datasets fetched into data/raw/<name> (one fetch@<name> stage each)
+    night: dict = field(default_factory=dict)   # eval set -> how its night queries are chosen (layouts.py)
 
 
 @dataclass(frozen=True)
 class GTSection:
     radius_m: float = 25.0
     train_min_images: int = 4
+    strict: bool = False              # bad images (no coordinates, do not decode) fail build_gt instead of a warning
+    check_images: str = "header"      # none | header (format + end marker, ~0.05 ms/image) | decode (~1 ms/image)
 
     def __post_init__(self):
         require(self.radius_m > 0, "gt.radius_m", f"must be > 0 metres, got {self.radius_m}")
         require(self.train_min_images >= 2, "gt.train_min_images", f"must be >= 2, got {self.train_min_images}")
+        require(self.check_images in ("none", "header", "decode"), "gt.check_images",
+                f"'{self.check_images}' is not one of: none, header, decode")
 
 
 @dataclass(frozen=True)
@@ -144,9 +151,8 @@ class VizSection:
 
 SECTIONS = dict(synthetic=SyntheticSpec, data=DataSection, gt=GTSection, model=ModelSection,
                 train=TrainSection, extract=ExtractSection, eval=EvalSection, viz=VizSection)
-SOURCES = ("synthetic",)
 TOP_LEVEL = {"seed", "datasets", "augment", *CHOICES, *SECTIONS,
-             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers"}
+             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "data_profiles"}
 
 
 def _read_section(raw: dict, name: str, cls):
@@ -232,6 +238,7 @@ def validate(raw: dict) -> Config:
 
     sections = {name: _read_section(raw, name, cls) for name, cls in SECTIONS.items()}
     _check_datasets(raw.get("datasets"), sections["data"])
+    _check_data_profiles(raw.get("data_profiles"), raw.get("datasets"))
     return Config(raw, sections)
 
 
@@ -247,28 +254,49 @@ def _check_values(registry: Registry, name: str, settings) -> None:
         registry.build(name, *context[registry.section], settings=settings)
 
 
-def _check_datasets(datasets, data: DataSection) -> None:
+def _check_datasets(datasets, data: DataSection, key: str = "data") -> None:
+    from vpr.data.sources import check_spec
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError("datasets: expected at least one dataset, e.g. {synth: {source: synthetic}}")
     for name, spec in datasets.items():
-        if not isinstance(spec, dict) or spec.get("source") not in SOURCES:
-            got = spec.get("source") if isinstance(spec, dict) else spec
-            raise ConfigError(f"datasets.{name}.source: '{got}' is not one of: {', '.join(SOURCES)}")
-        extra = set(spec) - {"source"}
-        if extra:
-            raise ConfigError(f"datasets.{name}.{sorted(extra)[0]}: unknown key for source '{spec['source']}'; "
-                              f"allowed: source")
+        check_spec(name, spec)
     if not isinstance(data.test, dict) or not data.test:
-        raise ConfigError("data.test: the list of evaluation sets is empty; name at least one, "
+        raise ConfigError(f"{key}.test: the list of evaluation sets is empty; name at least one, "
                           "e.g. {synth_test: synth/test}")
-    roles = [("data.train", data.train), ("data.val", data.val)] + [(f"data.test.{k}", v) for k, v in data.test.items()]
-    for key, folder in roles:
+    fetched = list(data.fetch)
+    if not fetched or len(set(fetched)) != len(fetched) or not all(isinstance(n, str) for n in fetched):
+        raise ConfigError(f"{key}.fetch: expected a list of distinct dataset names, e.g. [synth]; got {fetched!r}")
+    for name in fetched:
+        require(name in datasets, f"{key}.fetch", f"'{name}' is not in datasets ({', '.join(datasets)})")
+    roles = [(f"{key}.train", data.train), (f"{key}.val", data.val)] + \
+        [(f"{key}.test.{k}", v) for k, v in data.test.items()]
+    for role, folder in roles:
         if not isinstance(folder, str) or folder.split("/")[0] not in datasets:
-            raise ConfigError(f"{key}: '{folder}' must be a folder under data/raw starting with a dataset name "
+            raise ConfigError(f"{role}: '{folder}' must be a folder under data/raw starting with a dataset name "
                               f"from 'datasets' ({', '.join(datasets)})")
+        require(folder.split("/")[0] in fetched, role,
+                f"'{folder}' is in dataset '{folder.split('/')[0]}', which {key}.fetch does not list; add it there")
     for name in data.test:
-        require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"data.test.{name}",
+        require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"{key}.test.{name}",
                 "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
+    from vpr.data.layouts import check_night_spec
+    for name, spec in data.night.items():
+        require(name in data.test, f"{key}.night.{name}", f"no evaluation set '{name}' in {key}.test")
+        check_night_spec(f"{key}.night.{name}", spec)
+
+
+def _check_data_profiles(profiles, datasets) -> None:
+    """``data_profiles.<name>``: ready-made ``data`` sections, applied with
+    ``dvc exp run -S 'data=${data_profiles.<name>}'``; each must be a valid ``data`` section."""
+    if profiles is None:
+        return
+    if not isinstance(profiles, dict):
+        raise ConfigError("data_profiles: expected a mapping of profile name -> data section")
+    for name, profile in profiles.items():
+        key = f"data_profiles.{name}"
+        missing = [k for k in ("fetch", "train", "val", "test") if not isinstance(profile, dict) or k not in profile]
+        require(not missing, key, f"a profile replaces the whole data section: give {', '.join(missing)} too")
+        _check_datasets(datasets, _read_section({key: profile}, key, DataSection), key)
 
 
 def load_config(path: str | os.PathLike = "params.yaml") -> Config:

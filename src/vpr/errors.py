@@ -15,3 +15,7 @@ class DataError(VPRError):
 
 class TrainingError(VPRError):
     """Training diverged (NaN/inf loss) or cannot continue."""
+
+
+class DataWarning(UserWarning):
+    """A data problem that does not stop the stage (skipped images, unexpected set sizes, no coordinates)."""

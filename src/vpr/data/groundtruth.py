@@ -95,6 +95,11 @@ class EvalSet:
     def num_queries(self) -> int:
         return len(self.queries_paths)
 
+    @property
+    def has_coordinates(self) -> bool:
+        """False for a query list without coordinates (UTM stored as NaN): no recall, predictions only."""
+        return bool(np.isfinite(self.queries_utm).all())
+
 
 def night_from_notes(paths) -> np.ndarray:
     """Queries whose name's note field says night (the synthetic city writes day / dusk / night)."""
@@ -128,9 +133,18 @@ def save_eval_set(gt: EvalSet, out_dir: str | os.PathLike, **meta) -> None:
         info = dict(num_database=gt.num_database, num_queries=gt.num_queries,
                     queries_without_positive=int((counts == 0).sum()),
                     mean_positives=float(counts.mean()) if len(counts) else 0.0,
-                    night_queries=int(gt.queries_night.sum()), **meta)
+                    night_queries=int(gt.queries_night.sum()), queries_have_coordinates=gt.has_coordinates, **meta)
         with open(os.path.join(tmp, "info.json"), "w") as fh:
             json.dump(info, fh, indent=2)
+
+
+def load_info(gt_dir: str | os.PathLike) -> dict:
+    """The ``info.json`` written next to a set's ground truth (empty if absent)."""
+    path = os.path.join(os.fspath(gt_dir), "info.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def load_eval_set(gt_dir: str | os.PathLike) -> EvalSet:
@@ -167,16 +181,25 @@ class TrainSet:
 def build_train_set(train_dir: str | os.PathLike, min_images: int = 4) -> TrainSet:
     """Group images by the ``note`` field (``placeID_City``); keep places with >= ``min_images``."""
     paths = list_images(train_dir)
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(paths):
+    notes = []
+    for p in paths:
         note = parse_name(p).note
         if "_" not in note:
             raise DataError(f"{p}: training image note field '{note}' is not 'placeID_City'; "
                             f"training images must be named as in GSV-XS (e.g. ...@284_Rome@.jpg)")
-        groups.setdefault(note, []).append(i)
+        notes.append(note)
+    return train_set_from_places(paths, _utm(paths), notes, min_images, where=train_dir)
+
+
+def train_set_from_places(paths, utm, place_names, min_images: int = 4, where: str = "training set") -> TrainSet:
+    """Group images by place name (``placeID_City``); keep places with >= ``min_images`` images."""
+    utm = np.asarray(utm, dtype=np.float64)
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(place_names):
+        groups.setdefault(name, []).append(i)
     names = sorted(n for n, idx in groups.items() if len(idx) >= min_images)
     if not names:
-        raise DataError(f"{train_dir}: no place has >= {min_images} images (gt.train_min_images); "
+        raise DataError(f"{where}: no place has >= {min_images} images (gt.train_min_images); "
                         f"lower it or check the training folder")
     keep = [i for n in names for i in groups[n]]
     remap = {old: new for new, old in enumerate(keep)}
@@ -186,9 +209,8 @@ def build_train_set(train_dir: str | os.PathLike, min_images: int = 4) -> TrainS
         idx = [remap[i] for i in groups[n]]
         place_of_image[idx] = pid
         lists.append(idx)
-    kept_paths = [paths[i] for i in keep]
     csr = Positives.from_lists(lists)
-    return TrainSet(np.array(kept_paths), _utm(kept_paths), place_of_image, np.array(names),
+    return TrainSet(np.array([str(paths[i]) for i in keep]), utm[keep], place_of_image, np.array(names),
                     np.array([n.split("_", 1)[1] for n in names]), csr.offsets, csr.indices)
 
 

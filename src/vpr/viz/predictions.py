@@ -25,7 +25,8 @@ def prediction_picture(query_path: str, prediction_paths, correct, distances_m, 
     labelled with its rank and distance to the query in metres."""
     tiles = [_tile(query_path, tile_size, GREY, query_label)]
     for rank, (path, ok, dist) in enumerate(zip(prediction_paths, correct, distances_m), 1):
-        tiles.append(_tile(path, tile_size, GREEN if ok else RED, f"#{rank}  {dist:.0f} m"))
+        color = GREY if ok is None else GREEN if ok else RED     # None: the query has no coordinates
+        tiles.append(_tile(path, tile_size, color, f"#{rank}  {dist:.0f} m" if np.isfinite(dist) else f"#{rank}"))
     gap = 6
     width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
     out = Image.new("RGB", (width, tiles[0].height), (255, 255, 255))

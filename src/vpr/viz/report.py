@@ -19,21 +19,22 @@ def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8,
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
     k = max(top_k, curve_max_n)
     predictions = search(db, q, k)
-    curve = recall_curve(predictions[:, :curve_max_n], gt.positives, gt.num_database)
+    labelled = gt.has_coordinates   # a query list without coordinates: predictions only, no curve, grey frames
+    curve = recall_curve(predictions[:, :curve_max_n], gt.positives, gt.num_database) if labelled else []
     with atomic_file(curve_path) as fh:
         w = csv.writer(fh)
         w.writerow(["N", "recall"])
         w.writerows([[n, round(float(r), 4)] for n, r in enumerate(curve, 1)])
 
     correct = correct_matrix(predictions[:, :top_k], gt.positives, gt.num_database)
-    chosen = pick_queries(num_queries, correct[:, 0], only_wrong, seed)
+    chosen = pick_queries(num_queries, correct[:, 0], only_wrong and labelled, seed)
     with atomic_dir(pictures_dir) as tmp:
         for qi in chosen:
             preds = predictions[qi, :top_k]
             dist = np.linalg.norm(gt.database_utm[preds] - gt.queries_utm[qi], axis=1)
             label = "query (night)" if gt.queries_night[qi] else "query"
             pic = prediction_picture(str(gt.queries_paths[qi]), [str(p) for p in gt.database_paths[preds]],
-                                     correct[qi], dist, query_label=label)
-            verdict = "correct" if correct[qi, 0] else "wrong"
+                                     correct[qi] if labelled else [None] * len(preds), dist, query_label=label)
+            verdict = ("correct" if correct[qi, 0] else "wrong") if labelled else "unlabelled"
             pic.save(os.path.join(tmp, f"query_{qi:05d}_{verdict}.jpg"), quality=90)
     return len(chosen)
