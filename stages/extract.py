@@ -1,16 +1,40 @@
-"""Stage extract@<set>: descriptors of the set's database and queries with models/best.pt."""
+"""Stage extract@<set>: descriptors of the set's database and queries with models/best.pt (plus, optionally,
+an ensemble of other checkpoints or experiments, multi-scale fusion and PCA)."""
+import io
 import os
 import sys
 
 from _common import run, setup_torch
 
 
+def ensemble_members(members, device):
+    """[(model, weight)] for extract.ensemble: checkpoint paths, or DVC experiments' models/best.pt."""
+    from vpr.errors import ConfigError
+    from vpr.train.checkpoint import load_model
+    models = []
+    for i, member in enumerate(members):
+        if "checkpoint" in member:
+            model, _ = load_model(member["checkpoint"])
+        else:
+            import dvc.api
+            rows = dvc.api.exp_show()
+            revs = {r.get("Experiment"): r.get("rev") for r in rows if r.get("Experiment")}
+            if member["experiment"] not in revs:
+                raise ConfigError(f"extract.ensemble[{i}].experiment: no experiment '{member['experiment']}' "
+                                  f"(have: {', '.join(sorted(revs)) or 'none'}); see `dvc exp show`")
+            with dvc.api.open("models/best.pt", rev=revs[member["experiment"]], mode="rb") as fh:
+                model, _ = load_model(io.BytesIO(fh.read()))
+        models.append((model.to(device), float(member.get("weight", 1.0))))
+    return models
+
+
 def main():
     import numpy as np
 
     from vpr.config import load_config
-    from vpr.data.groundtruth import load_eval_set
-    from vpr.eval.extract import compute_descriptors
+    from vpr.data.groundtruth import load_eval_set, load_train_set
+    from vpr.errors import ConfigError
+    from vpr.eval.extract import describe
     from vpr.fingerprint import weights_md5
     from vpr.io import atomic_dir, write_json
     from vpr.train.checkpoint import load_model
@@ -21,18 +45,29 @@ def main():
     device = setup_torch(e.device)
     eval_set = load_eval_set(f"data/gt/{name}")
     model, ckpt = load_model("models/best.pt")
-    model.to(device)
+    if hasattr(model.aggregator, "positions") and (list(e.scales) != [1.0] or
+                                                   list(e.image_size or []) != list(ckpt["spec"]["image_size"])):
+        raise ConfigError(f"extract.scales / extract.image_size: {ckpt['spec']['aggregator']} needs images of the "
+                          f"training size {ckpt['spec']['image_size']} and scales [1.0]")
+    models = [(model.to(device), 1.0)] + ensemble_members(e.ensemble, device)
+    rng = np.random.default_rng(cfg.seed)
+    train_paths = None
+    if e.pca["dim"] and e.pca["fit_on"] == "train":
+        paths = load_train_set("data/gt/train").paths
+        train_paths = paths[np.sort(rng.choice(len(paths), min(e.pca["train_images"], len(paths)), replace=False))]
+    parts = {"database": eval_set.database_paths, "queries": eval_set.queries_paths}
+    out = describe(models, parts, e.image_size, e.batch_size, e.num_workers, device, e.scales, e.fusion, e.pca,
+                   train_paths)
     with atomic_dir(f"data/features/{name}") as tmp:
-        for part, paths in (("database", eval_set.database_paths), ("queries", eval_set.queries_paths)):
-            d = compute_descriptors(model, paths, e.image_size, e.batch_size, e.num_workers, device,
-                                    desc=f"{name} {part}")
+        for part, d in out.items():
             np.save(os.path.join(tmp, f"{part}.npy"), d)
         write_json(os.path.join(tmp, "info.json"),
-                   dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=ckpt["epoch"],
-                        weights_md5=weights_md5(model),
-                        image_size=list(e.image_size) if e.image_size else None, spec=ckpt["spec"]))
+                   dict(descriptor_dim=int(out["database"].shape[1]), checkpoint_epoch=ckpt["epoch"],
+                        weights_md5=weights_md5(model), image_size=list(e.image_size) if e.image_size else None,
+                        spec=ckpt["spec"], scales=list(e.scales), fusion=e.fusion, ensemble=list(e.ensemble),
+                        pca=e.pca))
     print(f"extract@{name}: {eval_set.num_database} database + {eval_set.num_queries} queries, "
-          f"{model.descriptor_dim}-D descriptors")
+          f"{out['database'].shape[1]}-D descriptors" + (f" (ensemble of {len(models)})" if len(models) > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def main():
     from dvclive import Live
 
     from vpr.config import load_config
-    from vpr.data.groundtruth import load_eval_set, load_train_set
+    from vpr.data.groundtruth import load_eval_set, load_training_data
     from vpr.train.checkpoint import load_checkpoint
     from vpr.train.loop import LoopConfig, fit
     from vpr.train.recipe import build_recipe, evaluate_model, fingerprint, seed_everything
@@ -24,8 +24,9 @@ def main():
     t = cfg.train
     device = setup_torch(t.device)
     seed_everything(cfg.seed)
-    train_set, val_set = load_train_set("data/gt/train"), load_eval_set("data/gt/val")
-    recipe = build_recipe(cfg, train_set, device)
+    data, val_set = load_training_data("data/gt/train"), load_eval_set("data/gt/val")
+    train_set = data.places
+    recipe = build_recipe(cfg, data, device)
     if t.compile:
         if device == "cuda":
             recipe.model.compile()
@@ -39,7 +40,8 @@ def main():
             resume = last
     print(f"train: {len(train_set.paths)} images, {train_set.num_places} places; "
           f"{cfg.backbone} + {cfg.aggregator} -> {recipe.model.descriptor_dim}-D; {cfg.loss} loss, miner "
-          f"{cfg.miner}, sampler {cfg.sampler}, {cfg.optimizer}, scheduler {cfg.scheduler}; device {device}"
+          f"{cfg.miner}, sampler {cfg.sampler}, method {t.method}, {cfg.optimizer}, scheduler {cfg.scheduler}; "
+          f"device {device}"
           + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
 
     def validate(model):

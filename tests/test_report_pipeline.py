@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import TINY_SYNTHETIC
 from tests.test_pipeline import _dvc, _ran, repo  # noqa: F401  (module-scoped fixture: a repro of its own)
 
 pytestmark = pytest.mark.slow

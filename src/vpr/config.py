@@ -52,6 +52,9 @@ class DataSection:
     test: dict = field(default_factory=lambda: {"synth_test": "synth/test"})
     fetch: tuple = ("synth",)         # datasets fetched into data/raw/<name> (one fetch@<name> stage each)
     night: dict = field(default_factory=dict)   # eval set -> how its night queries are chosen (layouts.py)
+    mining: str = None                # a database/queries training set for train.method: triplet_mining
+    target: str = None                # unlabeled target-domain images for domain_adaptation
+    extra_train: tuple = ()           # folders of extra training images joined to places by their note field
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class TrainSection:
     select_best_by: str = "R@1"
     num_workers: int = 1
     device: str = "auto"              # auto | cpu | cuda
+    method: str = "places"            # places | triplet_mining | cosplace | self_supervised (settings: methods.*)
 
     def __post_init__(self):
         k = "train"
@@ -117,12 +121,39 @@ class ExtractSection:
     batch_size: int = 64
     num_workers: int = 1
     device: str = "auto"
+    scales: list = (1.0,)             # multi-scale testing: resize factors whose descriptors are fused
+    fusion: str = "avg"               # avg | sum | max | min
+    ensemble: list = ()               # more models: [{checkpoint: path} | {experiment: name}, weight: 1.0]
+    pca: dict = field(default_factory=lambda: {"dim": None, "fit_on": "database", "whiten": False,
+                                               "train_images": 1000})
 
     def __post_init__(self):
         _size("extract.image_size", self.image_size)
         require(self.batch_size >= 1, "extract.batch_size", "must be >= 1")
         require(self.num_workers >= 0, "extract.num_workers", "must be >= 0")
         require(self.device in ("auto", "cpu", "cuda"), "extract.device", f"'{self.device}' is not auto, cpu or cuda")
+        require(len(self.scales) > 0 and all(isinstance(s, (int, float)) and 0.1 <= s <= 4 for s in self.scales),
+                "extract.scales", f"must be a non-empty list of factors in [0.1, 4], got {list(self.scales)}")
+        require(self.fusion in ("avg", "sum", "max", "min"), "extract.fusion",
+                f"'{self.fusion}' is not one of avg, sum, max, min")
+        for i, member in enumerate(self.ensemble):
+            key = f"extract.ensemble[{i}]"
+            require(isinstance(member, dict) and len({"checkpoint", "experiment"} & set(member)) == 1
+                    and set(member) <= {"checkpoint", "experiment", "weight"}, key,
+                    f"expected {{checkpoint: <path>}} or {{experiment: <name>}} with an optional weight, got {member!r}")
+            require(member.get("weight", 1.0) > 0, f"{key}.weight", "must be > 0")
+        pca = {"dim": None, "fit_on": "database", "whiten": False, "train_images": 1000, **(self.pca or {})}
+        unknown = set(pca) - {"dim", "fit_on", "whiten", "train_images"}
+        require(not unknown, f"extract.pca.{sorted(unknown)[0] if unknown else ''}",
+                "unknown key; allowed: dim, fit_on, whiten, train_images")
+        require(pca["dim"] is None or (isinstance(pca["dim"], int) and pca["dim"] >= 1), "extract.pca.dim",
+                f"must be a positive integer or null (no PCA), got {pca['dim']!r}")
+        require(pca["fit_on"] in ("database", "train"), "extract.pca.fit_on",
+                f"'{pca['fit_on']}' is not database or train")
+        require(isinstance(pca["whiten"], bool), "extract.pca.whiten", "must be true or false")
+        require(isinstance(pca["train_images"], int) and pca["train_images"] >= 2, "extract.pca.train_images",
+                "must be an integer >= 2")
+        object.__setattr__(self, "pca", pca)
 
 
 @dataclass(frozen=True)
@@ -152,7 +183,8 @@ class VizSection:
 SECTIONS = dict(synthetic=SyntheticSpec, data=DataSection, gt=GTSection, model=ModelSection,
                 train=TrainSection, extract=ExtractSection, eval=EvalSection, viz=VizSection)
 TOP_LEVEL = {"seed", "datasets", "augment", *CHOICES, *SECTIONS,
-             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "data_profiles"}
+             "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "data_profiles",
+             "methods", "domain_adaptation", "self_supervised"}
 
 
 def _read_section(raw: dict, name: str, cls):
@@ -237,9 +269,25 @@ def validate(raw: dict) -> Config:
     check_augment(raw.get("augment"))
 
     sections = {name: _read_section(raw, name, cls) for name, cls in SECTIONS.items()}
+    _check_training_extras(raw, sections["train"])
     _check_datasets(raw.get("datasets"), sections["data"])
     _check_data_profiles(raw.get("data_profiles"), raw.get("datasets"))
     return Config(raw, sections)
+
+
+def _check_training_extras(raw: dict, train) -> None:
+    """train.method and its settings (methods.*), and the add-on loss terms' sections."""
+    from vpr.train import domain_adaptation, self_supervised
+    from vpr.train.methods import METHODS
+    METHODS.get(train.method, key="train.method")
+    methods = raw.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise ConfigError("methods: expected a mapping of method name -> settings")
+    for name, settings in methods.items():
+        METHODS.get(name, key=f"methods.{name}")
+        METHODS.check(name, settings)
+    self_supervised.check_settings(raw.get("self_supervised"))
+    domain_adaptation.check_settings(raw.get("domain_adaptation"))
 
 
 def _check_values(registry: Registry, name: str, settings) -> None:
@@ -269,7 +317,9 @@ def _check_datasets(datasets, data: DataSection, key: str = "data") -> None:
     for name in fetched:
         require(name in datasets, f"{key}.fetch", f"'{name}' is not in datasets ({', '.join(datasets)})")
     roles = [(f"{key}.train", data.train), (f"{key}.val", data.val)] + \
-        [(f"{key}.test.{k}", v) for k, v in data.test.items()]
+        [(f"{key}.test.{k}", v) for k, v in data.test.items()] + \
+        [(f"{key}.{k}", getattr(data, k)) for k in ("mining", "target") if getattr(data, k) is not None] + \
+        [(f"{key}.extra_train[{i}]", v) for i, v in enumerate(data.extra_train)]
     for role, folder in roles:
         if not isinstance(folder, str) or folder.split("/")[0] not in datasets:
             raise ConfigError(f"{role}: '{folder}' must be a folder under data/raw starting with a dataset name "

@@ -19,10 +19,11 @@ def _value(v) -> str:
 def registry_tables() -> str:
     from vpr.config import _registries
     from vpr.data.transforms import AUGMENTATIONS
-    registries = {**_registries(), "augmentation": AUGMENTATIONS}
+    from vpr.train.methods import METHODS
+    registries = {**_registries(), "method": METHODS, "augmentation": AUGMENTATIONS}
     parts = []
     for kind, registry in registries.items():
-        key = "augment: [{name: ...}]" if kind == "augmentation" else f"{kind}: <name>"
+        key = {"augmentation": "augment: [{name: ...}]", "method": "train.method: <name>"}.get(kind, f"{kind}: <name>")
         parts.append(f"#### {kind} — `{key}`, settings in `{registry.section}`\n")
         parts.append("| name | what it is | settings (defaults) | reference |")
         parts.append("|---|---|---|---|")

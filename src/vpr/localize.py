@@ -125,6 +125,11 @@ def _mismatch(stored: np.ndarray, info: dict, ours: dict, asked_size, num_paths:
         return f"different model ({', '.join(diff)})"
     if info.get("weights_md5") and info["weights_md5"] != ours["weights_md5"]:
         return "same architecture, different weights"
+    post = [k for k, plain in (("ensemble", []), ("scales", [1.0])) if info.get(k, plain) != plain]
+    if (info.get("pca") or {}).get("dim"):
+        post.append("pca")
+    if post:
+        return f"stored descriptors are post-processed ({', '.join(post)}), a single model's are not"
     if asked_size and asked_size != info.get("image_size"):
         return f"extracted at image size {info.get('image_size')}, asked for {asked_size}"
     return None

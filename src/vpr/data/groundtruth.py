@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from vpr.data.filenames import parse_name
 from vpr.errors import DataError
-from vpr.io import atomic_dir
+from vpr.io import atomic_dir, atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -232,3 +232,31 @@ def load_train_set(gt_dir: str | os.PathLike) -> TrainSet:
     ld = lambda name: np.load(os.path.join(gt_dir, f"{name}.npy"), allow_pickle=False)  # noqa: E731
     return TrainSet(*(ld(n) for n in ("paths", "utm", "place_of_image", "place_names", "place_city",
                                       "place_offsets", "place_images")))
+
+
+def save_image_list(paths, out_path: str | os.PathLike) -> None:
+    """A plain list of image paths (e.g. unlabeled target-domain images) as a .npy string array."""
+    with atomic_path(out_path) as tmp:
+        np.save(tmp, np.array([str(p) for p in paths]))
+
+
+def load_image_list(path: str | os.PathLike) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: image list not found; run the build_gt stage first")
+    return np.load(path, allow_pickle=False)
+
+
+@dataclass
+class TrainingData:
+    """Everything the train stage reads from data/gt/train: places, and the optional mining and target sets."""
+    places: TrainSet
+    mining: EvalSet | None = None
+    target: np.ndarray | None = None
+
+
+def load_training_data(gt_dir: str | os.PathLike = "data/gt/train") -> TrainingData:
+    gt_dir = os.fspath(gt_dir)
+    mining_dir = os.path.join(gt_dir, "mining")
+    target = os.path.join(gt_dir, "target_paths.npy")
+    return TrainingData(load_train_set(gt_dir), load_eval_set(mining_dir) if os.path.isdir(mining_dir) else None,
+                        load_image_list(target) if os.path.isfile(target) else None)

@@ -370,3 +370,35 @@ def gsv_cities_images(root: str, problems: Problems):
     for i in np.nonzero(bad)[0]:
         problems.add("with invalid lat/lon", os.path.relpath(paths[i], root))
     return paths, utm, places
+
+
+def add_extra_images(train, folders, strict: bool = False, check: str = "header", progress: bool = False):
+    """Join the images of extra folders (e.g. GAN day-to-night translations) to the training places named
+    by their ``note`` field; images of unknown places are skipped with a warning. Returns (TrainSet, info)."""
+    if not folders:
+        return train, {}
+    paths = list(train.paths)
+    utm = [train.utm]
+    notes = list(train.place_names[train.place_of_image])
+    known = set(train.place_names.tolist())
+    added, unknown = 0, 0
+    for folder in folders:
+        problems = Problems(folder)
+        extra = list_images(folder)
+        xy, names = _coordinates(extra, problems, folder)
+        keep = check_images(extra, check, problems, folder, progress, only=np.isfinite(xy).all(1))
+        problems.report(strict)
+        for p, e, n, k in zip(extra, xy, names, keep):
+            if not k:
+                continue
+            if n.note not in known:
+                unknown += 1
+                continue
+            paths.append(p)
+            utm.append(e[None])
+            notes.append(n.note)
+            added += 1
+    if unknown:
+        warn(f"data.extra_train: {unknown} images name places that are not in the training set; skipped")
+    merged = train_set_from_places(paths, np.concatenate(utm), notes, 1, where="training set + extra images")
+    return merged, dict(extra_images=added, extra_images_unknown_place=unknown)

@@ -181,8 +181,8 @@ class ProxyHeadTerm(nn.Module):
         self.head = nn.Linear(descriptor_dim, proxy_dim)
         self.loss = MultiSimilarityLoss(alpha=1.0, beta=50.0, base=0.0)
 
-    def forward(self, model, batch, descriptors):
-        proxies = F.normalize(self.head(descriptors.detach()), dim=1)
+    def forward(self, model, batch, out):
+        proxies = F.normalize(self.head(out["descriptors"].detach()), dim=1)
         self.sampler[0].record(batch["labels"], proxies)
         loss = self.loss(proxies, batch["labels"])
         return loss, {"proxy_loss": loss.item()}

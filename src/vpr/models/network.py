@@ -26,8 +26,13 @@ class VPRNet(nn.Module):
         self.mean = getattr(backbone, "mean", IMAGENET_MEAN)
         self.std = getattr(backbone, "std", IMAGENET_STD)
 
-    def forward(self, images):
-        return F.normalize(self.projection(self.aggregator(self.backbone(images))), p=2, dim=1)
+    def forward(self, images, return_features: bool = False):
+        """L2-normalised descriptors; with ``return_features`` also the backbone's feature map (for loss terms
+        that work on it, e.g. a domain classifier). Everything goes through ``forward`` so wrappers such as
+        DistributedDataParallel see every use of the parameters."""
+        features = self.backbone(images)
+        descriptors = F.normalize(self.projection(self.aggregator(features)), p=2, dim=1)
+        return (descriptors, features) if return_features else descriptors
 
 
 def model_spec(params: dict, image_size) -> dict:

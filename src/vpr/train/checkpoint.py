@@ -15,7 +15,10 @@ def save_checkpoint(path: str | os.PathLike, **content) -> None:
         torch.save(content, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def load_checkpoint(path) -> dict:
+    """A checkpoint from a path (or an open binary file)."""
+    if hasattr(path, "read"):
+        return torch.load(path, map_location="cpu", weights_only=True)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: checkpoint not found; run the train stage first")
@@ -25,7 +28,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}); delete it and retrain") from None
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path):
     """Rebuild the network saved in a checkpoint; returns (model, checkpoint dict)."""
     from vpr.models.network import build_model
     ckpt = load_checkpoint(path)

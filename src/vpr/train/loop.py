@@ -26,26 +26,51 @@ from vpr.errors import TrainingError
 from vpr.train.checkpoint import save_checkpoint
 
 
-class MetricObjective(nn.Module):
-    """A pytorch-metric-learning loss on place labels, optionally fed by a miner, plus extra loss terms
-    (each ``term(model, batch, descriptors) -> (loss, logs)``, added to the total)."""
+class Objective(nn.Module):
+    """Base of the training objectives: ``main_loss(model, batch, out)`` plus extra loss terms.
 
-    def __init__(self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()):
+    ``out`` holds what the model computed on ``batch["images"]`` (``descriptors`` and the backbone
+    ``features``); each term is ``term(model, batch, out) -> (loss, logs)`` and is added to the total.
+    Terms are how add-ons plug in (GPM's proxy head, domain adaptation, the self-supervised loss)."""
+
+    name = "loss"
+
+    def __init__(self, terms: Iterable[nn.Module] = ()):
         super().__init__()
-        self.loss, self.miner = loss, miner
         self.terms = nn.ModuleList(terms)
 
+    def main_loss(self, model, batch, out):
+        raise NotImplementedError
+
     def forward(self, model, batch):
-        descriptors = model(batch["images"])
-        labels = batch["labels"]
-        tuples = self.miner(descriptors, labels) if self.miner is not None else None
-        loss = self.loss(descriptors, labels, tuples)
-        logs = {"metric_loss": loss.item()}
+        descriptors, features = model(batch["images"], return_features=True)
+        out = {"descriptors": descriptors, "features": features}
+        loss = self.main_loss(model, batch, out)
+        logs = {self.name: loss.item()}
         for term in self.terms:
-            extra, term_logs = term(model, batch, descriptors)
+            extra, term_logs = term(model, batch, out)
             loss = loss + extra
             logs.update(term_logs)
         return loss, logs
+
+    def add_terms(self, terms) -> None:
+        for term in terms:
+            self.terms.append(term)
+
+
+class MetricObjective(Objective):
+    """A pytorch-metric-learning loss on place labels, optionally fed by a miner (the ``places`` method)."""
+
+    name = "metric_loss"
+
+    def __init__(self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()):
+        super().__init__(terms)
+        self.loss, self.miner = loss, miner
+
+    def main_loss(self, model, batch, out):
+        descriptors, labels = out["descriptors"], batch["labels"]
+        tuples = self.miner(descriptors, labels) if self.miner is not None else None
+        return self.loss(descriptors, labels, tuples)
 
 
 @dataclass

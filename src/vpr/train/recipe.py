@@ -1,5 +1,5 @@
-"""Assemble a training run from a validated config: sampler, model, objective, optimizer, schedule, batches,
-and the validation function. Stage scripts call this; the loop in ``loop.py`` runs it."""
+"""Assemble a training run from a validated config: model, method (batches + objective), add-on loss terms,
+optimizer, schedule, and the validation function. Stage scripts call this; ``loop.fit`` runs it."""
 from __future__ import annotations
 
 import hashlib
@@ -12,21 +12,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vpr.data.datasets import ImageList, PlaceImages
-from vpr.data.groundtruth import EvalSet, TrainSet
-from vpr.data.samplers import SAMPLERS
+from vpr.data.datasets import ImageList
+from vpr.data.groundtruth import EvalSet, TrainingData, TrainSet
 from vpr.data.transforms import eval_transform, train_transform
 from vpr.eval.extract import compute_descriptors
 from vpr.eval.retrieval import recall_at, search
 from vpr.models.network import build_model, model_spec
-from vpr.train.losses import LOSSES, MINERS
-from vpr.train.loop import MetricObjective
+from vpr.train import domain_adaptation, self_supervised
+from vpr.train.methods import METHODS, Context
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
 
 # The params sections that change what training produces (and so must match to resume a run).
 TRAINING_PARAMS = ("seed", "backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler", "model",
                    "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "augment",
-                   "train")
+                   "train", "methods", "domain_adaptation", "self_supervised")
 
 
 @dataclass
@@ -40,43 +39,43 @@ class Recipe:
     batches: Callable[[int], object]
 
 
-def build_recipe(cfg, train_set: TrainSet, device: str = "cpu") -> Recipe:
+def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu") -> Recipe:
+    if isinstance(data, TrainSet):
+        data = TrainingData(data)
     t = cfg.train
-    # The sampler checks P and K against the places first: cheap, and before the model is built.
-    sampler = SAMPLERS.build(cfg.sampler, train_set, t.places_per_batch, t.images_per_place, cfg.seed,
-                             t.batches_per_epoch, settings=cfg.settings("sampler"))
+    ssl = self_supervised.check_settings(cfg.raw.get("self_supervised"))
+    da = domain_adaptation.check_settings(cfg.raw.get("domain_adaptation"))
+    if da["enabled"] and data.target is None:
+        from vpr.errors import ConfigError
+        raise ConfigError("domain_adaptation.enabled: needs unlabeled target images; set data.target (e.g. "
+                          "synth/target_night with synthetic.extra_sets: [target_night]) and rerun build_gt")
     torch.manual_seed(cfg.seed)
     spec = model_spec(cfg.raw, t.image_size)
     model = build_model(spec)
     if hasattr(model.aggregator, "init_from_local_features"):
-        init_from_training_features(model, train_set, t.image_size, cfg.seed)
+        init_from_training_features(model, data.places, t.image_size, cfg.seed)
     model.to(device)
-    loss = LOSSES.build(cfg.loss, train_set.num_places, model.descriptor_dim, settings=cfg.settings("loss"))
-    terms = sampler.objective_terms(model.descriptor_dim) if hasattr(sampler, "objective_terms") else []
-    objective = MetricObjective(loss, MINERS.build(cfg.miner, settings=cfg.settings("miner")), terms).to(device)
+    two_views = ssl["enabled"] or t.method == "self_supervised"
+    ctx = Context(cfg, data, model, device, train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std),
+                  train_transform(ssl["view_augment"], t.image_size, model.mean, model.std) if two_views else None)
+    method = METHODS.build(t.method, ctx, settings=(cfg.raw.get("methods") or {}).get(t.method), key="train.method")
+    objective, batches = method.objective, method.batches
+    if ssl["enabled"] and t.method != "self_supervised":
+        objective.add_terms([self_supervised.VICRegTerm(ssl)])
+    if da["enabled"]:
+        objective.add_terms([domain_adaptation.DomainAdversarialTerm(model.backbone.out_channels, da)])
+        batches = domain_adaptation.with_target_images(batches, ctx, data.target)
+    objective.to(device)
 
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    loss_params = [p for p in objective.loss.parameters() if p.requires_grad]
-    if loss_params:   # class centres / proxies learn at their own rate
-        groups.append({"params": loss_params, "lr": objective.loss.weights_lr})
-    term_params = [p for p in objective.terms.parameters() if p.requires_grad]
-    if term_params:
-        groups.append({"params": term_params})
+    in_groups = {id(p) for g in method.param_groups for p in g["params"]}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + method.param_groups
+    rest = [p for p in objective.parameters() if p.requires_grad and id(p) not in in_groups]
+    if rest:   # add-on heads (domain classifier, GPM proxy head) learn at the optimizer's rate
+        groups.append({"params": rest})
     optimizer = OPTIMIZERS.build(cfg.optimizer, groups, settings=cfg.settings("optimizer"))
-    schedule = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(sampler), t.warmup_steps,
+    schedule = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, method.steps_per_epoch, t.warmup_steps,
                                 settings=cfg.settings("scheduler"))
-    dataset = PlaceImages(train_set.paths, train_set.place_of_image,
-                          train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std))
-
-    def batches(epoch: int):
-        sampler.set_epoch(epoch)
-        # Augmentation randomness in workers derives from this generator: same seed + epoch, same batches.
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, generator=generator,
-                            pin_memory=device == "cuda")
-        return ({"images": images, "labels": labels} for images, labels in loader)
-
-    return Recipe(spec, model, objective, optimizer, schedule, sampler, batches)
+    return Recipe(spec, model, objective, optimizer, schedule, method.sampler, batches)
 
 
 @torch.no_grad()
@@ -115,9 +114,10 @@ def fingerprint(cfg, *gt_dirs) -> str:
     h = hashlib.sha256(json.dumps({k: cfg.raw.get(k) for k in TRAINING_PARAMS}, sort_keys=True,
                                   default=str).encode())
     for d in gt_dirs:
-        for name in sorted(os.listdir(d)):
-            with open(os.path.join(d, name), "rb") as fh:
-                h.update(name.encode() + fh.read())
+        for root, _, files in sorted(os.walk(d)):
+            for name in sorted(files):
+                with open(os.path.join(root, name), "rb") as fh:
+                    h.update(name.encode() + fh.read())
     return h.hexdigest()
 
 

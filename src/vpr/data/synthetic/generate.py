@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vpr.data.filenames import format_name
 from vpr.data.synthetic.render import Camera, Conditions, render
-from vpr.data.synthetic.world import TEST_CITY, TRAIN_CITIES, VAL_CITY, City, build_city
+from vpr.data.synthetic.world import MINING_CITY, TEST_CITY, TRAIN_CITIES, VAL_CITY, City, build_city
 from vpr.registry import require
 
 
@@ -47,6 +47,9 @@ class SyntheticSpec:
     style_pool: int = 24                 # archetypes per city: fewer = more look-alike places
     light_mix: tuple = (0.4, 0.3, 0.3)   # fraction of day, dusk, night among queries / training images
     jpeg_quality: int = 90
+    extra_sets: tuple = ()               # mining | target_night | night_copies (see plan())
+    mining_queries: int = 500
+    target_images: int = 400
 
     def __post_init__(self):
         k = "synthetic"
@@ -68,6 +71,10 @@ class SyntheticSpec:
                 and abs(sum(self.light_mix) - 1) < 1e-6, f"{k}.light_mix",
                 f"must be three fractions (day, dusk, night) summing to 1, got {list(self.light_mix)}")
         require(1 <= self.jpeg_quality <= 100, f"{k}.jpeg_quality", "must be 1..100")
+        extras = ("mining", "target_night", "night_copies")
+        require(all(x in extras for x in self.extra_sets), f"{k}.extra_sets",
+                f"items must be among {', '.join(extras)}, got {list(self.extra_sets)}")
+        require(self.mining_queries >= 1 and self.target_images >= 1, f"{k}.mining_queries", "must be >= 1")
 
 
 _TIMES = ("day", "dusk", "night")
@@ -124,57 +131,93 @@ def _random_street_point(city: City, rng: np.random.Generator):
     return float(rng.uniform(city.xs[0], city.xs[-1])), float(city.ys[rng.integers(n_h)]), 90.0
 
 
+def _lateral(city: City, rng: np.random.Generator) -> float:
+    return rng.uniform(-1, 1) * (city.street_width / 2 - 2.5)
+
+
+def _street_view(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, note: str = "day"):
+    """Database-style views every ``database_spacing_m`` along every street, both directions."""
+    jobs = []
+    points, axes = city.street_points(spec.database_spacing_m)
+    for i, (p, axis) in enumerate(zip(points, axes)):
+        for j, flip in enumerate((0, 180)):
+            rng = np.random.default_rng([spec.seed, *seed_key, i, j])
+            cam = Camera(x=float(p[0]), y=float(p[1]), heading=float(axis + flip + rng.normal(0, 3)))
+            jobs.append(_job(city, rel_dir, cam, _conditions(rng, "day", False), rng, note))
+    return jobs
+
+
+def _phone_shots(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, count: int, times=None):
+    """Query-style shots at random street positions; the note field records the light."""
+    jobs = []
+    for q in range(count):
+        rng = np.random.default_rng([spec.seed, *seed_key, q])
+        time = times or _TIMES[rng.choice(3, p=spec.light_mix)]
+        x, y, axis = _random_street_point(city, rng)
+        d = np.radians(axis)
+        side = _lateral(city, rng)
+        x, y = x + np.cos(d) * side, y - np.sin(d) * side
+        cam = _phone_camera(rng, x, y, axis + 180 * rng.integers(2))
+        jobs.append(_job(city, rel_dir, cam, _conditions(rng, time, True), rng, time))
+    return jobs
+
+
+def _places(city: City, ci: int, spec: SyntheticSpec):
+    """Training places of one city: [(place_id, point, street axis, heading of the place)]."""
+    rng = np.random.default_rng([spec.seed, 1, ci])
+    points, axes = city.street_points(5.0, margin=8.0)
+    chosen = []
+    for k in rng.permutation(len(points)):
+        if all(np.hypot(*(points[k] - points[c])) >= spec.place_separation_m for c in chosen):
+            chosen.append(k)
+        if len(chosen) == spec.places_per_city:
+            break
+    out = []
+    for place_id, k in enumerate(chosen):
+        prng = np.random.default_rng([spec.seed, 2, ci, place_id])
+        out.append((place_id, points[k], axes[k], axes[k] + 180 * prng.integers(2)))
+    return out
+
+
 def plan(spec: SyntheticSpec):
     """Every image to render: (city name, relative path, camera, conditions), deterministic."""
     jobs = []
-    lateral = lambda city, rng: rng.uniform(-1, 1) * (city.street_width / 2 - 2.5)  # noqa: E731
     for ci, name in enumerate(TRAIN_CITIES[:spec.train_cities]):
         city = build_city(name, spec.seed, spec.train_blocks, spec.style_pool)
-        rng = np.random.default_rng([spec.seed, 1, ci])
-        points, axes = city.street_points(5.0, margin=8.0)
-        chosen = []
-        for k in rng.permutation(len(points)):
-            if all(np.hypot(*(points[k] - points[c])) >= spec.place_separation_m for c in chosen):
-                chosen.append(k)
-            if len(chosen) == spec.places_per_city:
-                break
-        for place_id, k in enumerate(chosen):
+        for place_id, point, street_axis, axis in _places(city, ci, spec):
             prng = np.random.default_rng([spec.seed, 2, ci, place_id])
-            axis = axes[k] + 180 * prng.integers(2)
+            prng.integers(2)   # (the draw that chose the place's heading)
+            note = f"{place_id}_{name}"
+            d = np.radians(street_axis)
             for n in range(int(prng.integers(4, spec.images_per_place + 1))):
-                d = np.radians(axes[k])
                 if n == 0:  # one street-view-like shot per place, as GSV mixes years of car imagery
-                    cam = Camera(x=float(points[k][0]), y=float(points[k][1]),
-                                 heading=float(axis + prng.normal(0, 3)))
-                    jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, "day", False), prng,
-                                     f"{place_id}_{name}"))
+                    cam = Camera(x=float(point[0]), y=float(point[1]), heading=float(axis + prng.normal(0, 3)))
+                    jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, "day", False), prng, note))
                     continue
-                along, side = prng.uniform(-3, 3), lateral(city, prng) * 0.5
-                x = points[k][0] + np.sin(d) * along + np.cos(d) * side
-                y = points[k][1] + np.cos(d) * along - np.sin(d) * side
+                along, side = prng.uniform(-3, 3), _lateral(city, prng) * 0.5
+                x = point[0] + np.sin(d) * along + np.cos(d) * side
+                y = point[1] + np.cos(d) * along - np.sin(d) * side
                 time = _TIMES[prng.choice(3, p=spec.light_mix)]
                 cam = _phone_camera(prng, x, y, axis)
-                jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, time, True), prng,
-                                 f"{place_id}_{name}"))
+                jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, time, True), prng, note))
+            if "night_copies" in spec.extra_sets:   # what a day-to-night GAN would make of the street-view shot
+                crng = np.random.default_rng([spec.seed, 7, ci, place_id])
+                cam = _phone_camera(crng, float(point[0]), float(point[1]), axis)
+                jobs.append(_job(city, f"night_copies/{name}", cam, _conditions(crng, "night", True), crng, note))
+        if "target_night" in spec.extra_sets:      # unlabeled night photos of the training cities
+            jobs += _phone_shots(city, "target_night", spec, [8, ci], spec.target_images // spec.train_cities,
+                                 times="night")
 
     for si, (split, name, blocks, n_queries) in enumerate(
             [("val", VAL_CITY, spec.val_blocks, spec.val_queries), ("test", TEST_CITY, spec.test_blocks, spec.test_queries)]):
         city = build_city(name, spec.seed, blocks, spec.style_pool)
-        points, axes = city.street_points(spec.database_spacing_m)
-        for i, (p, axis) in enumerate(zip(points, axes)):
-            for j, flip in enumerate((0, 180)):
-                rng = np.random.default_rng([spec.seed, 3, si, i, j])
-                cam = Camera(x=float(p[0]), y=float(p[1]), heading=float(axis + flip + rng.normal(0, 3)))
-                jobs.append(_job(city, f"{split}/database", cam, _conditions(rng, "day", False), rng, "day"))
-        for q in range(n_queries):
-            rng = np.random.default_rng([spec.seed, 4, si, q])
-            time = _TIMES[rng.choice(3, p=spec.light_mix)]
-            x, y, axis = _random_street_point(city, rng)
-            d = np.radians(axis)
-            side = lateral(city, rng)
-            x, y = x + np.cos(d) * side, y - np.sin(d) * side
-            cam = _phone_camera(rng, x, y, axis + 180 * rng.integers(2))
-            jobs.append(_job(city, f"{split}/queries", cam, _conditions(rng, time, True), rng, time))
+        jobs += _street_view(city, f"{split}/database", spec, [3, si])
+        jobs += _phone_shots(city, f"{split}/queries", spec, [4, si], n_queries)
+
+    if "mining" in spec.extra_sets:   # a database/queries training set (pitts30k-style) in its own city
+        city = build_city(MINING_CITY, spec.seed, spec.val_blocks, spec.style_pool)
+        jobs += _street_view(city, "mining/database", spec, [5])
+        jobs += _phone_shots(city, "mining/queries", spec, [6], spec.mining_queries)
     return jobs
 
 
@@ -189,7 +232,8 @@ def _render_one(job) -> None:
     city_name, rel_path, cam, cond = job
     spec, cities = _worker_state["spec"], _worker_state["cities"]
     if city_name not in cities:
-        blocks = {VAL_CITY: spec.val_blocks, TEST_CITY: spec.test_blocks}.get(city_name, spec.train_blocks)
+        blocks = {VAL_CITY: spec.val_blocks, TEST_CITY: spec.test_blocks, MINING_CITY: spec.val_blocks}.get(
+            city_name, spec.train_blocks)
         cities[city_name] = build_city(city_name, spec.seed, blocks, spec.style_pool)
     pixels = render(cities[city_name], cam, cond, tuple(spec.image_size))
     Image.fromarray(pixels).save(os.path.join(_worker_state["root"], rel_path), quality=spec.jpeg_quality)

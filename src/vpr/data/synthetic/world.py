@@ -22,9 +22,10 @@ ANCHORS = {
     "Foxhollow": (45.4600, 9.1900),     # near Milan, zone 32T
     "Greyhaven": (37.7800, -122.4200),  # near San Francisco, zone 10S (test city)
     "Harborview": (35.6800, 139.7000),  # near Tokyo, zone 54S (validation city)
+    "Juniper": (48.2100, 16.3700),      # near Vienna, zone 33U (database/queries training city for mining)
 }
 TRAIN_CITIES = ("Avalon", "Brightwater", "Cedarfield", "Dunmore", "Elmstead", "Foxhollow")
-VAL_CITY, TEST_CITY = "Harborview", "Greyhaven"
+VAL_CITY, TEST_CITY, MINING_CITY = "Harborview", "Greyhaven", "Juniper"
 
 # Archetype texture kinds.
 PLAIN, BRICK, BANDS, PANELS, PILASTERS = range(5)

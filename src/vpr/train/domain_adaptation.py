@@ -1,0 +1,114 @@
+"""Domain adaptation with a gradient-reversal layer (Ganin & Lempitsky, ICML 2015).
+
+A small domain classifier looks at the (globally pooled) backbone features of the training batch (source,
+label 0) and of as many unlabeled target-domain images (e.g. night photos, label 1). The gradient-reversal
+layer passes features unchanged forward and multiplies the gradient by -lambda backward, so the classifier
+learns to tell the domains apart while the backbone learns features that it cannot: domain-invariant ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Sampler
+
+from vpr.registry import require
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lambda_):
+        ctx.lambda_ = lambda_
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lambda_ * grad, None
+
+
+class GradientReversal(nn.Module):
+    def __init__(self, lambda_: float = 1.0):
+        super().__init__()
+        self.lambda_ = lambda_
+
+    def forward(self, x):
+        return _ReverseGradient.apply(x, self.lambda_)
+
+
+def check_settings(s: dict) -> dict:
+    """Validate the ``domain_adaptation`` section; returns it with defaults filled in."""
+    from vpr.errors import ConfigError
+    defaults = dict(enabled=False, weight=0.1, grl_lambda=1.0, hidden=256)
+    s = dict(s or {})
+    for k in s:
+        if k not in defaults:
+            raise ConfigError(f"domain_adaptation.{k}: unknown key; allowed: {', '.join(defaults)}")
+    s = {**defaults, **s}
+    require(isinstance(s["enabled"], bool), "domain_adaptation.enabled", "must be true or false")
+    require(isinstance(s["weight"], (int, float)) and s["weight"] >= 0, "domain_adaptation.weight",
+            f"must be >= 0, got {s['weight']!r}")
+    require(isinstance(s["grl_lambda"], (int, float)) and s["grl_lambda"] >= 0, "domain_adaptation.grl_lambda",
+            f"must be >= 0, got {s['grl_lambda']!r}")
+    require(isinstance(s["hidden"], int) and s["hidden"] >= 1, "domain_adaptation.hidden", "must be an integer >= 1")
+    return s
+
+
+class DomainAdversarialTerm(nn.Module):
+    """weight x BCE(domain classifier(GRL(pooled backbone features)), source 0 / target 1)."""
+
+    def __init__(self, channels: int, settings: dict):
+        super().__init__()
+        self.weight = settings["weight"]
+        self.reverse = GradientReversal(settings["grl_lambda"])
+        self.classifier = nn.Sequential(nn.Linear(channels, settings["hidden"]), nn.ReLU(),
+                                        nn.Linear(settings["hidden"], 1))
+
+    def forward(self, model, batch, out):
+        _, target_features = model(batch["target_images"], return_features=True)
+        pooled = torch.cat([out["features"].mean(dim=(2, 3)), target_features.mean(dim=(2, 3))])
+        domain = torch.cat([torch.zeros(len(out["features"])), torch.ones(len(target_features))]).to(pooled.device)
+        logits = self.classifier(self.reverse(pooled)).squeeze(1)
+        loss = F.binary_cross_entropy_with_logits(logits, domain)
+        accuracy = ((logits > 0).float() == domain).float().mean().item()
+        return self.weight * loss, {"domain_loss": loss.item(), "domain_accuracy": accuracy}
+
+
+class TargetBatches(Sampler):
+    """Batches of target images, as many as the source batch holds (balanced), cycling through an
+    epoch-seeded permutation of the target set."""
+
+    def __init__(self, num_images: int, batch_size: int, seed: int):
+        require(num_images >= 1, "data.target", "the target folder has no images")
+        self.n, self.batch_size, self.seed, self.epoch = num_images, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        order = rng.permutation(self.n)
+        i = 0
+        while True:
+            batch = [int(order[(i + k) % self.n]) for k in range(self.batch_size)]
+            i += self.batch_size
+            yield batch
+
+
+def with_target_images(batches, ctx, target_paths):
+    """Wrap a method's batch provider so every batch also carries ``target_images`` (same count)."""
+    from vpr.train.methods import TrainImages
+    dataset = TrainImages(target_paths, None, ctx.transform)
+
+    def wrapped(epoch: int):
+        for batch in batches(epoch):
+            sampler = wrapped.samplers.setdefault(len(batch["images"]), TargetBatches(len(dataset),
+                                                                                        len(batch["images"]),
+                                                                                        ctx.cfg.seed))
+            if sampler.epoch != epoch or not hasattr(sampler, "stream"):
+                sampler.set_epoch(epoch)
+                sampler.stream = iter(ctx.loader(dataset, sampler, epoch))
+            batch["target_images"] = next(sampler.stream)["images"]
+            yield batch
+    wrapped.samplers = {}
+    return wrapped

@@ -1,0 +1,49 @@
+"""Training methods (``train.method``): each gives the one training loop a batch provider and an objective.
+
+    places          P places x K images with a metric-learning loss (GSV-Cities / the course; default)
+    triplet_mining  query / positive / hard negatives mined from a database-queries set (VG benchmark)
+    cosplace        classification of UTM-cell x heading classes, one CosFace head per group (CosPlace)
+    self_supervised label-free: VICReg between two augmented views of each image
+
+Builders take a :class:`Context` and their settings (``methods.<name>`` in params.yaml) and return a
+:class:`Method`. Add-ons (domain adaptation, the self-supervised auxiliary loss) attach as loss terms in
+``recipe.py``, whatever the method.
+"""
+from __future__ import annotations
+
+from vpr.registry import Registry
+from vpr.train import cosplace, self_supervised, triplet_mining
+from vpr.train.context import Context, Method, TrainImages  # noqa: F401  (re-exported)
+
+METHODS = Registry("method", "methods")
+
+
+@METHODS.register(paper="Ali-bey et al., GSV-Cities, Neurocomputing 2022; the course template")
+def places(ctx: Context):
+    """P places x K images per batch, a metric-learning loss and miner (`loss`, `miner`, `sampler`)."""
+    from vpr.data.samplers import SAMPLERS
+    from vpr.train.losses import LOSSES, MINERS
+    from vpr.train.loop import MetricObjective
+    cfg, t, places_ = ctx.cfg, ctx.cfg.train, ctx.data.places
+    sampler = SAMPLERS.build(cfg.sampler, places_, t.places_per_batch, t.images_per_place, cfg.seed,
+                             t.batches_per_epoch, settings=cfg.settings("sampler"))
+    loss = LOSSES.build(cfg.loss, places_.num_places, ctx.model.descriptor_dim, settings=cfg.settings("loss"))
+    terms = sampler.objective_terms(ctx.model.descriptor_dim) if hasattr(sampler, "objective_terms") else []
+    objective = MetricObjective(loss, MINERS.build(cfg.miner, settings=cfg.settings("miner")), terms)
+    groups = []
+    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    if loss_params:   # class centres / proxies learn at their own rate
+        groups.append({"params": loss_params, "lr": loss.weights_lr})
+    dataset = ctx.dataset(places_.paths, places_.place_of_image)
+
+    def batches(epoch: int):
+        sampler.set_epoch(epoch)
+        return ctx.loader(dataset, sampler, epoch)
+
+    return Method(objective, batches, len(sampler), sampler, groups)
+
+
+# The other methods live in their own short modules, registered here in a fixed order.
+METHODS.register("triplet_mining", paper=triplet_mining.PAPER)(triplet_mining.triplet_mining)
+METHODS.register("cosplace", paper=cosplace.PAPER)(cosplace.cosplace)
+METHODS.register("self_supervised", paper=self_supervised.PAPER)(self_supervised.self_supervised_method)

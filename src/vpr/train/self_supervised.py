@@ -1,0 +1,117 @@
+"""Self-supervised learning with VICReg (pytorch-metric-learning's VICRegLoss) between the descriptors of two
+augmented views of each training image.
+
+* as an auxiliary loss term added, with a weight (default 0.3), to any method's loss
+  (``self_supervised.enabled: true``);
+* as a label-free training method (``train.method: self_supervised``): the VICReg loss alone, on random
+  training images, ignoring the place labels.
+The second view uses the ``self_supervised.view_augment`` list (the first one the usual ``augment``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_metric_learning.losses import VICRegLoss
+from torch import nn
+
+from vpr.registry import require
+from vpr.train.loop import Objective
+from vpr.train.context import Context, Method
+
+DEFAULT_VIEW_AUGMENT = [{"name": "random_resized_crop", "scale": [0.5, 1.0]},
+                        {"name": "color_jitter", "brightness": 0.5, "contrast": 0.4, "saturation": 0.4, "hue": 0.05},
+                        {"name": "synthetic_night", "p": 0.3}]
+
+
+PAPER = "Bardes et al., VICReg, ICLR 2022"
+
+
+def check_settings(s: dict) -> dict:
+    """Validate the ``self_supervised`` section; returns it with defaults filled in."""
+    from vpr.data.transforms import check_augment
+    from vpr.errors import ConfigError
+    defaults = dict(enabled=False, weight=0.3, invariance_lambda=25.0, variance_mu=25.0, covariance_v=1.0,
+                    view_augment=DEFAULT_VIEW_AUGMENT)
+    s = dict(s or {})
+    for k in s:
+        if k not in defaults:
+            raise ConfigError(f"self_supervised.{k}: unknown key; allowed: {', '.join(defaults)}")
+    s = {**defaults, **s}
+    require(isinstance(s["enabled"], bool), "self_supervised.enabled", "must be true or false")
+    for k in ("weight", "invariance_lambda", "variance_mu", "covariance_v"):
+        require(isinstance(s[k], (int, float)) and s[k] >= 0, f"self_supervised.{k}", f"must be >= 0, got {s[k]!r}")
+    check_augment(s["view_augment"])
+    return s
+
+
+def vicreg(s: dict) -> VICRegLoss:
+    return VICRegLoss(invariance_lambda=s["invariance_lambda"], variance_mu=s["variance_mu"],
+                      covariance_v=s["covariance_v"])
+
+
+class VICRegTerm(nn.Module):
+    """Auxiliary loss: weight x VICReg(descriptors of view 1, descriptors of view 2)."""
+
+    def __init__(self, settings: dict):
+        super().__init__()
+        self.weight = settings["weight"]
+        self.loss = vicreg(settings)
+
+    def forward(self, model, batch, out):
+        loss = self.loss(out["descriptors"], ref_emb=model(batch["views"]))
+        return self.weight * loss, {"vicreg_loss": loss.item()}
+
+
+class VICRegObjective(Objective):
+    """The label-free method's objective: VICReg alone (plus any add-on terms)."""
+
+    name = "vicreg_loss"
+
+    def __init__(self, settings: dict):
+        super().__init__()
+        self.loss = vicreg(settings)
+
+    def main_loss(self, model, batch, out):
+        return self.loss(out["descriptors"], ref_emb=model(batch["views"]))
+
+
+class RandomBatches(torch.utils.data.Sampler):
+    """``batches_per_epoch`` batches of random images (no labels), a new permutation each epoch."""
+
+    def __init__(self, num_images: int, batch_size: int, seed: int, batches_per_epoch: int | None):
+        require(2 <= batch_size <= num_images, "methods.self_supervised.batch_size",
+                f"must be between 2 and the number of training images ({num_images}), got {batch_size}")
+        self.n, self.batch_size, self.seed = num_images, batch_size, seed
+        self.batches_per_epoch = batches_per_epoch or num_images // batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = np.concatenate([rng.permutation(self.n) for _ in range(-(-self.batches_per_epoch * self.batch_size
+                                                                          // self.n))])
+        for b in range(self.batches_per_epoch):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+
+def self_supervised_method(ctx: Context, *, batch_size: int = 64):
+    """Label-free: VICReg between two augmented views of random training images (settings: self_supervised)."""
+    from vpr.errors import ConfigError
+    if ctx.view_transform is None:
+        raise ConfigError("train.method: self_supervised needs the second view; internal error")
+    t = ctx.cfg.train
+    places = ctx.data.places
+    sampler = RandomBatches(len(places.paths), batch_size, ctx.cfg.seed, t.batches_per_epoch)
+    objective = VICRegObjective(check_settings(ctx.cfg.raw.get("self_supervised")))
+    dataset = ctx.dataset(places.paths)
+
+    def batches(epoch: int):
+        sampler.set_epoch(epoch)
+        return ctx.loader(dataset, sampler, epoch)
+
+    return Method(objective, batches, len(sampler), sampler)
