@@ -56,6 +56,16 @@ def test_shipped_params_are_valid():
     ("synthetic.light_mix", [0.5, 0.5, 0.5], "synthetic.light_mix: must be three fractions"),
     ("augment", [{"name": "solarize"}], "augment[0].name: unknown augmentation 'solarize'"),
     ("scheduler", KeyError, "scheduler: missing; choose one of: none, multistep"),
+    ("train.method", "sift", "train.method: unknown method 'sift'; choose one of: places, triplet_mining"),
+    ("methods.cosplace.K", 3, "methods.cosplace.K: unknown setting for method 'cosplace'"),
+    ("domain_adaptation.lambda", 1.0, "domain_adaptation.lambda: unknown key; allowed: enabled, weight"),
+    ("self_supervised.weight", -1, "self_supervised.weight: must be >= 0"),
+    ("extract.fusion", "median", "extract.fusion: 'median' is not one of avg, sum, max, min"),
+    ("extract.scales", [], "extract.scales: must be a non-empty list"),
+    ("extract.ensemble", [{"path": "x.pt"}], "extract.ensemble[0]: expected {checkpoint: <path>} or {experiment"),
+    ("extract.pca", {"dim": 0}, "extract.pca.dim: must be a positive integer or null"),
+    ("synthetic.extra_sets", ["gan"], "synthetic.extra_sets: items must be among mining, target_night"),
+    ("data.mining", "elsewhere/mining", "data.mining: 'elsewhere/mining' must be a folder under data/raw"),
 ])
 def test_bad_params_give_one_clear_line(path, value, message):
     with pytest.raises(ConfigError) as err:

@@ -92,3 +92,12 @@ def require(condition: bool, key: str, message: str) -> None:
     """One-line ConfigError for an impossible value."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def with_defaults(section: str, values, defaults: dict) -> dict:
+    """A params section merged over its defaults; an unknown key is a one-line ConfigError."""
+    values = dict(values or {})
+    for k in values:
+        if k not in defaults:
+            raise ConfigError(f"{section}.{k}: unknown key; allowed: {', '.join(defaults)}")
+    return {**defaults, **values}

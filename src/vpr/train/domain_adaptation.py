@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
-from vpr.registry import require
+from vpr.registry import require, with_defaults
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -38,13 +38,7 @@ class GradientReversal(nn.Module):
 
 def check_settings(s: dict) -> dict:
     """Validate the ``domain_adaptation`` section; returns it with defaults filled in."""
-    from vpr.errors import ConfigError
-    defaults = dict(enabled=False, weight=0.1, grl_lambda=1.0, hidden=256)
-    s = dict(s or {})
-    for k in s:
-        if k not in defaults:
-            raise ConfigError(f"domain_adaptation.{k}: unknown key; allowed: {', '.join(defaults)}")
-    s = {**defaults, **s}
+    s = with_defaults("domain_adaptation", s, dict(enabled=False, weight=0.1, grl_lambda=1.0, hidden=256))
     require(isinstance(s["enabled"], bool), "domain_adaptation.enabled", "must be true or false")
     require(isinstance(s["weight"], (int, float)) and s["weight"] >= 0, "domain_adaptation.weight",
             f"must be >= 0, got {s['weight']!r}")

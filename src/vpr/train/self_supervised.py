@@ -14,7 +14,7 @@ import torch
 from pytorch_metric_learning.losses import VICRegLoss
 from torch import nn
 
-from vpr.registry import require
+from vpr.registry import require, with_defaults
 from vpr.train.loop import Objective
 from vpr.train.context import Context, Method
 
@@ -29,14 +29,8 @@ PAPER = "Bardes et al., VICReg, ICLR 2022"
 def check_settings(s: dict) -> dict:
     """Validate the ``self_supervised`` section; returns it with defaults filled in."""
     from vpr.data.transforms import check_augment
-    from vpr.errors import ConfigError
-    defaults = dict(enabled=False, weight=0.3, invariance_lambda=25.0, variance_mu=25.0, covariance_v=1.0,
-                    view_augment=DEFAULT_VIEW_AUGMENT)
-    s = dict(s or {})
-    for k in s:
-        if k not in defaults:
-            raise ConfigError(f"self_supervised.{k}: unknown key; allowed: {', '.join(defaults)}")
-    s = {**defaults, **s}
+    s = with_defaults("self_supervised", s, dict(enabled=False, weight=0.3, invariance_lambda=25.0, variance_mu=25.0,
+                                                 covariance_v=1.0, view_augment=DEFAULT_VIEW_AUGMENT))
     require(isinstance(s["enabled"], bool), "self_supervised.enabled", "must be true or false")
     for k in ("weight", "invariance_lambda", "variance_mu", "covariance_v"):
         require(isinstance(s[k], (int, float)) and s[k] >= 0, f"self_supervised.{k}", f"must be >= 0, got {s[k]!r}")
