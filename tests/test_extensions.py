@@ -159,3 +159,17 @@ def test_extra_images_join_the_places_named_in_their_note(tiny_city, tmp_path):
         place = train.place_of_image[list(train.paths).index(p)]
         name = train.place_names[place]
         assert merged.place_sizes[list(merged.place_names).index(name)] > train.place_sizes[place]
+
+
+def test_describe_combines_an_ensemble_multiscale_and_pca(tiny_city):
+    from vpr.eval.extract import describe
+    s = build_eval_set(tiny_city / "test")
+    torch.manual_seed(0)
+    gem = build_model(model_spec(config().raw, SIZE)).eval()
+    avg = build_model(model_spec(config(aggregator="avg").raw, SIZE)).eval()
+    parts = {"database": s.database_paths[:40], "queries": s.queries_paths[:10]}
+    out = describe([(gem, 1.0), (avg, 0.5)], parts, SIZE, scales=[1.0, 0.8], fusion="avg")
+    assert out["database"].shape == (40, 512) and out["queries"].shape == (10, 512)
+    reduced = describe([(gem, 1.0)], parts, SIZE, pca={"dim": 16, "fit_on": "database", "whiten": True})
+    assert reduced["queries"].shape == (10, 16)
+    assert np.allclose(np.linalg.norm(reduced["queries"], axis=1), 1, atol=1e-5)
