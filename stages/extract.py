@@ -2,6 +2,7 @@
 an ensemble of other checkpoints or experiments, multi-scale fusion and PCA)."""
 import io
 import os
+import subprocess
 import sys
 
 from _common import run, setup_torch
@@ -15,13 +16,15 @@ def ensemble_members(members, device):
     for i, member in enumerate(members):
         if "checkpoint" in member:
             model, _ = load_model(member["checkpoint"])
-        else:
+        else:   # a DVC experiment: its commit is under refs/exps/<baseline>/<name>
             import dvc.api
-            rows = dvc.api.exp_show()
-            revs = {r.get("Experiment"): r.get("rev") for r in rows if r.get("Experiment")}
+            refs = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"],
+                                  capture_output=True, text=True).stdout.split("\n")
+            revs = {ref.rsplit("/", 1)[-1]: sha for ref, sha in (line.split() for line in refs if line.strip())
+                    if ref.count("/") >= 4}   # refs/exps/<2 hex>/<38 hex>/<name>, not refs/exps/stash
             if member["experiment"] not in revs:
                 raise ConfigError(f"extract.ensemble[{i}].experiment: no experiment '{member['experiment']}' "
-                                  f"(have: {', '.join(sorted(revs)) or 'none'}); see `dvc exp show`")
+                                  f"(have: {', '.join(sorted(revs)) or 'none'}); see `dvc exp show -A`")
             with dvc.api.open("models/best.pt", rev=revs[member["experiment"]], mode="rb") as fh:
                 model, _ = load_model(io.BytesIO(fh.read()))
         models.append((model.to(device), float(member.get("weight", 1.0))))
