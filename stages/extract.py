@@ -26,9 +26,9 @@ def main():
         for part, paths in (("database", eval_set.database_paths), ("queries", eval_set.queries_paths)):
             d = compute_descriptors(model, paths, e.image_size, e.batch_size, e.num_workers, device,
                                     desc=f"{name} {part}")
-            np.save(os.path.join(tmp, f"{part}.npy"), d)
+            np.save(os.path.join(tmp, f"{part}.npy"), d.astype(e.dtype, copy=False))   # float16: half the bytes
         write_json(os.path.join(tmp, "info.json"),
-                   dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=ckpt["epoch"],
+                   dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=ckpt["epoch"], dtype=e.dtype,
                         weights_md5=weights_md5(model),
                         image_size=list(e.image_size) if e.image_size else None, spec=ckpt["spec"]))
     print(f"extract@{name}: {eval_set.num_database} database + {eval_set.num_queries} queries, "
