@@ -19,12 +19,12 @@ def compute_descriptors(model: torch.nn.Module, paths, image_size=None, batch_si
     was_training = model.training
     model.eval()
     transform = eval_transform(image_size, getattr(model, "mean", IMAGENET_MEAN), getattr(model, "std", IMAGENET_STD))
-    loader = DataLoader(ImageList(paths, transform), batch_size=batch_size if image_size else 1,
-                        num_workers=num_workers, persistent_workers=False)
+    loader = DataLoader(ImageList(paths, transform, draft_size=image_size), batch_size=batch_size if image_size else 1,
+                        num_workers=num_workers, persistent_workers=False, pin_memory=torch.device(device).type == "cuda")
     out = None
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
         for images, idx in loader:
-            d = model(images.to(device)).float().cpu().numpy()
+            d = model(images.to(device, non_blocking=True)).float().cpu().numpy()
             if out is None:
                 out = np.empty((len(paths), d.shape[1]), dtype=np.float32)
             out[idx.numpy()] = d

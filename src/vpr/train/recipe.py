@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vpr.data.datasets import ImageList, PlaceImages
+from vpr.data.datasets import ImageList
 from vpr.data.groundtruth import EvalSet, TrainSet
+from vpr.data.loading import PlaceBatches
 from vpr.data.samplers import SAMPLERS
-from vpr.data.transforms import eval_transform, train_transform
+from vpr.data.transforms import eval_transform
 from vpr.eval.extract import compute_descriptors
 from vpr.eval.retrieval import recall_at, search
 from vpr.models.network import build_model, model_spec
@@ -40,7 +41,8 @@ class Recipe:
     batches: Callable[[int], object]
 
 
-def build_recipe(cfg, train_set: TrainSet, device: str = "cpu") -> Recipe:
+def build_recipe(cfg, train_set: TrainSet, device: str = "cpu", rank: int = 0, world: int = 1) -> Recipe:
+    """``rank`` / ``world``: this process's share of every global batch under DDP (vpr.train.distributed)."""
     t = cfg.train
     # The sampler checks P and K against the places first: cheap, and before the model is built.
     sampler = SAMPLERS.build(cfg.sampler, train_set, t.places_per_batch, t.images_per_place, cfg.seed,
@@ -51,6 +53,8 @@ def build_recipe(cfg, train_set: TrainSet, device: str = "cpu") -> Recipe:
     if hasattr(model.aggregator, "init_from_local_features"):
         init_from_training_features(model, train_set, t.image_size, cfg.seed)
     model.to(device)
+    if t.channels_last and torch.device(device).type == "cuda":
+        model.to(memory_format=torch.channels_last)
     loss = LOSSES.build(cfg.loss, train_set.num_places, model.descriptor_dim, settings=cfg.settings("loss"))
     terms = sampler.objective_terms(model.descriptor_dim) if hasattr(sampler, "objective_terms") else []
     objective = MetricObjective(loss, MINERS.build(cfg.miner, settings=cfg.settings("miner")), terms).to(device)
@@ -65,16 +69,11 @@ def build_recipe(cfg, train_set: TrainSet, device: str = "cpu") -> Recipe:
     optimizer = OPTIMIZERS.build(cfg.optimizer, groups, settings=cfg.settings("optimizer"))
     schedule = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, len(sampler), t.warmup_steps,
                                 settings=cfg.settings("scheduler"))
-    dataset = PlaceImages(train_set.paths, train_set.place_of_image,
-                          train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std))
-
-    def batches(epoch: int):
-        sampler.set_epoch(epoch)
-        # Augmentation randomness in workers derives from this generator: same seed + epoch, same batches.
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, generator=generator,
-                            pin_memory=device == "cuda")
-        return ({"images": images, "labels": labels} for images, labels in loader)
+    # Decoding in persistent workers, uint8 hand-over, normalisation (and optionally augmentation) on the
+    # device; augmentation seeded per image from (seed, epoch, batch, position): see vpr.data.loading.
+    batches = PlaceBatches(train_set, sampler, cfg.raw.get("augment"), t.image_size, model.mean, model.std,
+                           seed=cfg.seed, device=device, num_workers=t.num_workers, augment_on=t.augment_on,
+                           channels_last=t.channels_last, rank=rank, world=world)
 
     return Recipe(spec, model, objective, optimizer, schedule, sampler, batches)
 
