@@ -7,9 +7,9 @@ chunk of rows at a time, so a memory-mapped float16 ``.npy`` of any size never h
 float32: each chunk is converted, searched, merged into a running top-k (faiss ResultHeap), and its
 memory-mapped pages are handed back to the OS, so resident memory stays at about one chunk.
 
-Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; their vectors are
-stored as float16 by default (``encoding``), the precision of the stored descriptors, so the only loss is
-the search's. ``benchmarks/bench_large.py`` reports that loss against flat search.
+Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; they keep the vectors
+with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
+``flat`` = float32 keep more). ``benchmarks/bench_large.py`` reports their recall loss against flat search.
 """
 from __future__ import annotations
 
@@ -40,35 +40,31 @@ def _release_pages(chunk: np.ndarray) -> None:
 
 
 def iter_chunks(database: np.ndarray, chunk_rows: int):
-    """(first row, float32 chunk) over the database; memory-mapped pages are released after each chunk."""
+    """(first row, float32 chunk) over the database. One buffer serves every chunk (a chunk is valid until the
+    next one is drawn) and memory-mapped pages are released once copied: memory stays at one chunk."""
+    buffer = np.empty((min(chunk_rows, len(database)), database.shape[1]), np.float32)
     for start in range(0, len(database), chunk_rows):
         view = database[start:start + chunk_rows]
-        chunk = np.ascontiguousarray(view, dtype=np.float32)
-        copied = not np.may_share_memory(chunk, view)
-        if copied:
-            _release_pages(view)
+        chunk = buffer[:len(view)]
+        np.copyto(chunk, view, casting="same_kind")
+        _release_pages(view)
         yield start, chunk
-        if not copied:
-            _release_pages(view)
 
 
 def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536) -> np.ndarray:
     """Exact k nearest database rows (L2) of each query, nearest first: (num_queries, min(k, n)) int64.
-    faiss IndexFlatL2 on one chunk of rows at a time, merged in a faiss ResultHeap."""
+    faiss flat L2 search (as IndexFlatL2) of one chunk of rows at a time, merged in a faiss ResultHeap."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, len(database))
     if k == 0 or len(queries) == 0:
         return np.zeros((len(queries), k), np.int64)
-    index = faiss.IndexFlatL2(database.shape[1])
     if len(database) <= chunk_rows:       # one chunk: no merging
         (_, chunk), = iter_chunks(database, chunk_rows)
-        index.add(chunk)
-        return index.search(queries, k)[1].astype(np.int64)
+        return faiss.knn(queries, chunk, k, faiss.METRIC_L2)[1].astype(np.int64)
     heap = faiss.ResultHeap(len(queries), k, keep_max=False)
     for start, chunk in iter_chunks(database, chunk_rows):
-        index.add(chunk)
-        dist, idx = index.search(queries, k)          # -1 / inf beyond a short chunk's size
-        index.reset()
+        # faiss.knn = IndexFlatL2's search without copying the chunk into an index
+        dist, idx = faiss.knn(queries, chunk, k, faiss.METRIC_L2)   # -1 / inf beyond a short chunk's size
         heap.add_result(dist, np.where(idx >= 0, idx + start, -1))
     heap.finalize()
     return heap.I.astype(np.int64)
@@ -94,7 +90,7 @@ def flat(*, chunk_rows: int = 65536):
 
 
 @INDEXES.register(paper="Jegou et al., Product Quantization for Nearest Neighbor Search, TPAMI 2011 (IVF); faiss")
-def ivf(*, lists: int = None, probe: int = 16, encoding: str = "fp16", chunk_rows: int = 65536):
+def ivf(*, lists: int = None, probe: int = 32, encoding: str = "sq8", chunk_rows: int = 65536):
     """Inverted file: k-means cells (lists; null = sqrt(n)), search the ``probe`` nearest cells; approximate."""
     require(lists is None or (isinstance(lists, int) and lists >= 1), "eval.ivf.lists",
             f"must be a positive integer or null (= sqrt of the database size), got {lists!r}")
@@ -112,7 +108,7 @@ def ivf(*, lists: int = None, probe: int = 16, encoding: str = "fp16", chunk_row
             qtype = getattr(faiss.ScalarQuantizer, _ENCODINGS[encoding])
             index = faiss.IndexIVFScalarQuantizer(quantizer, dim, cells, qtype, faiss.METRIC_L2)
         index.cp.min_points_per_centroid = 1          # small databases: no warning, fewer points per cell
-        index.train(_train_sample(database, 64 * cells))
+        index.train(_train_sample(database, 50 * cells))   # faiss wants >= 39 points per cell
         for _, chunk in iter_chunks(database, chunk_rows):
             index.add(chunk)
         index.nprobe = min(probe, cells)
@@ -121,7 +117,7 @@ def ivf(*, lists: int = None, probe: int = 16, encoding: str = "fp16", chunk_row
 
 
 @INDEXES.register(paper="Malkov & Yashunin, Hierarchical Navigable Small World graphs, TPAMI 2018; faiss")
-def hnsw(*, m: int = 32, ef_construction: int = 40, ef_search: int = 128, encoding: str = "fp16",
+def hnsw(*, m: int = 32, ef_construction: int = 40, ef_search: int = 128, encoding: str = "sq8",
          chunk_rows: int = 65536):
     """Graph search (HNSW, m links per node); approximate, no training, slow to build on large databases."""
     require(m >= 2, "eval.hnsw.m", f"must be >= 2, got {m}")
