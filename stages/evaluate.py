@@ -11,7 +11,8 @@ def main():
 
     cfg = load_config()
     name = sys.argv[1]
-    metrics = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values)
+    metrics = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
+                                cfg.eval.index, getattr(cfg.eval, cfg.eval.index))
     write_json(f"metrics/eval/{name}.json", metrics)
     if metrics.get("queries_have_coordinates") is False:
         import warnings

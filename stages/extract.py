@@ -63,9 +63,9 @@ def main():
                    train_paths)
     with atomic_dir(f"data/features/{name}") as tmp:
         for part, d in out.items():
-            np.save(os.path.join(tmp, f"{part}.npy"), d)
+            np.save(os.path.join(tmp, f"{part}.npy"), d.astype(e.dtype, copy=False))   # float16: half the bytes
         write_json(os.path.join(tmp, "info.json"),
-                   dict(descriptor_dim=int(out["database"].shape[1]), checkpoint_epoch=ckpt["epoch"],
+                   dict(descriptor_dim=int(out["database"].shape[1]), checkpoint_epoch=ckpt["epoch"], dtype=e.dtype,
                         weights_md5=weights_md5(model), image_size=list(e.image_size) if e.image_size else None,
                         spec=ckpt["spec"], scales=list(e.scales), fusion=e.fusion, ensemble=list(e.ensemble),
                         pca=e.pca))

@@ -98,6 +98,10 @@ class TrainSection:
     num_workers: int = 1
     device: str = "auto"              # auto | cpu | cuda
     method: str = "places"            # places | triplet_mining | cosplace | self_supervised (settings: methods.*)
+    processes: int = 1                # DDP processes on this machine (torchrun; one per GPU); 1 = no DDP
+    sync_batchnorm: bool = True       # with processes > 1: BatchNorm statistics over the global batch
+    augment_on: str = "workers"       # workers (per image, CPU loader workers) | device (on the batch, e.g. GPU)
+    channels_last: bool = True        # channels-last memory format on CUDA (a no-op on CPU)
 
     def __post_init__(self):
         k = "train"
@@ -113,6 +117,12 @@ class TrainSection:
                 f"'{self.select_best_by}' is not one of {', '.join(VAL_METRICS)}")
         require(self.num_workers >= 0, f"{k}.num_workers", "must be >= 0")
         require(self.device in ("auto", "cpu", "cuda"), f"{k}.device", f"'{self.device}' is not auto, cpu or cuda")
+        require(self.processes >= 1, f"{k}.processes", f"must be >= 1, got {self.processes}")
+        require(self.places_per_batch % self.processes == 0, f"{k}.places_per_batch",
+                f"{self.places_per_batch} places cannot be split evenly over train.processes={self.processes} "
+                f"(each process takes whole places of every batch); use a multiple of {self.processes}")
+        require(self.augment_on in ("workers", "device"), f"{k}.augment_on",
+                f"'{self.augment_on}' is not workers or device")
 
 
 @dataclass(frozen=True)
@@ -126,9 +136,11 @@ class ExtractSection:
     ensemble: list = ()               # more models: [{checkpoint: path} | {experiment: name}, weight: 1.0]
     pca: dict = field(default_factory=lambda: {"dim": None, "fit_on": "database", "whiten": False,
                                                "train_images": 1000})
+    dtype: str = "float16"            # storage of the descriptors (.npy): float16 halves disk and memory
 
     def __post_init__(self):
         _size("extract.image_size", self.image_size)
+        require(self.dtype in ("float16", "float32"), "extract.dtype", f"'{self.dtype}' is not float16 or float32")
         require(self.batch_size >= 1, "extract.batch_size", "must be >= 1")
         require(self.num_workers >= 0, "extract.num_workers", "must be >= 0")
         require(self.device in ("auto", "cpu", "cuda"), "extract.device", f"'{self.device}' is not auto, cpu or cuda")
@@ -159,11 +171,19 @@ class ExtractSection:
 @dataclass(frozen=True)
 class EvalSection:
     recall_values: list = (1, 5, 10, 20)
+    index: str = "flat"               # kNN: flat (exact, chunked) | ivf | hnsw (approximate); vpr.eval.knn
+    flat: dict = field(default_factory=dict)    # settings of each index (defaults from vpr.eval.knn)
+    ivf: dict = field(default_factory=dict)
+    hnsw: dict = field(default_factory=dict)
 
     def __post_init__(self):
         v = list(self.recall_values)
         require(len(v) > 0 and all(isinstance(n, int) and n >= 1 for n in v) and v == sorted(set(v)),
                 "eval.recall_values", f"must be increasing positive integers, got {v}")
+        from vpr.eval.knn import INDEXES
+        INDEXES.get(self.index, key="eval.index")
+        for name in INDEXES.names():   # every index's settings, not only the chosen one
+            INDEXES.build(name, settings=getattr(self, name), key=f"eval.{name}")
 
 
 @dataclass(frozen=True)

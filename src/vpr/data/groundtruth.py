@@ -147,11 +147,13 @@ def load_info(gt_dir: str | os.PathLike) -> dict:
         return json.load(fh)
 
 
-def load_eval_set(gt_dir: str | os.PathLike) -> EvalSet:
+def load_eval_set(gt_dir: str | os.PathLike, mmap: bool = False) -> EvalSet:
+    """``mmap``: memory-map the arrays (large databases: paths and positions are read only where used)."""
     gt_dir = os.fspath(gt_dir)
     if not os.path.isfile(os.path.join(gt_dir, "positives_offsets.npy")):
         raise DataError(f"{gt_dir}: no ground truth here; run the build_gt stage first")
-    ld = lambda name: np.load(os.path.join(gt_dir, f"{name}.npy"), allow_pickle=False)  # noqa: E731
+    ld = lambda name: np.load(os.path.join(gt_dir, f"{name}.npy"), allow_pickle=False,  # noqa: E731
+                              mmap_mode="r" if mmap else None)
     return EvalSet(ld("database_paths"), ld("queries_paths"), ld("database_utm"), ld("queries_utm"),
                    Positives(ld("positives_offsets"), ld("positives_indices")), ld("queries_night"))
 

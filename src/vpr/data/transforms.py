@@ -94,19 +94,20 @@ class SyntheticNight(nn.Module):
             return img
         x, back = _to_float(img)
         x = x.pow(_rand(*self.gamma)) * _rand(*self.brightness)
-        x = x * torch.tensor([0.8, 0.9, 1.15]).view(3, 1, 1)
+        dev = x.device                            # also runs on a GPU batch (train.augment_on: device)
+        x = x * torch.tensor([0.8, 0.9, 1.15], device=dev).view(3, 1, 1)
         H, W = x.shape[-2:]
         n = int(torch.randint(0, self.lit_points + 1, ()).item())
         if n:
-            ys = torch.rand(n) * H * 0.7          # lights sit mostly above the street level
-            xs = torch.rand(n) * W
-            radius = 0.8 + torch.rand(n) * max(1.0, H / 60)
-            rows = torch.arange(H).view(1, H, 1).float()
-            cols = torch.arange(W).view(1, 1, W).float()
+            ys = (torch.rand(n) * H * 0.7).to(dev)          # lights sit mostly above the street level
+            xs = (torch.rand(n) * W).to(dev)
+            radius = (0.8 + torch.rand(n) * max(1.0, H / 60)).to(dev)
+            rows = torch.arange(H, device=dev).view(1, H, 1).float()
+            cols = torch.arange(W, device=dev).view(1, 1, W).float()
             glow = torch.exp(-((rows - ys.view(-1, 1, 1)) ** 2 + (cols - xs.view(-1, 1, 1)) ** 2)
                              / (2 * radius.view(-1, 1, 1) ** 2)).amax(0)
-            x = x + glow * torch.tensor([1.0, 0.85, 0.55]).view(3, 1, 1)
-        x = x + torch.randn(x.shape) * self.noise
+            x = x + glow * torch.tensor([1.0, 0.85, 0.55], device=dev).view(3, 1, 1)
+        x = x + torch.randn(x.shape, device=dev) * self.noise
         return back(x)
 
 

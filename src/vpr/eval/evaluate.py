@@ -9,7 +9,8 @@ from tabulate import tabulate
 
 from vpr.data.groundtruth import load_eval_set, load_info
 from vpr.errors import DataError
-from vpr.eval.retrieval import recall_at, search
+from vpr.eval.knn import knn
+from vpr.eval.retrieval import recall_at
 
 
 def load_features(features_dir: str | os.PathLike, expected=None) -> tuple[np.ndarray, np.ndarray]:
@@ -26,15 +27,17 @@ def load_features(features_dir: str | os.PathLike, expected=None) -> tuple[np.nd
     return db, q
 
 
-def evaluate_features(features_dir, gt_dir, recall_values) -> dict:
+def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", index_settings=None) -> dict:
     """Recall@N over all queries, plus a ``night`` block when the set marks night queries.
-    A query list without coordinates gets counts only (no recall can be computed)."""
-    gt = load_eval_set(gt_dir)
+    A query list without coordinates gets counts only (no recall can be computed). ``index``: the kNN method
+    (vpr.eval.knn: flat = exact, ivf / hnsw = approximate). Descriptors and ground truth are memory-mapped:
+    memory stays near one database chunk (see vpr.eval.knn), whatever the database size."""
+    gt = load_eval_set(gt_dir, mmap=True)
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
     if not gt.has_coordinates:
         return dict(num_queries=gt.num_queries, num_database=gt.num_database, queries_have_coordinates=False,
                     recall_skipped="the queries carry no coordinates")
-    predictions = search(db, q, max(recall_values))
+    predictions = knn(db, q, max(recall_values), index, index_settings)
     out = {f"R@{n}": r for n, r in recall_at(predictions, gt.positives, gt.num_database, recall_values).items()}
     out.update(num_queries=gt.num_queries, num_database=gt.num_database,
                queries_without_positive=int((gt.positives.counts == 0).sum()))

@@ -24,12 +24,12 @@ def compute_descriptors(model: torch.nn.Module, paths, image_size=None, batch_si
     was_training = model.training
     model.eval()
     transform = eval_transform(image_size, getattr(model, "mean", IMAGENET_MEAN), getattr(model, "std", IMAGENET_STD))
-    loader = DataLoader(ImageList(paths, transform), batch_size=batch_size if image_size else 1,
-                        num_workers=num_workers, persistent_workers=False)
+    loader = DataLoader(ImageList(paths, transform, draft_size=image_size), batch_size=batch_size if image_size else 1,
+                        num_workers=num_workers, persistent_workers=False, pin_memory=torch.device(device).type == "cuda")
     out = None
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
         for images, idx in loader:
-            images = images.to(device)
+            images = images.to(device, non_blocking=True)
             if list(scales) == [1.0]:
                 d = model(images).float().cpu().numpy()
             else:

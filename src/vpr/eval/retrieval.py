@@ -5,21 +5,16 @@ queries without any positive stay in the denominator as misses. Recalls are in p
 """
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from vpr.data.groundtruth import Positives
+from vpr.eval.knn import flat_search
 
 
 def search(database: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices (num_queries, k) of the ``k`` nearest database descriptors (L2), nearest first."""
-    database = np.ascontiguousarray(database, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, len(database))
-    index = faiss.IndexFlatL2(database.shape[1])
-    index.add(database)
-    _, indices = index.search(queries, k)
-    return indices.astype(np.int64)
+    """Indices (num_queries, k) of the ``k`` nearest database descriptors (L2), nearest first.
+    Exact (faiss IndexFlatL2), a chunk of the database at a time (vpr.eval.knn): any size, float16 or not."""
+    return flat_search(database, queries, k)
 
 
 def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
@@ -27,7 +22,7 @@ def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: 
     nq = len(predictions)
     pos_keys = np.repeat(np.arange(nq, dtype=np.int64), positives.counts) * num_database + positives.indices
     pred_keys = np.arange(nq, dtype=np.int64)[:, None] * num_database + predictions
-    return np.isin(pred_keys, pos_keys)
+    return np.isin(pred_keys, pos_keys) & (predictions >= 0)   # -1: an approximate index found fewer than k
 
 
 def first_correct_rank(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:

@@ -43,6 +43,8 @@ class Context:
     device: str
     transform: Callable                     # the training transform (resize + augment + normalise)
     view_transform: Callable | None = None  # second view for the self-supervised loss, if enabled
+    rank: int = 0                           # DDP: this process builds its share of every global batch
+    world: int = 1
 
     def dataset(self, paths, labels=None) -> TrainImages:
         return TrainImages(paths, labels, self.transform, self.view_transform)

@@ -82,6 +82,7 @@ class LoopConfig:
     device: str = "cpu"
     seed: int = 0
     amp: bool = False               # mixed precision (CUDA only; a no-op on CPU)
+    rank: int = 0                   # DDP: only rank 0 writes checkpoints (vpr.train.distributed)
 
 
 @dataclass
@@ -109,11 +110,12 @@ def _lr(optimizer) -> float:
 def fit(model: nn.Module, objective: nn.Module, optimizer, schedule,
         batches: Callable[[int], Iterable[dict]], validate: Callable[[nn.Module], dict], cfg: LoopConfig,
         checkpoint_meta: dict, on_epoch_end: Callable[[dict], None] | None = None, sampler=None,
-        resume: dict | None = None) -> FitResult:
+        resume: dict | None = None, train_model: nn.Module | None = None) -> FitResult:
     """Train for ``cfg.epochs`` epochs (0 = only evaluate the initial model).
 
     Epoch 0 is the initial model's validation, so ``best.pt`` always exists and training that never beats
-    the starting point says so. ``resume``: a ``last.pt`` checkpoint to continue from.
+    the starting point says so. ``resume``: a ``last.pt`` checkpoint to continue from. ``train_model``: what
+    the objective calls, if not ``model`` itself (DDP: ``model`` wrapped by vpr.train.distributed.wrap).
     """
     best_path = os.path.join(cfg.checkpoint_dir, "best.pt")
     last_path = os.path.join(cfg.checkpoint_dir, "last.pt")
@@ -148,9 +150,10 @@ def fit(model: nn.Module, objective: nn.Module, optimizer, schedule,
             schedule.epoch_end(metrics[cfg.select_best_by])
         state["stopped_early"] = bool(epoch > 0 and cfg.patience and state["bad_epochs"] >= cfg.patience)
         content = snapshot(epoch, metrics)
-        if improved:
+        if improved and cfg.rank == 0:
             save_checkpoint(best_path, **content)
-        save_checkpoint(last_path, **content)   # after best.pt: a kill in between loses nothing
+        if cfg.rank == 0:
+            save_checkpoint(last_path, **content)   # after best.pt: a kill in between loses nothing
         if on_epoch_end:
             on_epoch_end(row)
 
@@ -179,11 +182,12 @@ def fit(model: nn.Module, objective: nn.Module, optimizer, schedule,
         model.train()
         objective.train()
         total, steps, term_totals = 0.0, 0, {}
-        bar = tqdm(batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+        bar = tqdm(batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   **({"disable": True} if cfg.rank else {}))
         for batch in bar:
             batch = {k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                loss, logs = objective(model, batch)
+                loss, logs = objective(model if train_model is None else train_model, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {steps + 1}; the last good "
                                     f"checkpoint is kept in {last_path}; lower the learning rate")

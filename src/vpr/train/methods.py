@@ -34,11 +34,19 @@ def places(ctx: Context):
     loss_params = [p for p in loss.parameters() if p.requires_grad]
     if loss_params:   # class centres / proxies learn at their own rate
         groups.append({"params": loss_params, "lr": loss.weights_lr})
-    dataset = ctx.dataset(places_.paths, places_.place_of_image)
+    if ctx.view_transform is None:
+        # The fast path: decoding in persistent workers, uint8 hand-over, normalisation (optionally augmentation)
+        # on the device, augmentation seeded per image; DDP shares of each global batch (vpr.data.loading).
+        from vpr.data.loading import PlaceBatches
+        batches = PlaceBatches(places_, sampler, cfg.raw.get("augment"), t.image_size, ctx.model.mean,
+                               ctx.model.std, seed=cfg.seed, device=ctx.device, num_workers=t.num_workers,
+                               augment_on=t.augment_on, channels_last=t.channels_last, rank=ctx.rank, world=ctx.world)
+    else:   # a second augmented view per image (the self-supervised auxiliary loss): the generic loader
+        dataset = ctx.dataset(places_.paths, places_.place_of_image)
 
-    def batches(epoch: int):
-        sampler.set_epoch(epoch)
-        return ctx.loader(dataset, sampler, epoch)
+        def batches(epoch: int):
+            sampler.set_epoch(epoch)
+            return ctx.loader(dataset, sampler, epoch)
 
     return Method(objective, batches, len(sampler), sampler, groups)
 

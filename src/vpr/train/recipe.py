@@ -39,7 +39,8 @@ class Recipe:
     batches: Callable[[int], object]
 
 
-def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu") -> Recipe:
+def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank: int = 0, world: int = 1) -> Recipe:
+    """``rank`` / ``world``: this process's share of every global batch under DDP (vpr.train.distributed)."""
     if isinstance(data, TrainSet):
         data = TrainingData(data)
     t = cfg.train
@@ -55,9 +56,16 @@ def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu") -> Rec
     if hasattr(model.aggregator, "init_from_local_features"):
         init_from_training_features(model, data.places, t.image_size, cfg.seed)
     model.to(device)
+    if t.channels_last and torch.device(device).type == "cuda":
+        model.to(memory_format=torch.channels_last)
     two_views = ssl["enabled"] or t.method == "self_supervised"
+    if world > 1 and (t.method != "places" or two_views or da["enabled"]):
+        from vpr.errors import ConfigError
+        raise ConfigError(f"train.processes: DDP ({world} processes) trains train.method places without the "
+                          "self_supervised / domain_adaptation add-ons; set train.processes: 1 for the others")
     ctx = Context(cfg, data, model, device, train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std),
-                  train_transform(ssl["view_augment"], t.image_size, model.mean, model.std) if two_views else None)
+                  train_transform(ssl["view_augment"], t.image_size, model.mean, model.std) if two_views else None,
+                  rank, world)
     method = METHODS.build(t.method, ctx, settings=(cfg.raw.get("methods") or {}).get(t.method), key="train.method")
     objective, batches = method.objective, method.batches
     if ssl["enabled"] and t.method != "self_supervised":

@@ -1,0 +1,132 @@
+"""Training data path: time per step of the real training loop (vpr.train.loop.fit with the recipe's batches:
+sampler, loader workers, decoding, augmentation, batching, device transfer) divided by the pure model time on
+one fixed batch of random tensors of the same shape (forward + loss + backward), same model, same process.
+
+Epochs of the real loop alternate with blocks of pure steps (fit's on_epoch_end), so a change of machine
+load hits both; each epoch's step time is divided by the mean of the pure blocks just before and after it.
+Epoch 1 also pays for starting the (persistent) workers; the figure is the median over the later epochs.
+
+    python benchmarks/bench_train.py [--quick] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+from common import Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
+
+TRAIN_CITY = dict(train_cities=1, places_per_city=400, val_blocks=2, test_blocks=2, val_queries=50, test_queries=50)
+
+
+def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augment=None, **train) -> dict:
+    import torch
+
+    import vpr.data.loading as loading
+    from vpr.config import validate
+    from vpr.data.groundtruth import build_train_set
+    from vpr.train.loop import LoopConfig, fit
+    from vpr.train.recipe import build_recipe
+
+    raw = shipped_params()
+    raw["train"].update(dict(epochs=epochs, batches_per_epoch=steps, patience=0), **train)
+    if augment:
+        raw["augment"] = augment
+    cfg = validate(raw)
+    t = cfg.train
+    original = loading.load_image
+    if not draft:   # decode in full, then resize (what the data path did before); workers fork after this
+        loading.load_image = lambda path, draft_size=None: original(path)
+    try:
+        r = build_recipe(cfg, build_train_set(city / "train"), device)
+        batch_size = t.places_per_batch * t.images_per_place
+        images = torch.randn(batch_size, 3, *t.image_size, device=device)
+        if device == "cuda" and t.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        fixed = {"images": images, "labels": torch.arange(t.places_per_batch, device=device).repeat_interleave(
+            t.images_per_place)}
+        use_amp = t.amp and device == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        pure_fb, pure_step = [], []
+
+        def pure_block(_row=None):
+            r.model.train()
+            r.objective.train()
+            fb = total = 0.0
+            for _ in range(steps):
+                sync()
+                t0 = time.perf_counter()
+                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                    loss, _ = r.objective(r.model, fixed)
+                r.optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                loss.item()
+                sync()
+                t1 = time.perf_counter()
+                scaler.step(r.optimizer)
+                scaler.update()
+                r.schedule.step()
+                sync()
+                fb += t1 - t0
+                total += time.perf_counter() - t0
+            pure_fb.append(fb / steps)
+            pure_step.append(total / steps)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result = fit(r.model, r.objective, r.optimizer, r.schedule, r.batches, lambda model: {"R@1": 0.0},
+                         LoopConfig(epochs=epochs, checkpoint_dir=tmp, patience=0, device=device, seed=cfg.seed,
+                                    amp=t.amp), checkpoint_meta={}, on_epoch_end=pure_block, sampler=r.sampler)
+    finally:
+        loading.load_image = original
+    step = [row["seconds"] / steps for row in result.history[1:]]
+    around = lambda values, e: (values[e] + values[e + 1]) / 2   # noqa: E731  pure blocks before / after epoch e+1
+    ratio = [s / around(pure_fb, e) for e, s in enumerate(step)]
+    ratio_step = [s / around(pure_step, e) for e, s in enumerate(step)]
+    return dict(step_s=step, pure_fwd_bwd_s=pure_fb, pure_step_s=pure_step, ratio=ratio, ratio_with_optimizer=ratio_step,
+                steady=spread(ratio[1:]), steady_with_optimizer=spread(ratio_step[1:]), first_epoch=ratio[0],
+                batch=batch_size, image_size=list(t.image_size), workers=t.num_workers)
+
+
+def run(quick: bool = False, device: str = "auto") -> list[Figure]:
+    import torch
+    torch.set_num_threads(__import__("os").cpu_count() or 1)   # as the train stage does
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps, epochs = (6, 3) if quick else (12, 5)
+    city = synthetic_city("train_city", **TRAIN_CITY)
+    figures = []
+    m = measure(city, device, steps, epochs)
+    figures.append(Figure(
+        "train step / pure forward+backward", f"{m['steady']['median']:.3f}", "<= 1.15", m["steady"]["median"] <= 1.15,
+        f"{device}, default params (batch {m['batch']} at {m['image_size'][0]}x{m['image_size'][1]}, "
+        f"{m['workers']} worker); {fmt_spread(m['steady'])}; step {statistics.median(m['step_s'][1:]):.3f} s vs pure "
+        f"{statistics.median(m['pure_fwd_bwd_s']):.3f} s; with the optimizer step in the pure time: "
+        f"{m['steady_with_optimizer']['median']:.3f}; epoch 1 (starting the workers): {m['first_epoch']:.3f}", m))
+    big = upscaled_copy(city, "train_city_x4", 4)
+    for draft in (True, False):
+        m = measure(big, device, steps, max(3, epochs - 2), draft=draft)
+        figures.append(Figure(
+            f"train step / pure, photos 4x the training size ({'draft decoding' if draft else 'full decoding'})",
+            f"{m['steady']['median']:.3f}", "<= 1.15" if draft else "for comparison",
+            m["steady"]["median"] <= 1.15 if draft else None,
+            f"384x512 JPEGs trained at 96x128; {fmt_spread(m['steady'])}", m))
+    augment = [{"name": "randaugment", "num_ops": 3}, {"name": "brightness", "min": 0.3, "p": 0.3}]
+    m = measure(city, device, steps, max(3, epochs - 2), augment=augment)
+    figures.append(Figure("train step / pure, with RandAugment(3) + brightness in the worker",
+                          f"{m['steady']['median']:.3f}", "for comparison", None, fmt_spread(m["steady"]), m))
+    if device == "cuda":   # the GPU path: AMP, channels-last, augmentation on the GPU batch, 2 loader workers
+        m = measure(big, device, steps, epochs, augment=augment, num_workers=2, augment_on="device", amp=True)
+        figures.append(Figure("GPU train step / pure, 2 workers, augmentation on the GPU", f"{m['steady']['median']:.3f}",
+                              "<= 1.15", m["steady"]["median"] <= 1.15, fmt_spread(m["steady"]), m))
+    return figures
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    for f in run(args.quick, args.device):
+        print(f.line(), flush=True)

@@ -1,0 +1,125 @@
+"""Shared by the benchmark scripts: the figure record, repeated timing, the machine description, cached data.
+
+Benchmarks are not tests: each measures a ratio within one run (numerator and denominator in the same
+process, interleaved, repeated; medians, with the spread), prints ``name: measured (target)``, and
+``run.py`` keeps the latest figures in RESULTS.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))   # this checkout's library, installed or not
+CACHE = ROOT / "benchmarks" / ".cache"  # generated data, reused between runs (git-ignored)
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@dataclass
+class Figure:
+    name: str
+    measured: str                 # formatted value
+    target: str                   # e.g. "<= 1.15"
+    met: bool | None              # None: no target, or not measurable here
+    detail: str = ""
+    raw: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        verdict = {True: "met", False: "NOT met", None: "no target"}[self.met]
+        return f"{self.name}: {self.measured} ({self.target}) [{verdict}]" + (f" -- {self.detail}" if self.detail else "")
+
+
+def spread(values) -> dict:
+    values = list(values)
+    return dict(median=statistics.median(values), min=min(values), max=max(values), n=len(values))
+
+
+def fmt_spread(s: dict, digits: int = 3) -> str:
+    return f"median of {s['n']}, range {s['min']:.{digits}f}-{s['max']:.{digits}f}"
+
+
+def load_average() -> tuple[float, float, float]:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (float("nan"),) * 3
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import faiss
+    import numpy
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 2 ** 20, 1)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(cpu=cpu, cores=os.cpu_count(), memory_gib=mem, gpu=gpu, os=platform.platform(),
+                python=platform.python_version(), torch=torch.__version__, faiss=faiss.__version__,
+                numpy=numpy.__version__, torch_threads=torch.get_num_threads())
+
+
+def synthetic_city(name: str, **spec) -> Path:
+    """A generated city under the cache (same generator as the pipeline), made once."""
+    from vpr.data.synthetic.generate import SyntheticSpec, generate
+    root = CACHE / name
+    marker = root / ".spec.json"
+    wanted = json.dumps(spec, sort_keys=True)
+    if not (marker.exists() and marker.read_text() == wanted):
+        generate(root, SyntheticSpec(**spec), workers=os.cpu_count() or 1)
+        marker.write_text(wanted)
+    return root
+
+
+def upscaled_copy(src: Path, name: str, factor: int) -> Path:
+    """The city's training images re-encoded ``factor`` times larger (like real photos, larger than the
+    training size): what decoding at the right size is for."""
+    from PIL import Image
+    dst = CACHE / name
+    marker = dst / ".done"
+    if not marker.exists():
+        for path in sorted((src / "train").rglob("*.jpg")):
+            out = dst / "train" / path.relative_to(src / "train")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as img:
+                img.resize((img.width * factor, img.height * factor), Image.BICUBIC).save(out, quality=90)
+        marker.write_text("ok")
+    return dst
+
+
+def shipped_params() -> dict:
+    import yaml
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def save_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def figures_to_json(figures) -> list[dict]:
+    return [asdict(f) for f in figures]

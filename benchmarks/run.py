@@ -1,0 +1,139 @@
+"""Run the benchmarks, print every figure as ``name: measured (target)``, and rewrite benchmarks/RESULTS.md.
+
+    python benchmarks/run.py                     # everything (about 20 minutes on 2 CPU cores, more when busy)
+    python benchmarks/run.py --only knn,large    # a subset: train, extract, knn, large, dvc
+    python benchmarks/run.py --quick             # fewer repetitions
+    python benchmarks/run.py --full-repro        # measure the full `dvc repro` again (else the kept one)
+
+Ratios are measured within one run: numerator and denominator in the same process, interleaved, repeated;
+the figure is the median, the spread is given. Other work on the machine moves the figures: RESULTS.md
+records the load average before and after each benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+
+from common import CACHE, ROOT, Figure, figures_to_json, load_average, machine, save_json
+
+ORDER = ("train", "extract", "knn", "large", "dvc")
+TARGETS = {   # the issue's wording of each target, for the table
+    "train": "time per training step / pure forward+backward on the same batch of random tensors <= 1.15",
+    "extract": "extraction images/s / pure forward images/s >= 0.9",
+    "knn": "kNN + recall (27,191 x 1,000 x 512-D) <= 0.5 x the reference protocol in the same run",
+    "large": "1M float16 memory-mapped descriptors: evaluation peak memory <= 1.3 x descriptor bytes; "
+             "approximate index recall loss reported",
+    "dvc": "dvc exp run changing only a visualize or evaluate param <= 5 % of a full dvc repro",
+}
+
+
+def _bench(name: str, args):
+    if name == "train":
+        import bench_train
+        return bench_train.run(args.quick, args.device)
+    if name == "extract":
+        import bench_extract
+        return bench_extract.run(args.quick, args.device)
+    if name == "knn":
+        import bench_knn
+        return bench_knn.run(args.quick)
+    if name == "large":
+        import bench_large
+        return bench_large.run(args.quick, args.hnsw)
+    if name == "dvc":
+        import bench_dvc
+        return bench_dvc.run(args.full_repro)
+    raise SystemExit(f"unknown benchmark '{name}'; choose from {', '.join(ORDER)}")
+
+
+def write_results(sections: dict, info: dict, started: str, args) -> None:
+    lines = ["# Benchmark results", "",
+             f"Latest run: {started} (`python benchmarks/run.py{' ' + ' '.join(args.argv) if args.argv else ''}`); "
+             "every figure is a ratio measured within one run (numerator and denominator in the same process, "
+             "interleaved and repeated; the median, with the spread).", "",
+             "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "The machine is shared: other developers' jobs ran during the measurements. The load average "
+              "(1 / 5 / 15 min) before and after each benchmark is listed with it; a load above 2 on 2 cores means "
+              "the benchmark got only part of the CPU, which slows multi-threaded work (OpenMP) more than "
+              "single-threaded work and moves ratios.", ""]
+    lines += ["## Figures", "", "| figure | measured | target | met | details |", "|---|---|---|---|---|"]
+    for name, sec in sections.items():
+        for f in sec["figures"]:
+            verdict = {True: "yes", False: "**no**", None: "—"}[f["met"]]
+            lines.append(f"| {f['name']} | {f['measured']} | {f['target']} | {verdict} | {f['detail']} |")
+    lines.append("")
+    for name, sec in sections.items():
+        lines += [f"### {name}", "", f"Target: {TARGETS[name]}.", "",
+                  f"Load average before: {' / '.join(f'{x:.2f}' for x in sec['load_before'])}; after: "
+                  f"{' / '.join(f'{x:.2f}' for x in sec['load_after'])}; {sec['seconds']:.0f} s.", ""]
+        if sec.get("error"):
+            lines += ["```", sec["error"], "```", ""]
+        notes = NOTES.get(name)
+        if notes:
+            lines += [notes, ""]
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines) + "\n" + STATIC)
+
+
+NOTES = {}     # per-benchmark explanations, from benchmarks/NOTES.md
+STATIC = ""
+
+
+def _load_notes() -> None:
+    """benchmarks/NOTES.md holds the hand-written explanations: '## <name>' sections per benchmark, and a
+    final '## More' section appended as is."""
+    global STATIC
+    path = ROOT / "benchmarks" / "NOTES.md"
+    if not path.exists():
+        return
+    current = None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            NOTES[current] = ""
+            continue
+        if current:
+            NOTES[current] += line + "\n"
+    STATIC = "\n## More\n\n" + NOTES.pop("More", "").strip() + "\n" if "More" in NOTES else ""
+    for k in NOTES:
+        NOTES[k] = NOTES[k].strip()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of {', '.join(ORDER)}")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (train and extract)")
+    ap.add_argument("--full-repro", action="store_true", help="measure the full dvc repro again")
+    ap.add_argument("--hnsw", action="store_true", help="also build an HNSW index of the 1M database (slow)")
+    args = ap.parse_args()
+    import sys
+    args.argv = sys.argv[1:]
+    _load_notes()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    store = CACHE / "results.json"
+    sections = json.loads(store.read_text()) if store.exists() else {}   # figures of benchmarks not rerun
+    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
+        before, start = load_average(), time.time()
+        print(f"== {name} (load average {before[0]:.2f})", flush=True)
+        error = None
+        try:
+            figures = _bench(name, args)
+        except Exception:   # noqa: BLE001 - report it and go on with the other benchmarks
+            error = traceback.format_exc()
+            figures = [Figure(name, "failed", TARGETS[name], False, error.strip().splitlines()[-1])]
+            print(error, flush=True)
+        for f in figures:
+            print(f.line(), flush=True)
+        sections[name] = dict(figures=figures_to_json(figures), load_before=before, load_after=load_average(),
+                              seconds=time.time() - start, error=error, when=started)
+        save_json(store, sections)
+    ordered = {n: sections[n] for n in ORDER if n in sections}
+    write_results(ordered, machine(), started, args)
+    print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()

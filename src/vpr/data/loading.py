@@ -1,0 +1,145 @@
+"""The training data path: batches built in loader workers, finished on the training device.
+
+Keeping the network busy is the point: decoding, augmentation and batching must hide behind compute.
+  * A whole batch is one item: a worker receives the batch's key ``(epoch, number, image indices)`` and
+    decodes, resizes (JPEG draft mode: the decoder itself shrinks by a power of two) and stacks the images
+    as uint8 — a quarter of the bytes of float32 to pass between processes and to copy to the GPU.
+  * Workers persist across epochs and prefetch; on CUDA the batch sits in pinned memory and is copied
+    asynchronously.
+  * On the device the batch becomes float and normalised in one operation (and channels-last on CUDA).
+  * ``train.augment_on: device`` augments there too (as CosPlace does on the GPU), image by image, so a
+    couple of CPU workers only decode; ``workers`` (default) augments in the workers.
+Augmentation draws from a seed per image derived from ``(seed, epoch, batch number, position in the
+batch)``, so the images of a batch do not depend on the number of workers, on which worker built it, or on
+the number of processes (DDP: each rank builds its share of the global batch, see ``rank`` / ``world``).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from vpr.compat import torchvision  # noqa: F401  (shim first)
+from torchvision.transforms import v2
+from vpr.data.datasets import load_image
+from vpr.data.transforms import augmentations
+
+
+def image_seeds(seed: int, epoch: int, number: int, count: int) -> np.ndarray:
+    """One augmentation seed per position of batch ``number`` of ``epoch``."""
+    return np.random.SeedSequence([seed, epoch, number]).generate_state(count).astype(np.int64)
+
+
+class BatchKeys(Sampler):
+    """The global batches of a batch sampler as keys ``(epoch, number, indices)``: one key = one loader item."""
+
+    def __init__(self, batch_sampler):
+        self.batch_sampler, self.epoch = batch_sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batch_sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for number, indices in enumerate(self.batch_sampler):
+            yield self.epoch, number, tuple(int(i) for i in indices)
+
+
+@contextlib.contextmanager
+def _main_process_guard():
+    """In the main process (num_workers = 0): leave the global random state alone, and do the many tiny
+    per-image operations on one thread (several threads make them much slower, and far worse on a busy CPU)."""
+    if get_worker_info() is not None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class PlaceBatchImages(Dataset):
+    """Builds this process's share of a global batch from its key: images decoded at ``image_size`` (H, W),
+    augmented per image when ``augment`` is given, stacked as uint8; labels of the *whole* global batch (a
+    metric loss on the global batch needs them); the per-image seeds (for augmentation on the device)."""
+
+    def __init__(self, paths, labels, image_size, augment=None, seed: int = 0, rank: int = 0, world: int = 1):
+        self.paths = [str(p) for p in paths]
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.image_size = tuple(image_size)
+        self.resize = v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True)])
+        self.augment = v2.Compose(augment) if augment else None
+        self.seed, self.rank, self.world = seed, rank, world
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        epoch, number, indices = key
+        share = len(indices) // self.world
+        mine = slice(self.rank * share, (self.rank + 1) * share)
+        seeds = image_seeds(self.seed, epoch, number, len(indices))[mine]
+        images = torch.empty((share, 3, *self.image_size), dtype=torch.uint8)
+        with _main_process_guard():
+            for j, (i, s) in enumerate(zip(indices[mine], seeds)):
+                image = self.resize(load_image(self.paths[i], draft_size=self.image_size))
+                if self.augment is not None:
+                    torch.manual_seed(int(s))
+                    image = self.augment(image)
+                images[j] = image
+        return {"images": images, "labels": self.labels[list(indices)], "seeds": torch.from_numpy(seeds)}
+
+
+class PlaceBatches:
+    """``batches(epoch)`` for the training loop: dict batches {images (float, normalised, on ``device``),
+    labels} from a place batch sampler, with the data path above."""
+
+    def __init__(self, train_set, batch_sampler, augment, image_size, mean, std, *, seed: int = 0,
+                 device: str = "cpu", num_workers: int = 1, augment_on: str = "workers", channels_last: bool = False,
+                 rank: int = 0, world: int = 1):
+        steps = augmentations(augment, image_size)
+        on_device = augment_on == "device"
+        self.keys = BatchKeys(batch_sampler)
+        self.dataset = PlaceBatchImages(train_set.paths, train_set.place_of_image, image_size,
+                                        None if on_device else steps, seed, rank, world)
+        self.device_augment = v2.Compose(steps) if on_device and steps else None
+        self.device = torch.device(device)
+        self.mean, self.std = list(mean), list(std)
+        self.channels_last = channels_last and self.device.type == "cuda"
+        # its own generator: the loader's worker seeds do not consume the global random state of the loop
+        self.loader = DataLoader(self.dataset, batch_size=None, sampler=self.keys, num_workers=num_workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
+                                 generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __call__(self, epoch: int):
+        self.keys.set_epoch(epoch)
+        for batch in self.loader:
+            yield {"images": self.finish(batch["images"], batch["seeds"]),
+                   "labels": batch["labels"].to(self.device, non_blocking=True)}
+
+    def finish(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> (augmented on the device,) float, normalised, channels-last on CUDA."""
+        images = images.to(self.device, non_blocking=True)
+        if self.device_augment is not None:
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                augmented = []
+                for image, s in zip(images, seeds.tolist()):
+                    torch.manual_seed(s)
+                    augmented.append(self.device_augment(image))
+                images = torch.stack(augmented)
+        images = v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), self.mean, self.std)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
