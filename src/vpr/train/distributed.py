@@ -114,12 +114,15 @@ class GlobalBatch(nn.Module):
         super().__init__()
         self.ddp, self.world = ddp_model, world
 
-    def forward(self, images):
-        local = self.ddp(images)
+    def forward(self, images, return_features: bool = False):
+        out = self.ddp(images, return_features=return_features)
+        local, features = out if return_features else (out, None)
         parts = [torch.empty_like(local) for _ in range(self.world)]
         dist.all_gather(parts, local.detach().contiguous())
         parts[dist.get_rank()] = _ScaleGrad.apply(local, float(self.world))
-        return torch.cat(parts)
+        descriptors = torch.cat(parts)
+        # the feature maps stay this rank's own: no loss term that reads them runs under DDP (see recipe.py)
+        return (descriptors, features) if return_features else descriptors
 
     def __getattr__(self, name):   # extra loss terms may read model attributes (descriptor_dim, backbone, ...)
         try:
