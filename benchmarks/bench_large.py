@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,8 +100,12 @@ def evaluate_stage(features, gt, index="flat", settings=None) -> dict:
     box = CACHE / "large_box"
     for sub in ("data/gt", "data/features", "metrics/eval"):
         (box / sub).mkdir(parents=True, exist_ok=True)
-    for link, target in (("stages", ROOT / "stages"), ("src", ROOT / "src"), ("data/gt/large", gt),
-                         ("data/features/large", features)):
+    # stages/ is copied, not linked: a stage script finds its checkout (and chdirs there) from its own path
+    shutil.rmtree(box / "stages", ignore_errors=True)
+    if (box / "stages").is_symlink():
+        (box / "stages").unlink()
+    shutil.copytree(ROOT / "stages", box / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for link, target in (("src", ROOT / "src"), ("data/gt/large", gt), ("data/features/large", features)):
         if not (box / link).is_symlink():
             (box / link).symlink_to(target)
     params = shipped_params()

@@ -55,7 +55,8 @@ def write_results(sections: dict, info: dict, started: str, args) -> None:
              "interleaved and repeated; the median, with the spread).", "",
              "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "The machine is shared: other developers' jobs ran during the measurements. The load average "
+    lines += ["", "Other jobs may run on the machine during a benchmark (the `large` one shared it with queued DVC "
+              "experiments). The load average "
               "(1 / 5 / 15 min) before and after each benchmark is listed with it; a load above 2 on 2 cores means "
               "the benchmark got only part of the CPU, which slows multi-threaded work (OpenMP) more than "
               "single-threaded work and moves ratios.", ""]

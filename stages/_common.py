@@ -10,6 +10,12 @@ sys.path.insert(0, str(ROOT / "src"))  # the library of *this* checkout, install
 os.chdir(ROOT)
 
 
+def load_config():
+    """params.yaml, validated; the full checks run once per params and code (stamps in .cache/, git-ignored)."""
+    from vpr.config import load_config as load
+    return load(ROOT / "params.yaml", stamps=ROOT / ".cache" / "validated-params")
+
+
 def run(main) -> None:
     """Call ``main()``; a VPRError becomes ``error: <message>`` on stderr and exit status 2."""
     import warnings

@@ -1,9 +1,8 @@
 """Stage build_gt: ground truth of every evaluation set and the training place index, under data/gt/."""
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.data import groundtruth as gt
     from vpr.data import layouts
     from vpr.errors import DataError

@@ -1,11 +1,10 @@
 """Stage evaluate@<set>: faiss kNN + recall@N -> metrics/eval/<set>.json (night subset included)."""
 import sys
 
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.eval.evaluate import evaluate_features
     from vpr.io import write_json
 

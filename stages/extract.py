@@ -5,7 +5,15 @@ import os
 import subprocess
 import sys
 
-from _common import run, setup_torch
+from _common import run, setup_torch, load_config
+
+
+def _experiments_repo() -> str:
+    """The repository holding the experiment refs: this one, or, inside a queued experiment's temporary
+    workspace (<repo>/.dvc/tmp/exps/<tmp>/), the repository that queued it."""
+    here = os.getcwd()
+    marker = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+    return here.split(marker)[0] if marker in here else here
 
 
 def ensemble_members(members, device):
@@ -18,14 +26,15 @@ def ensemble_members(members, device):
             model, _ = load_model(member["checkpoint"])
         else:   # a DVC experiment: its commit is under refs/exps/<baseline>/<name>
             import dvc.api
-            refs = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"],
-                                  capture_output=True, text=True).stdout.split("\n")
+            repo = _experiments_repo()
+            refs = subprocess.run(["git", "-C", repo, "for-each-ref", "--format=%(refname) %(objectname)",
+                                   "refs/exps"], capture_output=True, text=True).stdout.split("\n")
             revs = {ref.rsplit("/", 1)[-1]: sha for ref, sha in (line.split() for line in refs if line.strip())
                     if ref.count("/") >= 4}   # refs/exps/<2 hex>/<38 hex>/<name>, not refs/exps/stash
             if member["experiment"] not in revs:
                 raise ConfigError(f"extract.ensemble[{i}].experiment: no experiment '{member['experiment']}' "
                                   f"(have: {', '.join(sorted(revs)) or 'none'}); see `dvc exp show -A`")
-            with dvc.api.open("models/best.pt", rev=revs[member["experiment"]], mode="rb") as fh:
+            with dvc.api.open("models/best.pt", repo=repo, rev=revs[member["experiment"]], mode="rb") as fh:
                 model, _ = load_model(io.BytesIO(fh.read()))
         models.append((model.to(device), float(member.get("weight", 1.0))))
     return models
@@ -34,7 +43,6 @@ def ensemble_members(members, device):
 def main():
     import numpy as np
 
-    from vpr.config import load_config
     from vpr.data.groundtruth import load_eval_set, load_train_set
     from vpr.errors import ConfigError
     from vpr.eval.extract import describe

@@ -1,11 +1,10 @@
 """Stage fetch@<dataset>: produce data/raw/<dataset> from its source (synthetic | url | path)."""
 import sys
 
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.data.sources import fetch
     from vpr.errors import ConfigError
 

@@ -1,9 +1,8 @@
 """Stage recall_table: metrics/recalls.md, one row per evaluation set (the course's first table)."""
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.eval.evaluate import recall_table
     from vpr.io import atomic_file
 

@@ -2,11 +2,10 @@
 pictures, params)."""
 import os
 
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.io import atomic_file
     from vpr.viz.html import ReportInputs, build_report
 

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 
-from _common import run, setup_torch
+from _common import run, setup_torch, load_config
 
 
 class _NoLog(contextlib.AbstractContextManager):
@@ -31,7 +31,6 @@ class _NoLog(contextlib.AbstractContextManager):
 def main():
     from dvclive import Live
 
-    from vpr.config import load_config
     from vpr.data.groundtruth import load_eval_set, load_training_data
     from vpr.train.checkpoint import load_checkpoint
     from vpr.errors import ConfigError

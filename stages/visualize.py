@@ -1,11 +1,10 @@
 """Stage visualize@<set>: query + top-k pictures (green = correct, red = wrong) and the recall@N curve."""
 import sys
 
-from _common import run
+from _common import run, load_config
 
 
 def main():
-    from vpr.config import load_config
     from vpr.viz.report import visualize_set
 
     cfg = load_config()

@@ -106,3 +106,24 @@ def test_stages_stop_before_any_work_with_exit_code_2(tmp_path, stage, path, val
     after = sorted(p.relative_to(box) for p in box.rglob("*") if "__pycache__" not in p.parts)
     assert after == before                                   # nothing written, nothing removed
     assert (box / "models" / "best.pt").read_bytes() == b"previous model"
+
+
+def test_full_checks_run_once_per_params_and_code_then_stages_skip_them(tmp_path):
+    from vpr.config import load_config
+    params, stamps = tmp_path / "params.yaml", tmp_path / "stamps"
+    shutil.copy(ROOT / "params.yaml", params)
+    first = load_config(params, stamps=stamps)
+    assert len(list(stamps.iterdir())) == 1
+    assert load_config(params, stamps=stamps).raw == first.raw      # stamped: same typed view
+    raw = yaml.safe_load(params.read_text())
+    raw["losses"]["circle"]["m"] = -1                                 # new params: checked in full again
+    params.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="losses.circle"):
+        load_config(params, stamps=stamps)
+    assert len(list(stamps.iterdir())) == 1                          # a failed check leaves no stamp
+
+
+def test_importing_the_library_does_not_import_torch_until_needed():
+    code = ("import sys; import vpr, vpr.config, vpr.eval.evaluate; assert 'torch' not in sys.modules; "
+            "import vpr.models.backbones, torchvision; assert torchvision.models.resnet18")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})

@@ -262,13 +262,25 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return raw
 
 
-def validate(raw: dict) -> Config:
-    """Check every key and value of params.yaml; return the typed view."""
+def validate(raw: dict, checked: bool = False) -> Config:
+    """Check every key and value of params.yaml; return the typed view. ``checked``: these very params
+    already passed the registry checks with this very code (see load_config), which are then skipped."""
     for key in raw:
         if key not in TOP_LEVEL:
             raise ConfigError(f"{key}: unknown top-level key in params.yaml; allowed: {', '.join(sorted(TOP_LEVEL))}")
     check_type("seed", raw.get("seed", 0), 0)
+    if not checked:
+        _check_choices(raw)
+    sections = {name: _read_section(raw, name, cls) for name, cls in SECTIONS.items()}
+    if not checked:
+        _check_training_extras(raw, sections["train"])
+    _check_datasets(raw.get("datasets"), sections["data"])
+    _check_data_profiles(raw.get("data_profiles"), raw.get("datasets"))
+    return Config(raw, sections)
 
+
+def _check_choices(raw: dict) -> None:
+    """The registry choices and every listed entry's settings, and the augmentation list (imports torch)."""
     registries = _registries()
     for kind, registry in registries.items():
         if kind not in raw:
@@ -287,12 +299,6 @@ def validate(raw: dict) -> Config:
 
     from vpr.data.transforms import check_augment
     check_augment(raw.get("augment"))
-
-    sections = {name: _read_section(raw, name, cls) for name, cls in SECTIONS.items()}
-    _check_training_extras(raw, sections["train"])
-    _check_datasets(raw.get("datasets"), sections["data"])
-    _check_data_profiles(raw.get("data_profiles"), raw.get("datasets"))
-    return Config(raw, sections)
 
 
 def _check_training_extras(raw: dict, train) -> None:
@@ -369,5 +375,32 @@ def _check_data_profiles(profiles, datasets) -> None:
         _check_datasets(datasets, _read_section({key: profile}, key, DataSection), key)
 
 
-def load_config(path: str | os.PathLike = "params.yaml") -> Config:
-    return validate(load_params(path))
+def load_config(path: str | os.PathLike = "params.yaml", stamps: str | os.PathLike | None = None) -> Config:
+    """Load and validate params. ``stamps``: a folder remembering which params passed the full checks with
+    which code (a stamp named by the hash of both): then a pipeline's later stages skip the registry checks,
+    which import torch, torchvision and the model zoo: seconds per stage for stages that need none of them."""
+    raw = load_params(path)
+    if stamps is None:
+        return validate(raw)
+    stamp = os.path.join(os.fspath(stamps), _params_and_code_hash(raw))
+    if os.path.isfile(stamp):
+        return validate(raw, checked=True)
+    cfg = validate(raw)
+    os.makedirs(os.fspath(stamps), exist_ok=True)
+    with open(stamp, "w") as fh:
+        fh.write("these params passed the full validation with this code\n")
+    return cfg
+
+
+def _params_and_code_hash(raw: dict) -> str:
+    import hashlib
+    import json
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode())
+    package = os.path.dirname(os.path.abspath(__file__))
+    for folder, dirs, files in sorted(os.walk(package)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    digest.update(name.encode() + fh.read())
+    return digest.hexdigest()[:32]

@@ -19,12 +19,14 @@ def _value(v) -> str:
 def registry_tables() -> str:
     from vpr.config import _registries
     from vpr.data.transforms import AUGMENTATIONS
+    from vpr.eval.knn import INDEXES
     from vpr.train.methods import METHODS
-    registries = {**_registries(), "method": METHODS, "augmentation": AUGMENTATIONS}
+    registries = {**_registries(), "method": METHODS, "augmentation": AUGMENTATIONS, "index": INDEXES}
     parts = []
     for kind, registry in registries.items():
-        key = {"augmentation": "augment: [{name: ...}]", "method": "train.method: <name>"}.get(kind, f"{kind}: <name>")
-        parts.append(f"#### {kind} — `{key}`, settings in `{registry.section}`\n")
+        key = {"augmentation": "augment: [{name: ...}]", "method": "train.method: <name>",
+               "index": "eval.index: <name>"}.get(kind, f"{kind}: <name>")
+        parts.append(f"#### {kind} — `{key}`, settings in `{registry.section}" + (".<name>" if kind == "index" else "") + "`\n")
         parts.append("| name | what it is | settings (defaults) | reference |")
         parts.append("|---|---|---|---|")
         for row in registry.describe():

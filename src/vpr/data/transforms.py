@@ -241,6 +241,15 @@ def train_transform(augment, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
+def uint8_transform(image_size=None) -> v2.Compose:
+    """PIL image -> uint8 tensor, resized to ``image_size`` (H, W; None keeps the native size): the part of
+    eval_transform that runs in loader workers (float conversion and normalisation happen on the batch)."""
+    steps = [v2.ToImage()]
+    if image_size:
+        steps.append(v2.Resize(tuple(image_size), antialias=True))
+    return v2.Compose(steps)
+
+
 def eval_transform(image_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """Resize to ``image_size`` (H, W; None keeps the native size) -> float, normalised."""
     steps = [v2.ToImage()]

@@ -8,7 +8,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vpr.data.datasets import ImageList
-from vpr.data.transforms import eval_transform
+from vpr.compat import torchvision  # noqa: F401  (shim first)
+from torchvision.transforms import v2
+from vpr.data.transforms import uint8_transform
 from vpr.eval.descriptors import fuse_scales
 from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
@@ -23,13 +25,17 @@ def compute_descriptors(model: torch.nn.Module, paths, image_size=None, batch_si
     fused by ``fusion`` (avg | sum | max | min), then re-normalised."""
     was_training = model.training
     model.eval()
-    transform = eval_transform(image_size, getattr(model, "mean", IMAGENET_MEAN), getattr(model, "std", IMAGENET_STD))
-    loader = DataLoader(ImageList(paths, transform, draft_size=image_size), batch_size=batch_size if image_size else 1,
-                        num_workers=num_workers, persistent_workers=False, pin_memory=torch.device(device).type == "cuda")
+    # Workers decode (JPEG draft mode) and resize to uint8, a quarter of the bytes of float32 to pass on;
+    # the batch becomes float and normalised here, in one vectorised step (as eval_transform would do).
+    mean, std = list(getattr(model, "mean", IMAGENET_MEAN)), list(getattr(model, "std", IMAGENET_STD))
+    loader = DataLoader(ImageList(paths, uint8_transform(image_size), draft_size=image_size),
+                        batch_size=batch_size if image_size else 1, num_workers=num_workers, persistent_workers=False,
+                        pin_memory=torch.device(device).type == "cuda")
     out = None
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
         for images, idx in loader:
-            images = images.to(device, non_blocking=True)
+            images = v2.functional.normalize(v2.functional.to_dtype(images.to(device, non_blocking=True),
+                                                                    torch.float32, scale=True), mean, std)
             if list(scales) == [1.0]:
                 d = model(images).float().cpu().numpy()
             else:

@@ -82,7 +82,7 @@ def _check_encoding(key: str, encoding: str) -> None:
     require(encoding in _ENCODINGS, key, f"'{encoding}' is not one of: {', '.join(_ENCODINGS)}")
 
 
-@INDEXES.register(paper="exact search (faiss IndexFlatL2), chunked; bfloat16 screening where native")
+@INDEXES.register(paper="exact search, as faiss IndexFlatL2 (faiss.knn per chunk, merged in a ResultHeap)")
 def flat(*, chunk_rows: int = 65536):
     """Exact search over the whole database, a chunk of rows at a time (the reference protocol's ranking)."""
     require(chunk_rows >= 1, "eval.flat.chunk_rows", f"must be >= 1, got {chunk_rows}")
