@@ -105,6 +105,7 @@ def main():
         live.summary.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                             stopped_early=result.stopped_early, descriptor_dim=recipe.model.descriptor_dim,
                             **{f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
+    train_model = None      # release the DDP wrapper before leaving the process group (see shutdown)
     distributed.shutdown()
     if ranks.main:
         print(f"train: best epoch {result.best_epoch} ({t.select_best_by} {result.best_score:.2f}), "

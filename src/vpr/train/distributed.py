@@ -75,7 +75,12 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group, all ranks together. Drop the DDP-wrapped model first: a DDP Reducer freed
+    after its process group is gone joins gloo threads whose peer has exited, and the process hangs."""
     if dist.is_initialized():
+        import gc
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
