@@ -30,6 +30,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vpr.train.autograd import scale_gradient
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -84,17 +86,6 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-class _ScaleGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, factor):
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.factor, None
-
-
 class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose gradient is the sum of the ranks' gradients."""
 
@@ -124,7 +115,7 @@ class GlobalBatch(nn.Module):
         local, features = out if return_features else (out, None)
         parts = [torch.empty_like(local) for _ in range(self.world)]
         dist.all_gather(parts, local.detach().contiguous())
-        parts[dist.get_rank()] = _ScaleGrad.apply(local, float(self.world))
+        parts[dist.get_rank()] = scale_gradient(local, float(self.world))
         descriptors = torch.cat(parts)
         # the feature maps stay this rank's own: no loss term that reads them runs under DDP (see recipe.py)
         return (descriptors, features) if return_features else descriptors

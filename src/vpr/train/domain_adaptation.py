@@ -14,17 +14,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from vpr.registry import require, with_defaults
-
-
-class _ReverseGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, lambda_):
-        ctx.lambda_ = lambda_
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.lambda_ * grad, None
+from vpr.train.autograd import scale_gradient
 
 
 class GradientReversal(nn.Module):
@@ -33,7 +23,7 @@ class GradientReversal(nn.Module):
         self.lambda_ = lambda_
 
     def forward(self, x):
-        return _ReverseGradient.apply(x, self.lambda_)
+        return scale_gradient(x, -self.lambda_)
 
 
 def check_settings(s: dict) -> dict:
