@@ -8,7 +8,6 @@ load of the machine); ``--full-repro`` measures it again. The experiments are me
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from common import CACHE, ROOT, Figure, load_average, save_json
+from common import standalone, CACHE, ROOT, Figure, load_average, save_json
 
 REPO = CACHE / "dvc_repo"
 FULL = CACHE / "dvc_full_repro.json"
@@ -69,8 +68,8 @@ def full_repro() -> dict:
     return record
 
 
-def run(full: bool = False) -> list[Figure]:
-    if full or not FULL.exists() or not (REPO / "dvc.lock").exists():
+def run(full_repro: bool = False) -> list[Figure]:
+    if full_repro or not FULL.exists() or not (REPO / "dvc.lock").exists():
         repro = full_repro()
         how = "measured in this run"
     else:
@@ -98,8 +97,4 @@ def run(full: bool = False) -> list[Figure]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--full-repro", action="store_true")
-    args = ap.parse_args()
-    for f in run(args.full_repro):
-        print(f.line(), flush=True)
+    standalone(__doc__, run)

@@ -6,12 +6,11 @@ same model, same process, interleaved and repeated.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 from bench_train import TRAIN_CITY
-from common import Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
+from common import standalone, Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
 
 
 def measure(city, device: str, reps: int, limit: int) -> dict:
@@ -72,9 +71,4 @@ def run(quick: bool = False, device: str = "auto") -> list[Figure]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    for f in run(args.quick, args.device):
-        print(f.line(), flush=True)
+    standalone(__doc__, run)

@@ -7,12 +7,11 @@ Ours: vpr.eval.retrieval.search (faiss IndexFlatL2, chunked) + recall_at (vector
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
-from common import Figure, fmt_spread, spread
+from common import standalone, Figure, fmt_spread, spread
 
 NS = (1, 5, 10, 20)
 
@@ -94,8 +93,4 @@ def run(quick: bool = False) -> list[Figure]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    for f in run(args.quick):
-        print(f.line(), flush=True)
+    standalone(__doc__, run)

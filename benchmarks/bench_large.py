@@ -10,7 +10,6 @@ once the library call (vpr.eval.evaluate.evaluate_features) and once the whole e
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import time
 
 import numpy as np
 
-from common import CACHE, ROOT, Figure, save_json, shipped_params
+from common import standalone, CACHE, ROOT, Figure, save_json, shipped_params
 
 NUM_DATABASE, NUM_QUERIES, DIM = 1_000_000, 1000, 512
 
@@ -158,9 +157,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(*sys.argv[2:6])
         sys.exit(0)
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--hnsw", action="store_true", help="also build an HNSW index of the 1M vectors (slow on 2 cores)")
-    args = ap.parse_args()
-    for f in run(args.quick, args.hnsw):
-        print(f.line(), flush=True)
+    standalone(__doc__, run)

@@ -10,12 +10,11 @@ Epoch 1 also pays for starting the (persistent) workers; the figure is the media
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 
-from common import Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
+from common import standalone, Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
 
 TRAIN_CITY = dict(train_cities=1, places_per_city=400, val_blocks=2, test_blocks=2, val_queries=50, test_queries=50)
 
@@ -124,9 +123,4 @@ def run(quick: bool = False, device: str = "auto") -> list[Figure]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    for f in run(args.quick, args.device):
-        print(f.line(), flush=True)
+    standalone(__doc__, run)

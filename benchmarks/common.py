@@ -123,3 +123,19 @@ def save_json(path: Path, data) -> None:
 
 def figures_to_json(figures) -> list[dict]:
     return [asdict(f) for f in figures]
+
+
+def standalone(doc: str, run) -> None:
+    """A benchmark script's own command line: one option per parameter of ``run`` (a bool becomes a flag),
+    then its figures printed as ``name: measured (target)``."""
+    import argparse
+    import inspect
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    for name, p in inspect.signature(run).parameters.items():
+        option = "--" + name.replace("_", "-")
+        if isinstance(p.default, bool):
+            ap.add_argument(option, action="store_true")
+        else:
+            ap.add_argument(option, default=p.default)
+    for f in run(**vars(ap.parse_args())):
+        print(f.line(), flush=True)
