@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from vpr.data.groundtruth import Positives, positives_within
 from vpr.eval.retrieval import recall_at, recall_curve, search
@@ -72,3 +73,83 @@ def test_recall_curve_is_cumulative_and_matches_recall_at():
 def test_k_larger_than_database_is_capped():
     db = np.eye(3, dtype=np.float32)
     assert search(db, db, 20).shape == (3, 3)
+
+
+# --- edge cases against an independent brute-force reference --------------------------------------------
+
+def brute_force_recalls(db, q, positive_lists, ns):
+    """Recall@N straight from the definition: sort every database image by L2 distance, take the first
+    min(N, database size), count the query if one of them is a positive; no positive = a miss."""
+    dist = ((q[:, None, :].astype(np.float64) - db[None].astype(np.float64)) ** 2).sum(-1)
+    order = np.argsort(dist, axis=1, kind="stable")
+    out = {}
+    for n in ns:
+        hits = [bool(set(order[i, :n].tolist()) & set(positive_lists[i])) for i in range(len(q))]
+        out[n] = 100.0 * sum(hits) / len(q)
+    return out
+
+
+def _random_set(rng, ndb, nq, dim=8, empty_every=4):
+    db = rng.normal(size=(ndb, dim)).astype(np.float32)
+    q = rng.normal(size=(nq, dim)).astype(np.float32)
+    lists = []
+    for i in range(nq):
+        if i % empty_every == 0:
+            lists.append([])
+        else:
+            lists.append(sorted(rng.choice(ndb, size=int(rng.integers(1, max(2, ndb // 2))), replace=False).tolist()))
+    return db, q, lists
+
+
+def test_database_smaller_than_the_largest_n_keeps_queries_without_positives_as_misses():
+    # the measured case: 12 database images, 5 queries of which one has no positive -> R@20 = 80, not 100
+    rng = np.random.default_rng(0)
+    db, q, _ = _random_set(rng, 12, 5)
+    lists = [[], [0], [3, 4], [11], [5]]
+    positives = Positives.from_lists(lists)
+    ns = [1, 5, 10, 20]
+    ours = recall_at(search(db, q, 20), positives, len(db), ns)
+    assert ours[20] == 80.0
+    assert ours == pytest.approx(brute_force_recalls(db, q, lists, ns))
+
+
+def test_three_image_database_does_not_count_a_query_without_positive_at_5():
+    db = np.eye(3, dtype=np.float32)
+    positives = Positives.from_lists([[]])
+    assert recall_at(search(db, db[:1], 20), positives, 3, [1, 5]) == {1: 0.0, 5: 0.0}
+
+
+def test_recall_matches_brute_force_for_many_database_sizes_and_n():
+    rng = np.random.default_rng(1)
+    ns = [1, 2, 5, 10, 20, 50]
+    for ndb in (1, 2, 3, 7, 12, 20, 21, 60):
+        db, q, lists = _random_set(rng, ndb, 9)
+        positives = Positives.from_lists(lists)
+        assert recall_at(search(db, q, max(ns)), positives, ndb, ns) == pytest.approx(
+            brute_force_recalls(db, q, lists, ns)), ndb
+        curve = recall_curve(search(db, q, 25), positives, ndb)
+        assert curve.tolist() == pytest.approx(
+            [brute_force_recalls(db, q, lists, [n])[n] for n in range(1, len(curve) + 1)]), ndb
+
+
+def test_night_subset_recall_is_right_on_a_small_database(tmp_path):
+    from vpr.data.groundtruth import EvalSet, save_eval_set
+    from vpr.eval.evaluate import evaluate_features
+    rng = np.random.default_rng(2)
+    db, q, lists = _random_set(rng, 4, 8, empty_every=2)
+    night = np.arange(8) % 2 == 0          # the night queries are exactly those without positives
+    gt = EvalSet(np.array([f"d{i}" for i in range(4)]), np.array([f"q{i}" for i in range(8)]),
+                 np.zeros((4, 2)), np.zeros((8, 2)), Positives.from_lists(lists), night)
+    save_eval_set(gt, tmp_path / "gt")
+    (tmp_path / "features").mkdir()
+    np.save(tmp_path / "features" / "database.npy", db)
+    np.save(tmp_path / "features" / "queries.npy", q)
+    m = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5, 10, 20])
+    assert m["night"]["R@20"] == 0.0 and m["R@20"] == 50.0
+
+
+def test_n_beyond_the_retrieved_k_is_refused_when_the_database_is_larger():
+    db = np.eye(8, dtype=np.float32)
+    positives = Positives.from_lists([[7]])
+    with pytest.raises(ValueError, match="retrieved"):
+        recall_at(search(db, db[:1], 2), positives, 8, [1, 5])

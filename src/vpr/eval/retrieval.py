@@ -25,20 +25,35 @@ def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: 
     return np.isin(pred_keys, pos_keys) & (predictions >= 0)   # -1: an approximate index found fewer than k
 
 
+NO_HIT = np.iinfo(np.int64).max   # first-correct rank of a query with no positive among its retrieved images
+
+
 def first_correct_rank(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
-    """0-based rank of the first correct prediction per query; k (= no hit in the top k) otherwise."""
+    """0-based rank of the first correct prediction per query; ``NO_HIT`` (larger than any N) otherwise.
+
+    Not the number of columns: with a database smaller than N, ``rank < N`` would then hold for a query
+    with no positive at all."""
     correct = correct_matrix(predictions, positives, num_database)
-    return np.where(correct.any(1), correct.argmax(1), predictions.shape[1])
+    return np.where(correct.any(1), correct.argmax(1), NO_HIT)
+
+
+def _check_depth(predictions: np.ndarray, num_database: int, n: int) -> None:
+    """Recall@N needs the top min(N, database size) of every query; fewer retrieved columns would undercount."""
+    if predictions.shape[1] < min(n, num_database):
+        raise ValueError(f"recall@{n} needs the top {min(n, num_database)} of each query but only "
+                         f"{predictions.shape[1]} were retrieved")
 
 
 def recall_at(predictions: np.ndarray, positives: Positives, num_database: int, ns) -> dict[int, float]:
-    """Recall@N in percent for each N in ``ns`` (N beyond the retrieved k counts hits within k)."""
+    """Recall@N in percent for each N in ``ns``; a database smaller than N gives its whole ranking."""
     rank = first_correct_rank(predictions, positives, num_database)
+    for n in ns:
+        _check_depth(predictions, num_database, n)
     return {int(n): float((rank < n).mean() * 100) if len(rank) else 0.0 for n in ns}
 
 
 def recall_curve(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
-    """Recall@N (percent) for N = 1 .. k."""
+    """Recall@N (percent) for N = 1 .. k (k = the retrieved columns)."""
     rank = first_correct_rank(predictions, positives, num_database)
     k = predictions.shape[1]
     return np.array([(rank < n).mean() * 100 for n in range(1, k + 1)]) if len(rank) else np.zeros(k)
