@@ -64,7 +64,7 @@ def _child(features, gt, index, settings):
     sys.path.insert(0, str(ROOT / "src"))
     from vpr.eval.evaluate import evaluate_features
     start = time.perf_counter()
-    metrics = evaluate_features(features, gt, [1, 5, 10, 20], index, json.loads(settings))
+    metrics = evaluate_features(features, gt, [1, 5, 10, 20], index, json.loads(settings)).metrics
     print(json.dumps(dict(metrics=metrics, seconds=time.perf_counter() - start,
                           self_maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))
 

@@ -1,17 +1,20 @@
-"""Stage evaluate@<set>: faiss kNN + recall@N -> metrics/eval/<set>.json (night subset included)."""
+"""Stage evaluate@<set>: faiss kNN + recall@N -> metrics/eval/<set>.json (night subset included) and every
+query's result -> metrics/eval/<set>.queries.tsv."""
 import sys
 
 from _common import run, load_config
 
 
 def main():
-    from vpr.eval.evaluate import evaluate_features
+    from vpr.eval.evaluate import evaluate_features, write_queries
     from vpr.io import write_json
 
     cfg = load_config()
     name = sys.argv[1]
-    metrics = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
-                                cfg.eval.index, getattr(cfg.eval, cfg.eval.index))
+    result = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
+                               cfg.eval.index, getattr(cfg.eval, cfg.eval.index))
+    metrics = result.metrics
+    write_queries(f"metrics/eval/{name}.queries.tsv", result.queries)
     write_json(f"metrics/eval/{name}.json", metrics)
     if metrics.get("queries_have_coordinates") is False:
         import warnings

@@ -10,7 +10,8 @@ def main():
     from vpr.viz.html import ReportInputs, build_report
 
     cfg = load_config()
-    sets = {name: dict(metrics=f"metrics/eval/{name}.json", curve=f"metrics/curves/{name}.csv",
+    sets = {name: dict(metrics=f"metrics/eval/{name}.json", queries=f"metrics/eval/{name}.queries.tsv",
+                       curve=f"metrics/curves/{name}.csv",
                        predictions=f"reports/predictions/{name}", gt=f"data/gt/{name}", features=f"data/features/{name}")
             for name in cfg.data.test}
     page = build_report(ReportInputs(sets=sets, recall_table="metrics/recalls.md",

@@ -32,6 +32,7 @@ def main():
     from dvclive import Live
 
     from vpr.data.groundtruth import load_eval_set, load_training_data
+    from vpr.environment import environment
     from vpr.train.checkpoint import load_checkpoint
     from vpr.errors import ConfigError
     from vpr.train import distributed
@@ -75,8 +76,10 @@ def main():
               + (f"; {ranks.world} processes (DDP)" if ranks.world > 1 else "")
               + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
 
+    val_prep = cfg.extract.prep(t.image_size)   # validation prepares images as extraction does, at the training size
+
     def validate(model):
-        return evaluate_model(model, val_set, t.image_size, batch_size=cfg.extract.batch_size, device=device)
+        return evaluate_model(model, val_set, val_prep, batch_size=cfg.extract.batch_size, device=device)
 
     if ranks.world > 1:
         validate = distributed.rank0_only(validate, ranks)
@@ -98,13 +101,14 @@ def main():
         result = fit(recipe.model, recipe.objective, recipe.optimizer, recipe.schedule, recipe.batches, validate,
                      LoopConfig(epochs=t.epochs, checkpoint_dir="models", select_best_by=t.select_best_by,
                                 patience=t.patience, device=device, seed=cfg.seed, amp=t.amp, rank=ranks.rank),
-                     checkpoint_meta=dict(spec=recipe.spec, fingerprint=run_id),
+                     checkpoint_meta=dict(spec=recipe.spec, fingerprint=run_id, prepare=val_prep.to_dict()),
                      on_epoch_end=log_and_print if ranks.main else None, sampler=recipe.sampler, resume=resume,
                      train_model=train_model)
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         live.summary.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                             stopped_early=result.stopped_early, descriptor_dim=recipe.model.descriptor_dim,
-                            **{f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
+                            **{f"best_{k}": v for k, v in best.items() if k.startswith("val_")},
+                            environment=environment())   # why two machines' numbers may differ
     train_model = None      # release the DDP wrapper before leaving the process group (see shutdown)
     distributed.shutdown()
     if ranks.main:

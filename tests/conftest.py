@@ -6,7 +6,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 # A miniature embedded city: same generator as the default, a few hundred small images.
 TINY_SYNTHETIC = dict(image_size=(48, 64), train_cities=2, train_blocks=3, places_per_city=20, val_blocks=2,
-                      test_blocks=2, val_queries=20, test_queries=24)
+                      test_blocks=2, val_queries=20, test_queries=24,
+                      query_aspects=((4, 3), (3, 4), (16, 9), (1, 1)))   # phone photos of several shapes
 
 
 @pytest.fixture(scope="session")

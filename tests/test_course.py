@@ -49,8 +49,8 @@ def test_one_switch_runs_the_course_pipeline_and_writes_the_course_table(course_
     rows = [line.split("|")[1].strip() for line in (dest / "metrics/recalls.md").read_text().splitlines()[2:]]
     assert rows == ["sf_xs_test", "tokyo_xs_test", "tokyo_night"]
     night = json.loads((dest / "metrics/eval/tokyo_xs_test.json").read_text())["night"]
-    assert night["name"] == "tokyo_night" and night["rule"] == "brightness" and night["num_queries"] == 10
-    assert "night queries by rule: note 0, brightness 10 (using 'brightness')" in out
+    assert night["name"] == "tokyo_night" and night["rule"] == "brightness" and night["num_queries"] == 11
+    assert "night queries by rule: note 0, brightness 11 (using 'brightness')" in out
     assert "warning: data/raw/sf_xs/test: 156 database / 24 query images, expected 27,191 / 1,000" in out
 
 

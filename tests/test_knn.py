@@ -96,8 +96,8 @@ def test_evaluate_with_an_approximate_index(tmp_path):
     (tmp_path / "features").mkdir()
     np.save(tmp_path / "features/database.npy", db.astype(np.float16))
     np.save(tmp_path / "features/queries.npy", q.astype(np.float16))
-    flat = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5])
-    approx = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5], "ivf", {"probe": 4})
+    flat = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5]).metrics
+    approx = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5], "ivf", {"probe": 4}).metrics
     assert flat["R@1"] == 100.0 and 80.0 <= approx["R@1"] <= 100.0
 
 

@@ -73,13 +73,13 @@ def test_night_subset_by_brightness_and_by_list_reports_what_each_selects(trees,
     # the generated test set marks night in the note field: the brightness rule finds those, plus a dark dusk one
     s, info = layouts.build_eval_index(str(trees["city"] / "test"), night=BRIGHTNESS)
     assert info["night_rule"] == "brightness" and info["night_name"] == "tokyo_night"
-    assert info["night_counts"] == dict(note=9, brightness=10) and int(s.queries_night.sum()) == 10
+    assert info["night_counts"] == dict(note=9, brightness=11) and int(s.queries_night.sum()) == 11
     by_note = np.array([os.path.basename(p).endswith("@night@.jpg") for p in s.queries_paths])
     assert (s.queries_night & by_note).sum() == 9
     # Tokyo-XS names carry no note: only a rule can mark its night queries
     queries = trees["course"] / "tokyo_xs/test/queries"
     s, info = layouts.build_eval_index(str(queries.parent), night=BRIGHTNESS)
-    assert info["night_counts"] == dict(note=0, brightness=10)
+    assert info["night_counts"] == dict(note=0, brightness=11)
     # an explicit list: a file name, a pano_id (Tokyo-XS keeps the original 00685.jpg there), names matching nothing
     names = sorted(os.listdir(queries))[:3]
     pano = names[2].split("@")[7]
@@ -90,7 +90,7 @@ def test_night_subset_by_brightness_and_by_list_reports_what_each_selects(trees,
     spec = layouts.check_night_spec("data.night.t", dict(rule="list", list="data/lists/night.txt"))
     with pytest.warns(DataWarning, match="2 of 5 names match no query .*(00685.jpg|./)"):
         s, info = layouts.build_eval_index(str(queries.parent), night=spec)
-    assert info["night_counts"] == dict(note=0, list=3, brightness=10) and int(s.queries_night.sum()) == 3
+    assert info["night_counts"] == dict(note=0, list=3, brightness=11) and int(s.queries_night.sum()) == 3
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -169,7 +169,7 @@ def _extract_and_evaluate(sets: dict, tmp_path):
         os.makedirs(tmp_path / "features" / name)
         for part, paths in (("database", eval_set.database_paths), ("queries", eval_set.queries_paths)):
             np.save(tmp_path / "features" / name / f"{part}.npy", compute_descriptors(model, paths, (48, 64), 32))
-        metrics[name] = evaluate_features(tmp_path / "features" / name, tmp_path / "gt" / name, (1, 5, 10, 20))
+        metrics[name] = evaluate_features(tmp_path / "features" / name, tmp_path / "gt" / name, (1, 5, 10, 20)).metrics
         files[name] = tmp_path / f"{name}.json"
         files[name].write_text(json.dumps(metrics[name]))
     return metrics, recall_table(files, (1, 5, 10, 20))
@@ -182,7 +182,7 @@ def test_course_layout_end_to_end_gives_the_course_rows(trees, tmp_path):
     sets = {"sf_xs_test": layouts.build_eval_index(str(course / "sf_xs/test")),
             "tokyo_xs_test": layouts.build_eval_index(str(course / "tokyo_xs/test"), night=BRIGHTNESS)}
     metrics, table = _extract_and_evaluate(sets, tmp_path)
-    assert metrics["tokyo_xs_test"]["night"]["num_queries"] == 10
+    assert metrics["tokyo_xs_test"]["night"]["num_queries"] == 11
     assert metrics["tokyo_xs_test"]["night"]["name"] == "tokyo_night"
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert rows == ["sf_xs_test", "tokyo_xs_test", "tokyo_night"]

@@ -83,6 +83,28 @@ def test_repro_writes_the_recall_table_and_one_metrics_file_per_set(repo):
     assert (dest / "models/best.pt").exists() and (dest / "metrics/train/plots/metrics/val_R@1.tsv").exists()
 
 
+def test_train_metrics_record_the_cpu_kernels_and_library_versions(repo):
+    import numpy
+    import PIL
+    import torch
+    dest, _ = repo
+    env = json.loads((dest / "metrics/train/metrics.json").read_text())["environment"]
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert (env["torch"], env["numpy"], env["pillow"]) == (torch.__version__, numpy.__version__, PIL.__version__)
+
+
+def test_evaluate_writes_every_querys_result_next_to_the_metrics(repo):
+    from vpr.eval.evaluate import read_queries
+    dest, _ = repo
+    metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
+    with open(dest / "metrics/eval/synth_test.queries.tsv") as fh:
+        rows = read_queries(fh)
+    assert len(rows) == metrics["num_queries"] and all(len(r["top"]) == 20 for r in rows)
+    hits = [r["first_correct"] is not None and r["first_correct"] <= 5 for r in rows]
+    assert 100 * sum(hits) / len(rows) == pytest.approx(metrics["R@5"])
+    assert "synth_test.queries.tsv" in (dest / "reports/index.html").read_text()
+
+
 def test_changing_the_loss_reruns_training_and_after_but_not_fetch_or_gt(repo):
     dest, _ = repo
     out = _dvc("exp", "run", "-S", "loss=circle", cwd=dest)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vpr.data.groundtruth import build_eval_set, build_train_set, save_eval_set, save_train_set
-from vpr.eval.evaluate import evaluate_features, recall_table
+from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
 from vpr.io import write_json
 from vpr.viz import charts, maps
 from vpr.viz.html import ReportInputs, build_report, markdown_table_to_html
@@ -29,7 +29,9 @@ def run(tiny_city, tmp_path_factory):
         d = rng.normal(size=(n, 16)).astype(np.float32)
         np.save(feats / f"{part}.npy", d / np.linalg.norm(d, axis=1, keepdims=True))
     write_json(feats / "info.json", dict(descriptor_dim=16, spec={"backbone": "resnet18", "aggregator": "gem"}))
-    write_json(root / "eval/city.json", evaluate_features(feats, root / "gt/city", [1, 5, 10]))
+    evaluation = evaluate_features(feats, root / "gt/city", [1, 5, 10])
+    write_json(root / "eval/city.json", evaluation.metrics)
+    write_queries(root / "eval/city.queries.tsv", evaluation.queries)
     (root / "recalls.md").write_text(recall_table({"city": root / "eval/city.json"}, [1, 5, 10]) + "\n")
     visualize_set(feats, root / "gt/city", root / "predictions/city", root / "curves/city.csv", num_queries=2)
     log = root / "train/plots/metrics"
@@ -41,7 +43,8 @@ def run(tiny_city, tmp_path_factory):
     write_json(root / "train/metrics.json", {"best_epoch": 2, "epochs_run": 2, "train_minutes": 0.1, "best_val_R@1": 12.0})
     (root / "params.yaml").write_text("loss: circle  # <b>escaped</b>\n")
     inputs = ReportInputs(
-        sets={"city": dict(metrics=str(root / "eval/city.json"), curve=str(root / "curves/city.csv"),
+        sets={"city": dict(metrics=str(root / "eval/city.json"), queries=str(root / "eval/city.queries.tsv"),
+                           curve=str(root / "curves/city.csv"),
                            predictions=str(root / "predictions/city"), gt=str(root / "gt/city"),
                            features=str(feats))},
         recall_table=str(root / "recalls.md"), train_log_dir=str(log), train_summary=str(root / "train/metrics.json"),
@@ -56,12 +59,15 @@ def test_the_page_has_every_section_and_loads_nothing_from_anywhere(run):
         assert f"<section id='{sid}'>" in page and f"href='#{sid}'" in page
     assert "<script" not in page
     refs = re.findall(r"\b(?:src|href)\s*=\s*['\"]([^'\"]*)['\"]", page)
-    assert all(r.startswith(("data:", "#")) for r in refs)
+    links = [r for r in refs if not r.startswith(("data:", "#"))]      # only links to the per-query results
+    assert len(links) == 1 and links[0].endswith("eval/city.queries.tsv") and "<a href=" in page
     assert page.count("<img") == len(os.listdir(root / "predictions/city")) == 2
     # 1 recall chart + 3 training charts + map and error histogram of the set + val map + a map per training city
     assert page.count("<svg") == 1 + 3 + 2 + 1 + _training_cities(inputs)
     assert "&lt;b&gt;escaped&lt;/b&gt;" in page and "<b>escaped" not in page  # params shown verbatim, escaped
-    assert str(root) not in page  # no absolute paths: the page does not depend on where the run lives
+    # no absolute paths: the page does not depend on where the run lives (but for the link to the per-query
+    # file, relative to reports/, which the stage gives as a repository path)
+    assert str(root) not in page.replace(links[0], "")
 
 
 def _training_cities(inputs) -> int:

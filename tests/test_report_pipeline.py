@@ -29,9 +29,11 @@ def test_repro_writes_one_offline_report_with_every_section(repo):  # noqa: F811
     assert "report" in _ran(out)
     page = _page(dest)
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//", page, re.I)
-    # Nothing is loaded from anywhere: every src/href is a data: URI or an in-page anchor.
+    # Nothing is loaded from anywhere: every src is a data: URI; links are in-page anchors, or the one link to
+    # the per-query results next to the metrics (a file of the repository, relative to reports/)
     refs = re.findall(r"\b(?:src|href)\s*=\s*['\"]([^'\"]*)['\"]", page, re.I)
-    assert refs and all(r.startswith(("data:", "#")) for r in refs)
+    assert refs and all(r.startswith(("data:", "#")) or r == "../metrics/eval/synth_test.queries.tsv" for r in refs)
+    assert (dest / "reports" / "../metrics/eval/synth_test.queries.tsv").is_file()
     assert "default-src 'none'" in page  # and the page's CSP forbids any network load anyway
     for sid in SECTIONS:
         assert f"<section id='{sid}'>" in page

@@ -144,7 +144,7 @@ def test_night_subset_recall_is_right_on_a_small_database(tmp_path):
     (tmp_path / "features").mkdir()
     np.save(tmp_path / "features" / "database.npy", db)
     np.save(tmp_path / "features" / "queries.npy", q)
-    m = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5, 10, 20])
+    m = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5, 10, 20]).metrics
     assert m["night"]["R@20"] == 0.0 and m["R@20"] == 50.0
 
 

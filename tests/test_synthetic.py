@@ -38,7 +38,13 @@ def test_course_layout_and_all_fourteen_fields(tiny_city):
     for path in list_images(tiny_city):
         name = parse_name(path)
         assert all(getattr(name, f) != "" for f in FIELDS), path
-        assert Image.open(path).size == (64, 48)
+        if "queries" not in path:
+            assert Image.open(path).size == (64, 48)
+
+
+def test_query_photos_come_in_the_asked_aspect_ratios_with_the_longer_side_of_the_image_size(tiny_city):
+    shapes = {Image.open(p).size for split in ("val", "test") for p in list_images(tiny_city / split / "queries")}
+    assert shapes == {(64, 48), (48, 64), (64, 36), (64, 64)}       # 4:3, 3:4, 16:9, 1:1
 
 
 def test_coordinates_are_real_utm_consistent_with_lat_lon(tiny_city):

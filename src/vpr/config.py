@@ -85,8 +85,8 @@ VAL_METRICS = ("R@1", "R@5", "R@10", "R@20")
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: int = 6
-    image_size: list = (96, 128)
+    epochs: int = 5
+    image_size: list = (72, 96)
     places_per_batch: int = 16
     images_per_place: int = 4
     batches_per_epoch: int = None     # null = one pass over the places
@@ -101,7 +101,7 @@ class TrainSection:
     processes: int = 1                # DDP processes on this machine (torchrun; one per GPU); 1 = no DDP
     sync_batchnorm: bool = True       # with processes > 1: BatchNorm statistics over the global batch
     augment_on: str = "workers"       # workers (per image, CPU loader workers) | device (on the batch, e.g. GPU)
-    channels_last: bool = True        # channels-last memory format on CUDA (a no-op on CPU)
+    channels_last: bool = True        # channels-last memory format (faster convolutions on CUDA and CPU)
 
     def __post_init__(self):
         k = "train"
@@ -127,7 +127,9 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class ExtractSection:
-    image_size: list = (96, 128)      # null = native size, one image at a time
+    image_size: list = (72, 96)       # null = native size (images of one size batched together)
+    resize: str = "keep_aspect"       # stretch | keep_aspect | cover_crop (vpr.eval.prepare), also for validation
+    resize_side: str = "shorter"      # keep_aspect: the shorter (or longer) side takes image_size's
     batch_size: int = 64
     num_workers: int = 1
     device: str = "auto"
@@ -140,6 +142,7 @@ class ExtractSection:
 
     def __post_init__(self):
         _size("extract.image_size", self.image_size)
+        self.prep(self.image_size)    # checks resize and resize_side
         require(self.dtype in ("float16", "float32"), "extract.dtype", f"'{self.dtype}' is not float16 or float32")
         require(self.batch_size >= 1, "extract.batch_size", "must be >= 1")
         require(self.num_workers >= 0, "extract.num_workers", "must be >= 0")
@@ -166,6 +169,13 @@ class ExtractSection:
         require(isinstance(pca["train_images"], int) and pca["train_images"] >= 2, "extract.pca.train_images",
                 "must be an integer >= 2")
         object.__setattr__(self, "pca", pca)
+
+    def prep(self, image_size="extract"):
+        """The image-preparation policy at ``image_size`` (default: extract.image_size), e.g. the training
+        size for validation."""
+        from vpr.eval.prepare import ImagePrep
+        size = self.image_size if image_size == "extract" else image_size
+        return ImagePrep(None if size is None else tuple(size), self.resize, self.resize_side)
 
 
 @dataclass(frozen=True)

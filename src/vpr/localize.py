@@ -7,7 +7,8 @@ the similarity-weighted mean of the matches that lie within ``--agree-m`` (25 m)
 top-1 when none does), plus a picture of the matches. ``--database`` is an evaluation set of the pipeline
 (its stored descriptors in data/features/<set> are reused when they come from this very model) or any
 folder of images named with the '@' fields. Photos may have any size and orientation: EXIF rotation is
-applied, then the photo is scaled to cover the extraction size and centre-cropped (no stretching).
+applied, then the photo is prepared exactly as the database images were (vpr.eval.prepare: the policy and
+size recorded with the stored descriptors, i.e. ``extract.resize``), so it is compared like for like.
 """
 from __future__ import annotations
 
@@ -73,24 +74,26 @@ def to_latlon(east: float, north: float, zone: str, band: str) -> tuple[float, f
         return float("nan"), float("nan")
 
 
-def database_descriptors(db: Database, model, model_path: str, image_size, device: str, stored_only: bool,
-                         batch_size: int = 64, log=print) -> tuple[np.ndarray, list | None]:
-    """(descriptors, the image size they were extracted at). The stored ones when they come from this very
-    model (and ``image_size``, if one is asked for); otherwise the database is extracted now, at the asked
-    size, else the stored descriptors' size, else the model's training size (``stored_only``: DataError)."""
+def database_descriptors(db: Database, model, model_path: str, asked, device: str, stored_only: bool,
+                         batch_size: int = 64, log=print) -> tuple[np.ndarray, "ImagePrep", str]:
+    """(descriptors, the image preparation they were extracted with, their storage dtype). The stored ones
+    when they come from this very model (and the ``asked`` preparation, if one is asked for); otherwise the
+    database is extracted now with the asked preparation, else the stored descriptors', else the one the
+    model was validated with (``stored_only``: DataError)."""
     from vpr.eval.extract import compute_descriptors
+    from vpr.eval.prepare import ImagePrep
     from vpr.fingerprint import weights_md5
 
     ours = dict(spec=model.spec, descriptor_dim=model.descriptor_dim, weights_md5=weights_md5(model),
                 epoch=model.epoch)
-    asked = list(image_size) if image_size else None
     stored, info = _stored(db.features_dir) if db.features_dir else (None, {})
+    stored_prep = ImagePrep.from_dict(info.get("prepare"), info.get("image_size")) if info else None
     if stored is not None:
-        why = _mismatch(stored, info, ours, asked, len(db.paths))
+        why = _mismatch(stored, info, ours, asked, stored_prep, len(db.paths))
         if why is None:
-            return np.asarray(stored, dtype=np.float32), info.get("image_size")
+            return np.asarray(stored, dtype=np.float32), stored_prep, str(stored.dtype)
         reason = (f"{db.features_dir}/database.npy ({_describe(info)}) does not match {model_path} "
-                  f"({_describe({**ours, 'image_size': asked or info.get('image_size')})}): {why}")
+                  f"({_describe({**ours, 'image_size': list((asked or stored_prep).size or []) or None})}): {why}")
     elif db.features_dir:
         reason = f"no stored descriptors in {db.features_dir}"
     else:
@@ -98,11 +101,11 @@ def database_descriptors(db: Database, model, model_path: str, image_size, devic
     if stored_only:
         hint = f"re-run `dvc repro extract@{db.name}` with this model, or " if db.features_dir else ""
         raise DataError(f"{reason}; {hint}drop --stored-only to extract the database here")
-    size = asked or info.get("image_size") or model.default_size
+    prep = asked or stored_prep or model.default_prep
     log(f"note: {reason}; extracting the {len(db.paths)} database images now"
-        f"{f' at {size[0]}x{size[1]} px' if size else ''}")
-    d = compute_descriptors(model, db.paths, size, batch_size, 0, device, desc=f"{db.name} database")
-    return d, list(size) if size else None
+        f"{f' at {prep.size[0]}x{prep.size[1]} px ({prep.policy})' if prep.size else ' at their native sizes'}")
+    d = compute_descriptors(model, db.paths, prep, batch_size, 0, device, desc=f"{db.name} database")
+    return d, prep, "float32"
 
 
 def _stored(features_dir: str):
@@ -114,7 +117,7 @@ def _stored(features_dir: str):
     return np.load(path, mmap_mode="r", allow_pickle=False), info
 
 
-def _mismatch(stored: np.ndarray, info: dict, ours: dict, asked_size, num_paths: int) -> str | None:
+def _mismatch(stored: np.ndarray, info: dict, ours: dict, asked, stored_prep, num_paths: int) -> str | None:
     """Why stored descriptors cannot be used with our model (None: they can)."""
     if stored.ndim != 2 or stored.shape[0] != num_paths:
         return f"{stored.shape[0]} descriptors for {num_paths} database images"
@@ -130,9 +133,14 @@ def _mismatch(stored: np.ndarray, info: dict, ours: dict, asked_size, num_paths:
         post.append("pca")
     if post:
         return f"stored descriptors are post-processed ({', '.join(post)}), a single model's are not"
-    if asked_size and asked_size != info.get("image_size"):
-        return f"extracted at image size {info.get('image_size')}, asked for {asked_size}"
+    if asked and asked != stored_prep:
+        return f"extracted with {_prep_words(stored_prep)}, asked for {_prep_words(asked)}"
     return None
+
+
+def _prep_words(prep) -> str:
+    size = f"{prep.size[0]}x{prep.size[1]} px" if prep.size else "native size"
+    return f"{size}, {prep.policy}" + (f" ({prep.side} side)" if prep.policy == "keep_aspect" else "")
 
 
 def _describe(d: dict) -> str:
@@ -175,38 +183,19 @@ def _check_photo(path: str) -> None:
                         f"({', '.join(IMAGE_EXTENSIONS)}) or folders of photos") from None
 
 
-def cover_crop(image, size):
-    """Scale a PIL image so it covers ``size`` (H, W) and centre-crop it: any aspect ratio, no stretching."""
-    from PIL import Image
-    h, w = size
-    scale = max(h / image.height, w / image.width)
-    new = (max(w, round(image.width * scale)), max(h, round(image.height * scale)))
-    image = image.resize(new, Image.BILINEAR, reducing_gap=3.0)
-    left, top = (new[0] - w) // 2, (new[1] - h) // 2
-    return image.crop((left, top, left + w, top + h))
+def photo_descriptors(model, photos, prep, device: str, dtype: str = "float32", batch_size: int = 32
+                      ) -> tuple[np.ndarray, list]:
+    """Descriptors of the photos, prepared exactly as the database images were (``prep``, the same code as
+    the extract stage) and rounded to the database's storage ``dtype`` (as evaluate compares them), and each
+    photo's (width, height) after EXIF rotation."""
+    from vpr.eval.extract import compute_descriptors
+    from vpr.eval.prepare import oriented_size
 
-
-def photo_descriptors(model, photos, image_size, device: str, batch_size: int = 32) -> tuple[np.ndarray, list]:
-    """Descriptors of the photos (EXIF-rotated, cover-cropped to ``image_size``; native size if None) and
-    each photo's (width, height) after rotation."""
-    import torch
-
-    from vpr.data.datasets import load_image
-    from vpr.data.transforms import eval_transform
-
-    transform = eval_transform(None)
-    tensors, sizes = [], []
-    for p in photos:
-        img = load_image(p)
-        sizes.append(img.size)
-        tensors.append(transform(cover_crop(img, image_size) if image_size else img).contiguous())
-    # Same-size crops go through the network in batches; native sizes one at a time.
-    step = batch_size if image_size else 1
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(tensors), step):
-            out.append(model(torch.stack(tensors[i:i + step]).to(device)).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.descriptor_dim), np.float32), sizes
+    sizes = [oriented_size(p)[::-1] for p in photos]
+    d = compute_descriptors(model, photos, prep, batch_size, 0, device, desc="photos")
+    if not len(photos):
+        d = np.zeros((0, model.descriptor_dim), np.float32)
+    return d.astype(dtype).astype(np.float32), sizes
 
 
 # --- position -------------------------------------------------------------------------------------------
@@ -222,13 +211,14 @@ def estimate_position(utm_xy: np.ndarray, similarity: np.ndarray, agree_m: float
 
 
 def localize(photos, model, model_path: str, db: Database, top_k: int = 5, agree_m: float = 25.0,
-             image_size=None, device: str = "cpu", stored_only: bool = False, log=print) -> list[dict]:
-    """One result dict per photo (see the module docstring)."""
+             asked_prep=None, device: str = "cpu", stored_only: bool = False, log=print) -> list[dict]:
+    """One result dict per photo (see the module docstring). ``asked_prep``: an ImagePrep to use instead of
+    the stored descriptors' (then the database is extracted again)."""
     from vpr.eval.retrieval import search
 
-    db_desc, db_size = database_descriptors(db, model, model_path, image_size, device, stored_only, log=log)
-    # Queries at the size the database was extracted at, as the evaluation does.
-    q_desc, sizes = photo_descriptors(model, photos, db_size, device)
+    db_desc, prep, dtype = database_descriptors(db, model, model_path, asked_prep, device, stored_only, log=log)
+    # Photos prepared as the database was, as the evaluation does.
+    q_desc, sizes = photo_descriptors(model, photos, prep, device, dtype)
     k = min(top_k, len(db.paths))
     top = search(db_desc, q_desc, k)
     results = []
@@ -316,7 +306,9 @@ def load_model_for_localize(model_path: str, device: str):
     model, ckpt = load_model(model_path)
     model.to(device)
     model.spec, model.epoch = ckpt["spec"], ckpt.get("epoch")
-    model.default_size = ckpt["spec"].get("image_size")
+    from vpr.eval.prepare import ImagePrep
+    # what the model was validated with (training size and extract.resize); old checkpoints: stretching
+    model.default_prep = ImagePrep.from_dict(ckpt.get("prepare"), ckpt["spec"].get("image_size"))
     return model
 
 
@@ -359,6 +351,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="matches within this distance of the top-1 join the position estimate (default 25 m)")
     ap.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                     help="extraction size (default: that of the stored descriptors, else the training size)")
+    ap.add_argument("--resize", choices=("stretch", "keep_aspect", "cover_crop"),
+                    help="image preparation (default: that of the stored descriptors, else extract.resize of the "
+                         "training run)")
+    ap.add_argument("--resize-side", choices=("shorter", "longer"), help="keep_aspect: which side takes the size")
     ap.add_argument("--out", default="localized", help="folder for the match pictures (default: localized/)")
     ap.add_argument("--no-pictures", action="store_true", help="do not write match pictures")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -378,6 +374,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _asked_prep(args, model):
+    """The preparation asked for on the command line (None: none asked, use the stored descriptors')."""
+    if not (args.image_size or args.resize or args.resize_side):
+        return None
+    from vpr.eval.prepare import ImagePrep
+    base = model.default_prep
+    return ImagePrep(tuple(args.image_size) if args.image_size else base.size, args.resize or base.policy,
+                     args.resize_side or base.side)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
@@ -386,7 +392,7 @@ def main(argv=None) -> int:
         db = open_database(args.database, args.gt_root, args.features_root)
         device = _device(args.device)
         model = load_model_for_localize(args.model, device)
-        results = localize(photos, model, args.model, db, args.top_k, args.agree_m, args.image_size, device,
+        results = localize(photos, model, args.model, db, args.top_k, args.agree_m, _asked_prep(args, model), device,
                            args.stored_only, log=log)
         if not args.no_pictures:
             write_pictures(results, args.out)

@@ -10,13 +10,18 @@ from vpr.errors import DataError
 
 def load_image(path: str, draft_size=None) -> Image.Image:
     """RGB image, with EXIF rotation applied; DataError naming the file if it cannot be decoded.
-    ``draft_size`` (H, W): a JPEG is decoded directly at a power-of-two reduction that stays at least that
-    large (draft mode: several times faster than decoding in full and then shrinking)."""
+    ``draft_size`` (H, W), or a function of the image's (H, W) after rotation giving it: a JPEG is decoded
+    directly at a power-of-two reduction that stays at least that large (draft mode: several times faster
+    than decoding in full and then shrinking)."""
     try:
         with Image.open(path) as img:
             if draft_size and img.format == "JPEG":
+                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)   # stored rotated: EXIF turns it later
+                if callable(draft_size):
+                    w, h = img.size
+                    draft_size = draft_size(*((w, h) if turned else (h, w)))
                 h, w = draft_size
-                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):   # stored rotated: EXIF turns it after decoding
+                if turned:
                     h, w = w, h
                 img.draft("RGB", (w, h))
             img.load()
@@ -39,6 +44,14 @@ class ImageList(Dataset):
 
     def __getitem__(self, i: int):
         return self.transform(load_image(self.paths[i], self.draft_size)), i
+
+
+class PreparedImages(ImageList):
+    """Images as uint8 network inputs by an image-preparation policy (vpr.eval.prepare.ImagePrep), JPEGs
+    decoded in draft mode at the size the policy resizes them to; yields (image, index)."""
+
+    def __init__(self, paths, prep):
+        super().__init__(paths, prep, draft_size=prep.resized if prep.size else None)
 
 
 class PlaceImages(Dataset):

@@ -113,7 +113,7 @@ class PlaceBatches:
         self.device_augment = v2.Compose(steps) if on_device and steps else None
         self.device = torch.device(device)
         self.mean, self.std = list(mean), list(std)
-        self.channels_last = channels_last and self.device.type == "cuda"
+        self.channels_last = channels_last
         # its own generator: the loader's worker seeds do not consume the global random state of the loop
         self.loader = DataLoader(self.dataset, batch_size=None, sampler=self.keys, num_workers=num_workers,
                                  pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
@@ -129,7 +129,7 @@ class PlaceBatches:
                    "labels": batch["labels"].to(self.device, non_blocking=True)}
 
     def finish(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> (augmented on the device,) float, normalised, channels-last on CUDA."""
+        """uint8 batch -> (augmented on the device,) float, normalised, channels-last if asked."""
         images = images.to(self.device, non_blocking=True)
         if self.device_augment is not None:
             devices = [self.device] if self.device.type == "cuda" else []

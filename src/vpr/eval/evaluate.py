@@ -1,8 +1,10 @@
 """Evaluate extracted descriptors against ground truth; build the recall table."""
 from __future__ import annotations
 
+import csv
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from tabulate import tabulate
@@ -10,7 +12,7 @@ from tabulate import tabulate
 from vpr.data.groundtruth import load_eval_set, load_info
 from vpr.errors import DataError
 from vpr.eval.knn import knn
-from vpr.eval.retrieval import recall_at
+from vpr.eval.retrieval import NO_HIT, first_correct_rank, recall_at
 
 
 def load_features(features_dir: str | os.PathLike, expected=None) -> tuple[np.ndarray, np.ndarray]:
@@ -27,17 +29,24 @@ def load_features(features_dir: str | os.PathLike, expected=None) -> tuple[np.nd
     return db, q
 
 
-def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", index_settings=None) -> dict:
-    """Recall@N over all queries, plus a ``night`` block when the set marks night queries.
-    A query list without coordinates gets counts only (no recall can be computed). ``index``: the kNN method
-    (vpr.eval.knn: flat = exact, ivf / hnsw = approximate). Descriptors and ground truth are memory-mapped:
-    memory stays near one database chunk (see vpr.eval.knn), whatever the database size."""
+@dataclass
+class Evaluation:
+    metrics: dict            # recall@N (percent), counts, the night block: metrics/eval/<set>.json
+    queries: list[dict]      # one row per query: rank of its first correct match and its top-k (see write_queries)
+
+
+def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", index_settings=None) -> Evaluation:
+    """Recall@N over all queries, plus a ``night`` block when the set marks night queries, and every query's
+    result. A query list without coordinates gets counts and top-k only (no recall can be computed).
+    ``index``: the kNN method (vpr.eval.knn: flat = exact, ivf / hnsw = approximate). Descriptors and ground
+    truth are memory-mapped: memory stays near one database chunk (see vpr.eval.knn), whatever the size."""
     gt = load_eval_set(gt_dir, mmap=True)
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
-    if not gt.has_coordinates:
-        return dict(num_queries=gt.num_queries, num_database=gt.num_database, queries_have_coordinates=False,
-                    recall_skipped="the queries carry no coordinates")
     predictions = knn(db, q, max(recall_values), index, index_settings)
+    if not gt.has_coordinates:
+        metrics = dict(num_queries=gt.num_queries, num_database=gt.num_database, queries_have_coordinates=False,
+                       recall_skipped="the queries carry no coordinates")
+        return Evaluation(metrics, query_rows(gt, predictions, None))
     out = {f"R@{n}": r for n, r in recall_at(predictions, gt.positives, gt.num_database, recall_values).items()}
     out.update(num_queries=gt.num_queries, num_database=gt.num_database,
                queries_without_positive=int((gt.positives.counts == 0).sum()))
@@ -47,7 +56,45 @@ def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", 
         out["night"] = {**{f"R@{n}": r for n, r in sub.items()}, "num_queries": int(len(night))}
         info = load_info(gt_dir)   # build_gt records which rule chose the night queries, and the row name
         out["night"].update({k: info[f"night_{k}"] for k in ("name", "rule") if info.get(f"night_{k}")})
-    return out
+    rank = first_correct_rank(predictions, gt.positives, gt.num_database)
+    return Evaluation(out, query_rows(gt, predictions, rank))
+
+
+QUERY_COLUMNS = ("query", "name", "night", "positives", "first_correct", "top")
+
+
+def query_rows(gt, predictions: np.ndarray, rank: np.ndarray | None) -> list[dict]:
+    """Per query: index, file name, night flag, number of positives, 1-based rank of the first correct match
+    (None: none in the top k, or no coordinates) and the top-k database indices (into database_paths.npy)."""
+    counts = gt.positives.counts if rank is not None else None
+    return [dict(query=i, name=os.path.basename(str(gt.queries_paths[i])), night=int(bool(gt.queries_night[i])),
+                 positives=None if counts is None else int(counts[i]),
+                 first_correct=None if rank is None or rank[i] == NO_HIT else int(rank[i]) + 1,
+                 top=[int(j) for j in predictions[i] if j >= 0])
+            for i in range(len(predictions))]
+
+
+def write_queries(path, rows: list[dict]) -> None:
+    """Per-query results as a small tab-separated file tracked in git next to the metrics (vpr.compare reads
+    them for paired tests); empty first_correct = no correct match in the top k."""
+    from vpr.io import atomic_file
+    with atomic_file(path) as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(QUERY_COLUMNS)
+        for r in rows:
+            w.writerow([r["query"], r["name"], r["night"], "" if r["positives"] is None else r["positives"],
+                        "" if r["first_correct"] is None else r["first_correct"], " ".join(map(str, r["top"]))])
+
+
+def read_queries(fh) -> list[dict]:
+    """Rows of a per-query results file (an open text file), as write_queries wrote them."""
+    rows = []
+    for r in csv.DictReader(fh, delimiter="\t"):
+        rows.append(dict(query=int(r["query"]), name=r["name"], night=int(r["night"]),
+                         positives=int(r["positives"]) if r["positives"] else None,
+                         first_correct=int(r["first_correct"]) if r["first_correct"] else None,
+                         top=[int(x) for x in r["top"].split()]))
+    return rows
 
 
 def recall_table(metric_files: dict, recall_values) -> str:

@@ -7,29 +7,30 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vpr.data.datasets import ImageList
+from vpr.data.datasets import PreparedImages
 from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
-from vpr.data.transforms import uint8_transform
 from vpr.eval.descriptors import fuse_scales
+from vpr.eval.prepare import ImagePrep, size_batches
 from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
 @torch.no_grad()
-def compute_descriptors(model: torch.nn.Module, paths, image_size=None, batch_size: int = 64,
+def compute_descriptors(model: torch.nn.Module, paths, prep=None, batch_size: int = 64,
                         num_workers: int = 0, device: str = "cpu", desc: str = "extracting", scales=(1.0,),
                         fusion: str = "avg") -> np.ndarray:
-    """Descriptors of ``paths`` in order. ``image_size`` (H, W) resizes; None keeps native sizes
-    (then images are fed one at a time, as the reference code does for queries of mixed sizes).
-    Multi-scale testing: each image is also resized by every factor in ``scales`` and the descriptors are
-    fused by ``fusion`` (avg | sum | max | min), then re-normalised."""
+    """Descriptors of ``paths`` in order. ``prep``: how an image becomes the input (vpr.eval.prepare.ImagePrep:
+    size and policy; a plain (H, W) stretches to it, None keeps native sizes). Images of the same input size
+    are batched together. Multi-scale testing: each image is also resized by every factor in ``scales`` and
+    the descriptors are fused by ``fusion`` (avg | sum | max | min), then re-normalised."""
+    prep = ImagePrep.of(prep)
     was_training = model.training
     model.eval()
     # Workers decode (JPEG draft mode) and resize to uint8, a quarter of the bytes of float32 to pass on;
-    # the batch becomes float and normalised here, in one vectorised step (as eval_transform would do).
+    # the batch becomes float and normalised here, in one vectorised step.
     mean, std = list(getattr(model, "mean", IMAGENET_MEAN)), list(getattr(model, "std", IMAGENET_STD))
-    loader = DataLoader(ImageList(paths, uint8_transform(image_size), draft_size=image_size),
-                        batch_size=batch_size if image_size else 1, num_workers=num_workers, persistent_workers=False,
+    loader = DataLoader(PreparedImages(paths, prep), batch_sampler=size_batches(paths, prep, batch_size),
+                        num_workers=num_workers, persistent_workers=False,
                         pin_memory=torch.device(device).type == "cuda")
     out = None
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
@@ -57,7 +58,7 @@ def _rescale(images: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
 
 
-def describe(models, parts: dict, image_size=None, batch_size: int = 64, num_workers: int = 0, device: str = "cpu",
+def describe(models, parts: dict, prep=None, batch_size: int = 64, num_workers: int = 0, device: str = "cpu",
              scales=(1.0,), fusion: str = "avg", pca: dict | None = None, pca_train_paths=None) -> dict:
     """Descriptors of every list of paths in ``parts`` ({name: paths}) by an ensemble of ``models``
     ([(model, weight)]; one model = plain extraction), with multi-scale fusion and optional PCA.
@@ -66,7 +67,7 @@ def describe(models, parts: dict, image_size=None, batch_size: int = 64, num_wor
     from vpr.eval.descriptors import PCA, concat_ensemble
 
     def run(paths, label):
-        per_model = [compute_descriptors(m, paths, image_size, batch_size, num_workers, device,
+        per_model = [compute_descriptors(m, paths, prep, batch_size, num_workers, device,
                                          desc=f"{label} ({i + 1}/{len(models)})" if len(models) > 1 else label,
                                          scales=scales, fusion=fusion) for i, (m, _) in enumerate(models)]
         return per_model[0] if len(models) == 1 else concat_ensemble(per_model, [w for _, w in models])
@@ -77,3 +78,15 @@ def describe(models, parts: dict, image_size=None, batch_size: int = 64, num_wor
         reduce = PCA(fit_on, pca["dim"], pca["whiten"])
         out = {name: reduce(d) for name, d in out.items()}
     return out
+
+
+def save_features(out_dir, descriptors: dict, dtype: str, info: dict) -> None:
+    """``{part}.npy`` per part (e.g. database, queries) stored as ``dtype`` (float16: half the bytes; evaluate
+    memory-maps them) plus ``info.json``, replacing ``out_dir`` atomically."""
+    import os
+
+    from vpr.io import atomic_dir, write_json
+    with atomic_dir(out_dir) as tmp:
+        for part, d in descriptors.items():
+            np.save(os.path.join(tmp, f"{part}.npy"), d.astype(dtype, copy=False))
+        write_json(os.path.join(tmp, "info.json"), dict(info, dtype=dtype))

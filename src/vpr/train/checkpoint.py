@@ -38,5 +38,6 @@ def load_model(path):
         {"pretrained": False} if "pretrained" in spec["backbone_settings"] else {})}
     model = build_model(spec)
     model.load_state_dict(ckpt["model"])
+    model.to(memory_format=torch.channels_last)   # faster convolutions for inference (CPU and CUDA)
     model.eval()
     return model, ckpt

@@ -56,7 +56,7 @@ def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank: 
     if hasattr(model.aggregator, "init_from_local_features"):
         init_from_training_features(model, data.places, t.image_size, cfg.seed)
     model.to(device)
-    if t.channels_last and torch.device(device).type == "cuda":
+    if t.channels_last:
         model.to(memory_format=torch.channels_last)
     two_views = ssl["enabled"] or t.method == "self_supervised"
     if world > 1 and (t.method != "places" or two_views or da["enabled"]):
@@ -105,12 +105,13 @@ def init_from_training_features(model, train_set: TrainSet, image_size, seed: in
     model.train()
 
 
-def evaluate_model(model, eval_set: EvalSet, image_size, ns=(1, 5, 10, 20), batch_size: int = 64,
+def evaluate_model(model, eval_set: EvalSet, prep, ns=(1, 5, 10, 20), batch_size: int = 64,
                    num_workers: int = 0, device: str = "cpu") -> dict:
-    """Recall@N (percent) of ``model`` on ``eval_set``: keys 'R@1', 'R@5', ..."""
-    database = compute_descriptors(model, eval_set.database_paths, image_size, batch_size, num_workers, device,
+    """Recall@N (percent) of ``model`` on ``eval_set``: keys 'R@1', 'R@5', ... ``prep``: the image preparation
+    (vpr.eval.prepare.ImagePrep, or a size to stretch to), as the extract stage does it."""
+    database = compute_descriptors(model, eval_set.database_paths, prep, batch_size, num_workers, device,
                                    desc="val database")
-    queries = compute_descriptors(model, eval_set.queries_paths, image_size, batch_size, num_workers, device,
+    queries = compute_descriptors(model, eval_set.queries_paths, prep, batch_size, num_workers, device,
                                   desc="val queries")
     predictions = search(database, queries, max(ns))
     recalls = recall_at(predictions, eval_set.positives, eval_set.num_database, ns)
@@ -119,8 +120,9 @@ def evaluate_model(model, eval_set: EvalSet, image_size, ns=(1, 5, 10, 20), batc
 
 def fingerprint(cfg, *gt_dirs) -> str:
     """Hash of the training params and the ground truth: a checkpoint resumes only the run it belongs to."""
-    h = hashlib.sha256(json.dumps({k: cfg.raw.get(k) for k in TRAINING_PARAMS}, sort_keys=True,
-                                  default=str).encode())
+    params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS}
+    params["validation_prep"] = cfg.extract.prep(cfg.train.image_size).to_dict()   # picks the best epoch
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for d in gt_dirs:
         for root, _, files in sorted(os.walk(d)):
             for name in sorted(files):

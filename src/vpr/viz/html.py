@@ -48,7 +48,7 @@ pre{background:#fff;border:1px solid #ddd;padding:10px;font-size:13px;overflow-x
 @dataclass
 class ReportInputs:
     """Where the pieces of one run lie (the stage fills this from the pipeline layout)."""
-    sets: dict[str, dict]               # eval set -> {metrics, curve, predictions, gt, features} paths
+    sets: dict[str, dict]               # eval set -> {metrics, queries, curve, predictions, gt, features} paths
     recall_table: str                   # metrics/recalls.md (the recall_table stage's markdown)
     train_log_dir: str                  # dvclive plots folder: <metric>.tsv per metric
     train_summary: str                  # dvclive metrics.json
@@ -115,9 +115,19 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
 
 
 def _recalls(inputs: ReportInputs) -> str:
+    links = [f"<a href='{html.escape(_from_reports(p['queries']))}'>{html.escape(name)}</a>"
+             for name, p in inputs.sets.items() if p.get("queries") and os.path.isfile(p["queries"])]
+    per_query = (f"<p class='note'>Per-query results (rank of the first correct match, top-k database indices; "
+                 f"what <code>python -m vpr.compare</code> pairs across experiments): {', '.join(links)}.</p>"
+                 if links else "")
     return (f"<p class='note'>Recall@N in percent: a query counts at N if one of its top N database images "
             f"lies within {inputs.radius_m:g} m (UTM). Night rows are the night queries only.</p>"
-            + markdown_table_to_html(open(inputs.recall_table).read()))
+            + markdown_table_to_html(open(inputs.recall_table).read()) + per_query)
+
+
+def _from_reports(path: str) -> str:
+    """A file as a link from the page, which the stage writes to reports/index.html."""
+    return os.path.relpath(path, "reports").replace(os.sep, "/")
 
 
 def markdown_table_to_html(text: str) -> str:

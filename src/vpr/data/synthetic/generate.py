@@ -33,7 +33,7 @@ from vpr.registry import require
 class SyntheticSpec:
     """The ``synthetic`` section of params.yaml."""
     seed: int = 0
-    image_size: tuple = (96, 128)        # H, W
+    image_size: tuple = (72, 96)         # H, W
     train_cities: int = 3                # training cities (1..6), separate from the val and test cities
     train_blocks: int = 8                # blocks per side of each training city
     places_per_city: int = 400
@@ -42,8 +42,10 @@ class SyntheticSpec:
     val_blocks: int = 4                  # blocks per side of the validation city
     test_blocks: int = 6                 # ... of the test city
     database_spacing_m: float = 10.0
-    val_queries: int = 250
-    test_queries: int = 300
+    val_queries: int = 300
+    test_queries: int = 1500
+    query_aspects: tuple = ((4, 3), (4, 3), (3, 4), (3, 2), (16, 9), (1, 1))    # width:height of val/test query photos, one drawn per query (phones:
+                                        # 4:3, 3:4, 3:2, 16:9, 1:1); the longer side is image_size's longer
     style_pool: int = 24                 # archetypes per city: fewer = more look-alike places
     light_mix: tuple = (0.4, 0.3, 0.3)   # fraction of day, dusk, night among queries / training images
     jpeg_quality: int = 90
@@ -66,6 +68,11 @@ class SyntheticSpec:
         require(self.database_spacing_m > 0, f"{k}.database_spacing_m", "must be > 0")
         require(self.place_separation_m > 0, f"{k}.place_separation_m", "must be > 0")
         require(self.val_queries >= 1 and self.test_queries >= 1, f"{k}.val_queries", "must be >= 1")
+        require(len(self.query_aspects) >= 1 and all(
+            isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(v, int) and 1 <= v <= 32 for v in a)
+            for a in self.query_aspects), f"{k}.query_aspects",
+            f"must be a list of [width, height] ratios of small integers, e.g. [[4, 3], [3, 4]], got "
+            f"{list(self.query_aspects)}")
         require(self.style_pool >= 1, f"{k}.style_pool", "must be >= 1")
         require(len(self.light_mix) == 3 and all(x >= 0 for x in self.light_mix)
                 and abs(sum(self.light_mix) - 1) < 1e-6, f"{k}.light_mix",
@@ -113,13 +120,15 @@ def _phone_camera(rng: np.random.Generator, x: float, y: float, axis: float) -> 
                   roll=float(np.clip(rng.normal(0, 2.5), -8, 8)), fov=float(rng.uniform(65, 95)))
 
 
-def _job(city: City, rel_dir: str, cam: Camera, cond: Conditions, rng: np.random.Generator, note: str):
+def _job(city: City, rel_dir: str, cam: Camera, cond: Conditions, rng: np.random.Generator, note: str,
+         size: tuple | None = None):
+    """(city, relative path, camera, conditions, (H, W) or None = synthetic.image_size) of one image."""
     east, north = city.to_utm(np.array([cam.x, cam.y]))
     lat, lon = city.to_latlon(np.array([cam.x, cam.y]))
     name = format_name(east, north, city.zone, city.band, lat, lon, _pano_id(rng), "00", cam.heading,
                        cam.pitch, f"{int(round(cam.roll)):03d}", f"{cam.height:.1f}",
                        _timestamp(rng, cond.time), note)
-    return (city.name, f"{rel_dir}/{name}", cam, cond)
+    return (city.name, f"{rel_dir}/{name}", cam, cond, size)
 
 
 def _random_street_point(city: City, rng: np.random.Generator):
@@ -147,8 +156,21 @@ def _street_view(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, 
     return jobs
 
 
-def _phone_shots(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, count: int, times=None):
-    """Query-style shots at random street positions; the note field records the light."""
+def _photo_shape(spec: SyntheticSpec, aspect, fov: float) -> tuple[tuple[int, int], float]:
+    """(H, W) of a photo of ``aspect`` (width, height) whose longer side is image_size's longer side, and its
+    horizontal field of view when ``fov`` spans the longer side (a phone turned upright sees less across)."""
+    long = max(spec.image_size)
+    aw, ah = aspect
+    h, w = (round(long * ah / aw), long) if aw >= ah else (long, round(long * aw / ah))
+    if w >= h:
+        return (h, w), fov
+    return (h, w), float(np.degrees(2 * np.arctan(np.tan(np.radians(fov) / 2) * w / h)))
+
+
+def _phone_shots(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, count: int, times=None,
+                 aspects=None):
+    """Query-style shots at random street positions; the note field records the light. ``aspects``: the
+    photo shapes to draw from (None: synthetic.image_size)."""
     jobs = []
     for q in range(count):
         rng = np.random.default_rng([spec.seed, *seed_key, q])
@@ -158,7 +180,10 @@ def _phone_shots(city: City, rel_dir: str, spec: SyntheticSpec, seed_key: list, 
         side = _lateral(city, rng)
         x, y = x + np.cos(d) * side, y - np.sin(d) * side
         cam = _phone_camera(rng, x, y, axis + 180 * rng.integers(2))
-        jobs.append(_job(city, rel_dir, cam, _conditions(rng, time, True), rng, time))
+        size = None
+        if aspects is not None:
+            size, cam.fov = _photo_shape(spec, aspects[rng.integers(len(aspects))], cam.fov)
+        jobs.append(_job(city, rel_dir, cam, _conditions(rng, time, True), rng, time, size))
     return jobs
 
 
@@ -212,7 +237,7 @@ def plan(spec: SyntheticSpec):
             [("val", VAL_CITY, spec.val_blocks, spec.val_queries), ("test", TEST_CITY, spec.test_blocks, spec.test_queries)]):
         city = build_city(name, spec.seed, blocks, spec.style_pool)
         jobs += _street_view(city, f"{split}/database", spec, [3, si])
-        jobs += _phone_shots(city, f"{split}/queries", spec, [4, si], n_queries)
+        jobs += _phone_shots(city, f"{split}/queries", spec, [4, si], n_queries, aspects=spec.query_aspects)
 
     if "mining" in spec.extra_sets:   # a database/queries training set (pitts30k-style) in its own city
         city = build_city(MINING_CITY, spec.seed, spec.val_blocks, spec.style_pool)
@@ -229,13 +254,13 @@ def _init_worker(spec: SyntheticSpec, root: str):
 
 
 def _render_one(job) -> None:
-    city_name, rel_path, cam, cond = job
+    city_name, rel_path, cam, cond, size = job
     spec, cities = _worker_state["spec"], _worker_state["cities"]
     if city_name not in cities:
         blocks = {VAL_CITY: spec.val_blocks, TEST_CITY: spec.test_blocks, MINING_CITY: spec.val_blocks}.get(
             city_name, spec.train_blocks)
         cities[city_name] = build_city(city_name, spec.seed, blocks, spec.style_pool)
-    pixels = render(cities[city_name], cam, cond, tuple(spec.image_size))
+    pixels = render(cities[city_name], cam, cond, tuple(size or spec.image_size))
     Image.fromarray(pixels).save(os.path.join(_worker_state["root"], rel_path), quality=spec.jpeg_quality)
 
 

@@ -1,0 +1,144 @@
+"""Comparing variants with their noise: runs that differ only by ``seed`` form a variant; each variant gets
+mean ± std of recall@N over its seeds, and each variant against a baseline the R@1 difference with a 95 %
+confidence interval from a paired bootstrap and a verdict (better / worse / within noise).
+
+The bootstrap resamples the queries (the same draw for both variants: paired) and, for each variant, its
+seeds; the statistic is the difference of the seed-averaged recalls. So the interval covers both the noise
+of a finite query set and the training noise between seeds (with one seed per variant, only the former).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpr.errors import DataError
+
+SEED_KEYS = ("seed",)
+
+
+@dataclass
+class Variant:
+    label: str
+    params: dict                 # the shared params (seed excluded)
+    runs: list                   # vpr.eval.experiments.Run, one per seed
+    duplicates: list             # names of runs dropped as repeats of the same params and seed
+
+    @property
+    def seeds(self) -> list:
+        return [r.params.get("seed", 0) for r in self.runs]
+
+
+def _key(params: dict) -> str:
+    return json.dumps({k: v for k, v in params.items() if k not in SEED_KEYS}, sort_keys=True, default=str)
+
+
+def group_variants(runs: list) -> list[Variant]:
+    """Runs with equal params but for the seed form one variant; a second run of the same params and seed is
+    dropped (listed in ``duplicates``)."""
+    groups: dict[str, Variant] = {}
+    for run in runs:
+        v = groups.setdefault(_key(run.params), Variant("", {k: x for k, x in run.params.items()
+                                                             if k not in SEED_KEYS}, [], []))
+        if run.params.get("seed", 0) in v.seeds:
+            v.duplicates.append(run.name)
+        else:
+            v.runs.append(run)
+    return list(groups.values())
+
+
+def pick_baseline(variants: list[Variant], selector: str | None = None, reference: dict | None = None) -> Variant:
+    """``selector``: 'key=value[,key=value]' or an experiment name in the variant; else the variant whose
+    params equal ``reference`` (e.g. the baseline commit's params.yaml), else the one with most seeds."""
+    if selector:
+        for v in variants:
+            if any(r.name == selector for r in v.runs) or _matches(v.params, selector):
+                return v
+        raise DataError(f"--baseline {selector}: no variant matches; variants: "
+                        f"{'; '.join(_differences(v.params, variants[0].params) or 'first' for v in variants)}")
+    if reference is not None:
+        ref = _key(reference)
+        for v in variants:
+            if _key(v.params) == ref:
+                return v
+    return max(variants, key=lambda v: len(v.runs))
+
+
+def _matches(params: dict, selector: str) -> bool:
+    import yaml
+    for part in selector.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() not in params or params[key.strip()] != yaml.safe_load(value):
+            return False
+    return True
+
+
+def _differences(params: dict, base: dict) -> str:
+    keys = sorted(k for k in set(params) | set(base) if params.get(k) != base.get(k) and not k.startswith(
+        "data_profiles."))
+    return ", ".join(f"{k}={json.dumps(params.get(k), default=str)}" if not isinstance(params.get(k), str)
+                     else f"{k}={params[k]}" for k in keys)
+
+
+def label_variants(variants: list[Variant], baseline: Variant) -> None:
+    """Each variant is named by how its params differ from the baseline's."""
+    for v in variants:
+        v.label = "baseline" if v is baseline else (_differences(v.params, baseline.params) or "same params")
+
+
+def outcomes(variant: Variant, eval_set: str, night: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+    """(first-correct ranks (seeds, queries), night flags, query names); a missing rank = no hit (inf)."""
+    rows = [r.sets[eval_set] for r in variant.runs]
+    names = [q["name"] for q in rows[0]]
+    for run, r in zip(variant.runs, rows):
+        if [q["name"] for q in r] != names:
+            raise DataError(f"{run.name}: {eval_set} has other queries than {variant.runs[0].name}; "
+                            "paired comparisons need the same query set")
+    ranks = np.array([[np.inf if q["first_correct"] is None else q["first_correct"] for q in r] for r in rows])
+    flags = np.array([q["night"] for q in rows[0]], dtype=bool)
+    if night:
+        return ranks[:, flags], flags[flags], [n for n, f in zip(names, flags) if f]
+    return ranks, flags, names
+
+
+def recall_summary(ranks: np.ndarray, ns) -> dict:
+    """{N: (mean, std over seeds)} of recall@N in percent (std None for a single seed)."""
+    out = {}
+    for n in ns:
+        per_seed = (ranks <= n).mean(1) * 100
+        out[n] = (float(per_seed.mean()), float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None)
+    return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of seed-averaged recall (percent) of outcome matrices ``a`` (seeds_a, queries) and ``b``
+    (seeds_b, queries) of the same queries, and its ``level`` interval: queries resampled with one draw for
+    both (paired), seeds resampled within each variant."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError("paired bootstrap needs the same queries on both sides")
+    n = a.shape[1]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(0, resamples, 500):
+        size = min(500, resamples - start)
+        weights = rng.multinomial(n, np.full(n, 1 / n), size=size).astype(np.float32) / n   # query resampling
+        per_a, per_b = weights @ a.T, weights @ b.T                    # (size, seeds): recall per seed
+        pick_a = rng.integers(len(a), size=(size, len(a)))             # seed resampling
+        pick_b = rng.integers(len(b), size=(size, len(b)))
+        diffs.append(np.take_along_axis(per_a, pick_a, 1).mean(1) - np.take_along_axis(per_b, pick_b, 1).mean(1))
+    diffs = np.concatenate(diffs) * 100
+    tail = (1 - level) / 2 * 100
+    return float((a.mean() - b.mean()) * 100), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
+
+
+def verdict(low: float, high: float) -> str:
+    return "better" if low > 0 else "worse" if high < 0 else "within noise"
+
+
+def shared_sets(variants: list[Variant]) -> list[str]:
+    """Evaluation sets every run has per-query results for, in name order."""
+    common = set.intersection(*(set(r.sets) for v in variants for r in v.runs))
+    return sorted(common)

@@ -1,0 +1,108 @@
+"""Runs read from the DVC experiment store: each experiment's (or baseline commit's) params and per-query
+results, read straight from its git commit (experiments run from the queue included).
+
+A run is usable once it finished; queued, running and failed experiments are listed so the caller can say
+what is not included yet.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+import yaml
+
+from vpr.errors import DataError
+
+
+@dataclass
+class Run:
+    name: str                       # experiment name, or the baseline commit / "workspace"
+    rev: str                        # git revision holding its files ("workspace": the working tree)
+    params: dict                    # params.yaml, flattened to dotted keys
+    sets: dict = field(default_factory=dict)     # eval set -> per-query rows (vpr.eval.evaluate.read_queries)
+    environment: dict = field(default_factory=dict)   # train metrics' environment block (CPU kind, versions)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _git(repo: str, *args: str) -> str | None:
+    proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _read(repo: str, rev: str, path: str) -> str | None:
+    if rev == "workspace":
+        full = os.path.join(repo, path)
+        return open(full).read() if os.path.isfile(full) else None
+    return _git(repo, "show", f"{rev}:{path}")
+
+
+def _eval_sets(repo: str, rev: str) -> list[str]:
+    """Names of the evaluation sets whose per-query results the run has (metrics/eval/<set>.queries.tsv)."""
+    if rev == "workspace":
+        folder = os.path.join(repo, "metrics", "eval")
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+    else:
+        names = [os.path.basename(p) for p in (_git(repo, "ls-tree", "--name-only", f"{rev}:metrics/eval") or "").split()]
+    return sorted(n[:-len(".queries.tsv")] for n in names if n.endswith(".queries.tsv"))
+
+
+def load_run(repo: str, name: str, rev: str) -> Run | None:
+    """The run's params and per-query results (None when the commit has no per-query results)."""
+    from vpr.eval.evaluate import read_queries
+    params_text = _read(repo, rev, "params.yaml")
+    sets = _eval_sets(repo, rev)
+    if params_text is None or not sets:
+        return None
+    metrics = json.loads(_read(repo, rev, "metrics/train/metrics.json") or "{}")
+    rows = {s: read_queries(io.StringIO(_read(repo, rev, f"metrics/eval/{s}.queries.tsv"))) for s in sets}
+    return Run(name, rev, flatten(yaml.safe_load(params_text) or {}), rows, metrics.get("environment") or {})
+
+
+def commit_params(repo: str, rev: str | None) -> dict | None:
+    """params.yaml of commit ``rev`` (None: of the working tree), flattened."""
+    text = _read(repo, rev or "workspace", "params.yaml")
+    return flatten(yaml.safe_load(text) or {}) if text else None
+
+
+@dataclass
+class Store:
+    runs: list[Run]
+    pending: dict                  # state (Queued, Running, Failed, ...) -> experiment names
+    skipped: list[str]             # finished rows without per-query results (made before they existed)
+
+
+def read_store(repo: str = ".", all_commits: bool = False, workspace: bool = False, rev: str | None = None) -> Store:
+    """Every finished experiment of the baseline commit ``rev`` (default HEAD; every commit before it too with
+    ``all_commits``) and the baseline commits themselves; the workspace only with ``workspace``."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+    try:
+        rows = dvc.api.exp_show(repo=repo, revs=rev, num=-1 if all_commits else 1, force=True)
+    except DvcException as exc:
+        raise DataError(f"{repo}: cannot read the DVC experiments ({exc}); run from the repository root") from None
+    runs, pending, skipped = [], {}, []
+    for row in rows:
+        state, rev = row.get("State"), row.get("rev")
+        if rev == "workspace" and not workspace:
+            continue
+        if state not in (None, "Success"):
+            pending.setdefault(state, []).append(row.get("Experiment") or rev)
+            continue
+        name = row.get("Experiment") or rev
+        run = load_run(repo, name, rev)
+        (runs.append(run) if run else skipped.append(name))
+    return Store(runs, pending, skipped)

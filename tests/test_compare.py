@@ -1,0 +1,89 @@
+"""Comparisons with their noise: grouping by seed, mean ± std, paired bootstrap intervals and verdicts."""
+import numpy as np
+import pytest
+
+from vpr.eval import compare as cmp
+from vpr.eval.experiments import Run, flatten
+
+
+def _run(name, seed, ranks, night=None, **params):
+    rows = [dict(query=i, name=f"q{i}.jpg", night=int(bool(night[i])) if night is not None else 0, positives=1,
+                 first_correct=r, top=[]) for i, r in enumerate(ranks)]
+    return Run(name, name, {"seed": seed, "loss": "ms", "train.epochs": 6, **params}, {"city": rows})
+
+
+def test_runs_that_differ_only_by_seed_form_one_variant_and_repeats_are_dropped():
+    runs = [_run("a0", 0, [1]), _run("a1", 1, [1]), _run("b0", 0, [1], loss="circle"), _run("a0-again", 0, [2])]
+    variants = cmp.group_variants(runs)
+    assert sorted(len(v.runs) for v in variants) == [1, 2]
+    a = next(v for v in variants if v.params["loss"] == "ms")
+    assert a.seeds == [0, 1] and a.duplicates == ["a0-again"]
+    base = cmp.pick_baseline(variants, reference={"seed": 5, "loss": "circle", "train.epochs": 6})
+    assert base.params["loss"] == "circle"
+    cmp.label_variants(variants, base)
+    assert sorted(v.label for v in variants) == ["baseline", "loss=ms"]
+    assert cmp.pick_baseline(variants, "loss=ms") is a and cmp.pick_baseline(variants, "b0") is base
+
+
+def test_mean_and_std_over_seeds_of_each_recall():
+    ranks = np.array([[1, 2, None, 7], [1, 1, 3, None]], dtype=object)
+    ranks = np.where(ranks == None, np.inf, ranks).astype(float)  # noqa: E711
+    s = cmp.recall_summary(ranks, [1, 5])
+    assert s[1] == pytest.approx((37.5, np.std([25, 50], ddof=1)))
+    assert s[5] == pytest.approx((62.5, np.std([50, 75], ddof=1)))
+    assert cmp.recall_summary(ranks[:1], [1])[1] == (25.0, None)
+
+
+def test_bootstrap_interval_is_centred_on_the_difference_and_shrinks_with_more_queries():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (200, 3200):
+        truth = rng.random(n)
+        a = rng.random((3, n)) < truth + 0.05          # variant: 5 points better on the same queries
+        b = rng.random((3, n)) < truth
+        diff, low, high = cmp.paired_bootstrap(a, b, resamples=2000)
+        assert low < diff < high and diff == pytest.approx((a.mean() - b.mean()) * 100)
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2.5               # ~ 1/sqrt(16) = 1/4 of the width
+
+
+def test_verdicts_follow_the_interval():
+    assert cmp.verdict(0.4, 3.0) == "better" and cmp.verdict(-3.0, -0.1) == "worse"
+    assert cmp.verdict(-0.5, 2.0) == "within noise"
+
+
+def test_identical_variants_are_within_noise_and_a_large_gain_is_better():
+    rng = np.random.default_rng(1)
+    b = rng.random((3, 2000)) < 0.4
+    assert cmp.verdict(*cmp.paired_bootstrap(b.copy(), b, 1000)[1:]) == "within noise"
+    better = b | (rng.random((3, 2000)) < 0.1)      # ~6 points more, on the same queries
+    assert cmp.verdict(*cmp.paired_bootstrap(better, b, 1000)[1:]) == "better"
+
+
+def test_seed_noise_widens_the_interval():
+    """Two variants whose seeds disagree a lot (training noise) get a wider interval than steady ones."""
+    rng = np.random.default_rng(2)
+    truth = rng.random(1000) < 0.4
+    steady = np.array([truth] * 3)
+    noisy = np.array([truth ^ (rng.random(1000) < p) for p in (0.02, 0.2, 0.4)])
+    _, lo1, hi1 = cmp.paired_bootstrap(steady, steady, 2000)
+    _, lo2, hi2 = cmp.paired_bootstrap(noisy, steady, 2000)
+    assert hi2 - lo2 > 2 * (hi1 - lo1)
+
+
+def test_night_outcomes_are_the_night_queries_only():
+    v = cmp.group_variants([_run("a", 0, [1, None, 2], night=[0, 1, 1])])[0]
+    ranks, flags, names = cmp.outcomes(v, "city", night=True)
+    assert names == ["q1.jpg", "q2.jpg"] and ranks.tolist() == [[np.inf, 2]]
+
+
+def test_runs_on_other_queries_cannot_be_paired():
+    from vpr.errors import DataError
+    a, b = _run("a", 0, [1, 2]), _run("b", 1, [1, 2])
+    b.sets["city"][1]["name"] = "other.jpg"
+    with pytest.raises(DataError, match="other queries"):
+        cmp.outcomes(cmp.group_variants([a, b])[0], "city")
+
+
+def test_params_are_flattened_to_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
