@@ -69,11 +69,12 @@ def main():
         train_paths = paths[np.sort(rng.choice(len(paths), min(e.pca["train_images"], len(paths)), replace=False))]
     parts = {"database": eval_set.database_paths, "queries": eval_set.queries_paths}
     out = describe(models, parts, prep, e.batch_size, e.num_workers, device, e.scales, e.fusion, e.pca,
-                   train_paths)
+                   train_paths, e.query_method)
     save_features(f"data/features/{name}", out, e.dtype,
                   dict(descriptor_dim=int(out["database"].shape[1]), checkpoint_epoch=ckpt["epoch"],
                        weights_md5=weights_md5(model), image_size=list(e.image_size) if e.image_size else None,
-                       prepare=prep.to_dict(), spec=ckpt["spec"], scales=list(e.scales), fusion=e.fusion,
+                       prepare=prep.to_dict(), query_method=e.query_method, majority_weight=e.majority_weight,
+                       spec=ckpt["spec"], scales=list(e.scales), fusion=e.fusion,
                        ensemble=list(e.ensemble), pca=e.pca))
     print(f"extract@{name}: {eval_set.num_database} database + {eval_set.num_queries} queries, "
           f"{out['database'].shape[1]}-D descriptors" + (f" (ensemble of {len(models)})" if len(models) > 1 else ""))

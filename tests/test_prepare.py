@@ -93,10 +93,12 @@ def _spec():
                 image_size=list(SIZE))
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, tiny_city, tmp_path, capsys):
+@pytest.mark.parametrize("policy, query_method", [(p, "single") for p in POLICIES] + [
+    ("keep_aspect", m) for m in ("central_crop", "five_crops", "nearest_crop", "maj_voting")])
+def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_method, tiny_city, tmp_path, capsys):
     """The miniature test set's queries are photos of several aspect ratios (4:3, 3:4, 16:9, 1:1). Extract and
-    evaluate them as the pipeline does, then localize the same files: same top-1 and same ranking."""
+    evaluate them as the pipeline does, then localize the same files: same top-1 and same ranking, for every
+    image-preparation policy and query method."""
     torch.manual_seed(0)
     spec = _spec()
     model = build_model(spec)
@@ -106,10 +108,11 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, tiny_city, 
     assert len({oriented_size(p)[1] / oriented_size(p)[0] for p in eval_set.queries_paths}) >= 3
     save_eval_set(eval_set, tmp_path / "gt" / "city")
     parts = describe([(model, 1.0)], {"database": eval_set.database_paths, "queries": eval_set.queries_paths},
-                     prep, batch_size=16)
+                     prep, batch_size=16, query_method=query_method)
     save_features(tmp_path / "features" / "city", parts, "float16",
                   dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0, weights_md5=weights_md5(model),
-                       image_size=list(SIZE), prepare=prep.to_dict(), spec=spec))
+                       image_size=list(SIZE), prepare=prep.to_dict(), spec=spec, query_method=query_method,
+                       majority_weight=0.01))
     top_k = 10
     evaluated = evaluate_features(tmp_path / "features" / "city", tmp_path / "gt" / "city", [1, 5, top_k]).queries
 
@@ -123,4 +126,4 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, tiny_city, 
     localized = [[index[m["image"]] for m in r["matches"]] for r in json.loads(out)]
     assert len(localized) == eval_set.num_queries
     for q, (row, ranking) in enumerate(zip(evaluated, localized)):
-        assert ranking == row["top"][:top_k], f"query {q} ({row['name']}) under {policy}"
+        assert ranking == row["top"][:top_k], f"query {q} ({row['name']}) under {policy}, {query_method}"

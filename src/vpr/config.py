@@ -91,6 +91,7 @@ class TrainSection:
     images_per_place: int = 4
     batches_per_epoch: int = None     # null = one pass over the places
     warmup_steps: int = 0             # linear learning-rate warm-up, composed with any scheduler
+    head_lr: float = None             # learning rate of the aggregator + projection (null = the optimizer's lr)
     amp: bool = False                 # mixed precision on CUDA (a no-op on CPU)
     compile: bool = False             # torch.compile the model on CUDA (a no-op on CPU)
     patience: int = 3                 # early stopping: epochs without val improvement (0 = off)
@@ -113,6 +114,9 @@ class TrainSection:
                 "must be >= 1 or null")
         require(self.patience >= 0, f"{k}.patience", "must be >= 0")
         require(self.warmup_steps >= 0, f"{k}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        require(self.head_lr is None or (isinstance(self.head_lr, (int, float)) and not isinstance(self.head_lr, bool)
+                                         and self.head_lr > 0), f"{k}.head_lr",
+                f"must be a learning rate > 0 or null (= the optimizer's), got {self.head_lr!r}")
         require(self.select_best_by in VAL_METRICS, f"{k}.select_best_by",
                 f"'{self.select_best_by}' is not one of {', '.join(VAL_METRICS)}")
         require(self.num_workers >= 0, f"{k}.num_workers", "must be >= 0")
@@ -130,19 +134,24 @@ class ExtractSection:
     image_size: list = (72, 96)       # null = native size (images of one size batched together)
     resize: str = "keep_aspect"       # stretch | keep_aspect | cover_crop (vpr.eval.prepare), also for validation
     resize_side: str = "shorter"      # keep_aspect: the shorter (or longer) side takes image_size's
+    query_method: str = "single"      # single | central_crop | five_crops | nearest_crop | maj_voting (VG benchmark)
+    majority_weight: float = 0.01     # maj_voting: distance bonus per vote
     batch_size: int = 64
     num_workers: int = 1
     device: str = "auto"
     scales: list = (1.0,)             # multi-scale testing: resize factors whose descriptors are fused
     fusion: str = "avg"               # avg | sum | max | min
     ensemble: list = ()               # more models: [{checkpoint: path} | {experiment: name}, weight: 1.0]
-    pca: dict = field(default_factory=lambda: {"dim": None, "fit_on": "database", "whiten": False,
+    pca: dict = field(default_factory=lambda: {"dim": None, "fit_on": "train", "whiten": False,
                                                "train_images": 1000})
     dtype: str = "float16"            # storage of the descriptors (.npy): float16 halves disk and memory
 
     def __post_init__(self):
         _size("extract.image_size", self.image_size)
         self.prep(self.image_size)    # checks resize and resize_side
+        from vpr.eval.query_methods import check
+        check(self.query_method)
+        require(self.majority_weight >= 0, "extract.majority_weight", f"must be >= 0, got {self.majority_weight}")
         require(self.dtype in ("float16", "float32"), "extract.dtype", f"'{self.dtype}' is not float16 or float32")
         require(self.batch_size >= 1, "extract.batch_size", "must be >= 1")
         require(self.num_workers >= 0, "extract.num_workers", "must be >= 0")
@@ -157,7 +166,7 @@ class ExtractSection:
                     and set(member) <= {"checkpoint", "experiment", "weight"}, key,
                     f"expected {{checkpoint: <path>}} or {{experiment: <name>}} with an optional weight, got {member!r}")
             require(member.get("weight", 1.0) > 0, f"{key}.weight", "must be > 0")
-        pca = {"dim": None, "fit_on": "database", "whiten": False, "train_images": 1000, **(self.pca or {})}
+        pca = {"dim": None, "fit_on": "train", "whiten": False, "train_images": 1000, **(self.pca or {})}
         unknown = set(pca) - {"dim", "fit_on", "whiten", "train_images"}
         require(not unknown, f"extract.pca.{sorted(unknown)[0] if unknown else ''}",
                 "unknown key; allowed: dim, fit_on, whiten, train_images")

@@ -75,8 +75,9 @@ def to_latlon(east: float, north: float, zone: str, band: str) -> tuple[float, f
 
 
 def database_descriptors(db: Database, model, model_path: str, asked, device: str, stored_only: bool,
-                         batch_size: int = 64, log=print) -> tuple[np.ndarray, "ImagePrep", str]:
-    """(descriptors, the image preparation they were extracted with, their storage dtype). The stored ones
+                         batch_size: int = 64, log=print) -> tuple[np.ndarray, "ImagePrep", str, dict]:
+    """(descriptors, the image preparation they were extracted with, their storage dtype, the query method they
+    were evaluated with: extract.query_method / majority_weight, empty = single). The stored ones
     when they come from this very model (and the ``asked`` preparation, if one is asked for); otherwise the
     database is extracted now with the asked preparation, else the stored descriptors', else the one the
     model was validated with (``stored_only``: DataError)."""
@@ -91,7 +92,8 @@ def database_descriptors(db: Database, model, model_path: str, asked, device: st
     if stored is not None:
         why = _mismatch(stored, info, ours, asked, stored_prep, len(db.paths))
         if why is None:
-            return np.asarray(stored, dtype=np.float32), stored_prep, str(stored.dtype)
+            method = {k: info[k] for k in ("query_method", "majority_weight") if k in info}
+            return np.asarray(stored, dtype=np.float32), stored_prep, str(stored.dtype), method
         reason = (f"{db.features_dir}/database.npy ({_describe(info)}) does not match {model_path} "
                   f"({_describe({**ours, 'image_size': list((asked or stored_prep).size or []) or None})}): {why}")
     elif db.features_dir:
@@ -105,7 +107,7 @@ def database_descriptors(db: Database, model, model_path: str, asked, device: st
     log(f"note: {reason}; extracting the {len(db.paths)} database images now"
         f"{f' at {prep.size[0]}x{prep.size[1]} px ({prep.policy})' if prep.size else ' at their native sizes'}")
     d = compute_descriptors(model, db.paths, prep, batch_size, 0, device, desc=f"{db.name} database")
-    return d, prep, "float32"
+    return d, prep, "float32", {}
 
 
 def _stored(features_dir: str):
@@ -183,16 +185,20 @@ def _check_photo(path: str) -> None:
                         f"({', '.join(IMAGE_EXTENSIONS)}) or folders of photos") from None
 
 
-def photo_descriptors(model, photos, prep, device: str, dtype: str = "float32", batch_size: int = 32
-                      ) -> tuple[np.ndarray, list]:
-    """Descriptors of the photos, prepared exactly as the database images were (``prep``, the same code as
-    the extract stage) and rounded to the database's storage ``dtype`` (as evaluate compares them), and each
-    photo's (width, height) after EXIF rotation."""
+def photo_descriptors(model, photos, prep, device: str, dtype: str = "float32", method: dict | None = None,
+                      batch_size: int = 32) -> tuple[np.ndarray, list]:
+    """Descriptors of the photos, prepared exactly as the evaluation's queries were (``prep`` and the query
+    ``method``, the same code as the extract stage; five rows per photo for nearest_crop / maj_voting) and
+    rounded to the database's storage ``dtype`` (as evaluate compares them), and each photo's (width, height)
+    after EXIF rotation."""
     from vpr.eval.extract import compute_descriptors
     from vpr.eval.prepare import oriented_size
+    from vpr.eval.query_methods import query_prep
 
+    name = (method or {}).get("query_method", "single")
     sizes = [oriented_size(p)[::-1] for p in photos]
-    d = compute_descriptors(model, photos, prep, batch_size, 0, device, desc="photos")
+    d = compute_descriptors(model, photos, query_prep(prep, name), batch_size, 0, device, desc="photos",
+                            crops="mean" if name == "five_crops" else "all")
     if not len(photos):
         d = np.zeros((0, model.descriptor_dim), np.float32)
     return d.astype(dtype).astype(np.float32), sizes
@@ -214,17 +220,19 @@ def localize(photos, model, model_path: str, db: Database, top_k: int = 5, agree
              asked_prep=None, device: str = "cpu", stored_only: bool = False, log=print) -> list[dict]:
     """One result dict per photo (see the module docstring). ``asked_prep``: an ImagePrep to use instead of
     the stored descriptors' (then the database is extracted again)."""
-    from vpr.eval.retrieval import search
+    from vpr.eval.retrieval import retrieve
 
-    db_desc, prep, dtype = database_descriptors(db, model, model_path, asked_prep, device, stored_only, log=log)
+    db_desc, prep, dtype, method = database_descriptors(db, model, model_path, asked_prep, device, stored_only, log=log)
     # Photos prepared as the database was, as the evaluation does.
-    q_desc, sizes = photo_descriptors(model, photos, prep, device, dtype)
+    q_desc, sizes = photo_descriptors(model, photos, prep, device, dtype, method)
     k = min(top_k, len(db.paths))
-    top = search(db_desc, q_desc, k)
+    top = retrieve(db_desc, q_desc, k, **method)
     results = []
+    from vpr.eval.query_methods import crops_per_query
+    crops = crops_per_query(method.get("query_method", "single"))
     for i, photo in enumerate(photos):
         idx = top[i]
-        sims = db_desc[idx] @ q_desc[i]
+        sims = (db_desc[idx] @ q_desc[i * crops:(i + 1) * crops].T).max(1)    # the best of the photo's crops
         # Only matches in the top-1's UTM zone can be averaged in metres.
         same_zone = np.array([db.zones[j] == db.zones[idx[0]] for j in idx])
         pos, used = estimate_position(np.where(same_zone[:, None], db.utm[idx], np.inf), sims, agree_m)

@@ -38,7 +38,8 @@ class PlaceBatchSampler(Sampler):
     """
 
     def __init__(self, place_offsets, place_images, places_per_batch: int, images_per_place: int,
-                 seed: int = 0, batches_per_epoch: int | None = None):
+                 seed: int = 0, batches_per_epoch: int | None = None, place_city=None):
+        self.place_city = None if place_city is None else np.asarray(place_city)   # set: batches city by city
         self.offsets = np.asarray(place_offsets)
         self.images = np.asarray(place_images)
         _check_pk(np.diff(self.offsets), places_per_batch, images_per_place)
@@ -61,10 +62,18 @@ class PlaceBatchSampler(Sampler):
             batch.extend(rng.choice(members, self.K, replace=False).tolist())
         return batch
 
+    def _place_order(self, rng) -> np.ndarray:
+        """All places in random order; with cities, city after city (cities in name order), each city's places
+        in random order: consecutive batches then come from one city (GSV-Cities' ``shuffle_all=False``)."""
+        if self.place_city is None:
+            return rng.permutation(self.num_places)
+        return np.concatenate([rng.permutation(np.flatnonzero(self.place_city == city))
+                               for city in sorted(set(self.place_city.tolist()))])
+
     def _random_batches(self, rng, count: int):
         emitted = 0
         while emitted < count:
-            order = rng.permutation(self.num_places)[:self.full_batches * self.P].reshape(-1, self.P)
+            order = self._place_order(rng)[:self.full_batches * self.P].reshape(-1, self.P)
             for places in order[:count - emitted]:
                 yield self._images_of(places, rng)
             emitted += len(order)
@@ -189,10 +198,11 @@ class ProxyHeadTerm(nn.Module):
 
 
 @SAMPLERS.register(paper="Ali-bey et al., GSV-Cities, Neurocomputing 2022 (P places x K images)")
-def places(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch):
-    """P random places x K images each, drawn without replacement (default)."""
+def places(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch, *,
+           city_batches: bool = False):
+    """P random places x K images each, drawn without replacement; city_batches: one city at a time (GSV-Cities)."""
     return PlaceBatchSampler(train_set.place_offsets, train_set.place_images, places_per_batch, images_per_place,
-                             seed, batches_per_epoch)
+                             seed, batches_per_epoch, train_set.place_city if city_batches else None)
 
 
 @SAMPLERS.register(paper="pytorch-metric-learning MPerClassSampler")

@@ -11,22 +11,39 @@ from tabulate import tabulate
 
 from vpr.data.groundtruth import load_eval_set, load_info
 from vpr.errors import DataError
-from vpr.eval.knn import knn
 from vpr.eval.retrieval import NO_HIT, first_correct_rank, recall_at
 
 
 def load_features(features_dir: str | os.PathLike, expected=None) -> tuple[np.ndarray, np.ndarray]:
-    """(database, queries) descriptors; checks their counts against the ground truth if given."""
+    """(database, queries) descriptors; checks their counts against the ground truth if given (a query method
+    that keeps five crops stores five rows per query)."""
     features_dir = os.fspath(features_dir)
     try:
         db = np.load(os.path.join(features_dir, "database.npy"), mmap_mode="r", allow_pickle=False)
         q = np.load(os.path.join(features_dir, "queries.npy"), mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{features_dir}: descriptors not found; run the extract stage first") from None
-    if expected is not None and (len(db), len(q)) != expected:
-        raise DataError(f"{features_dir}: {len(db)} database / {len(q)} query descriptors but the ground truth has "
-                        f"{expected[0]} / {expected[1]}; re-run extract")
+    if expected is not None:
+        from vpr.eval.query_methods import crops_per_query
+        rows = crops_per_query(features_info(features_dir)["query_method"])
+        if (len(db), len(q)) != (expected[0], expected[1] * rows):
+            raise DataError(f"{features_dir}: {len(db)} database / {len(q)} query descriptors but the ground truth "
+                            f"has {expected[0]} / {expected[1]}{f' (x{rows} crops)' if rows > 1 else ''}; re-run extract")
     return db, q
+
+
+def features_info(features_dir: str | os.PathLike) -> dict:
+    """How the stored descriptors were made (info.json), with the query method filled in for older ones."""
+    path = os.path.join(os.fspath(features_dir), "info.json")
+    info = json.load(open(path)) if os.path.isfile(path) else {}
+    return {"query_method": "single", "majority_weight": 0.01, **info}
+
+
+def retrieve_stored(features_dir, db: np.ndarray, q: np.ndarray, k: int, index: str = "flat", settings=None):
+    """Top-k predictions of stored descriptors, with the query method they were extracted for."""
+    from vpr.eval.retrieval import retrieve
+    info = features_info(features_dir)
+    return retrieve(db, q, k, info["query_method"], info["majority_weight"], index, settings)
 
 
 @dataclass
@@ -42,7 +59,7 @@ def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", 
     truth are memory-mapped: memory stays near one database chunk (see vpr.eval.knn), whatever the size."""
     gt = load_eval_set(gt_dir, mmap=True)
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
-    predictions = knn(db, q, max(recall_values), index, index_settings)
+    predictions = retrieve_stored(features_dir, db, q, max(recall_values), index, index_settings)
     if not gt.has_coordinates:
         metrics = dict(num_queries=gt.num_queries, num_database=gt.num_database, queries_have_coordinates=False,
                        recall_skipped="the queries carry no coordinates")

@@ -25,6 +25,7 @@ class ImagePrep:
     size: tuple | None = None          # (H, W); None = native size
     policy: str = "stretch"
     side: str = "shorter"              # keep_aspect only
+    scale: float = 1.0                 # multi-scale testing: every output side times this factor
 
     def __post_init__(self):
         require(self.policy in POLICIES, "extract.resize", f"'{self.policy}' is not one of: {', '.join(POLICIES)}")
@@ -46,6 +47,16 @@ class ImagePrep:
     def to_dict(self) -> dict:
         return dict(size=list(self.size) if self.size else None, policy=self.policy, side=self.side)
 
+    def at_scale(self, factor: float) -> "ImagePrep":
+        """The same policy with every output side times ``factor`` (each scale of multi-scale testing prepares
+        the decoded image anew, so scales above 1 see real detail, not an upsampled small image)."""
+        return ImagePrep(self.size, self.policy, self.side, self.scale * factor)
+
+    def _scaled(self, h: int, w: int) -> tuple[int, int]:
+        if self.scale == 1.0:
+            return h, w
+        return max(16, round(h * self.scale)), max(16, round(w * self.scale))
+
     @property
     def fixed_size(self) -> bool:
         """Every image comes out at ``size`` (what fixed-grid aggregators such as MixVPR need)."""
@@ -54,8 +65,8 @@ class ImagePrep:
     def resized(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) an image of ``height`` x ``width`` is resized to, before any crop."""
         if self.size is None:
-            return height, width
-        th, tw = self.size
+            return self._scaled(height, width)
+        th, tw = self._scaled(*self.size)
         if self.policy == "stretch":
             return th, tw
         if self.policy == "cover_crop":
@@ -66,7 +77,7 @@ class ImagePrep:
 
     def output(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) of the network input made from an image of ``height`` x ``width``."""
-        return tuple(self.size) if self.fixed_size else self.resized(height, width)
+        return self._scaled(*self.size) if self.fixed_size else self.resized(height, width)
 
     def __call__(self, image):
         """A PIL image (already decoded, EXIF-rotated) -> uint8 tensor (3, H, W) of ``output`` size."""
@@ -78,7 +89,7 @@ class ImagePrep:
         if (h, w) != (image.height, image.width):
             tensor = v2.functional.resize(tensor, [h, w], antialias=True)
         if self.policy == "cover_crop" and self.size is not None:
-            tensor = v2.functional.center_crop(tensor, list(self.size))
+            tensor = v2.functional.center_crop(tensor, list(self._scaled(*self.size)))
         return tensor
 
 

@@ -17,6 +17,31 @@ def search(database: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return flat_search(database, queries, k)
 
 
+def retrieve(database: np.ndarray, queries: np.ndarray, k: int, query_method: str = "single",
+             majority_weight: float = 0.01, index: str = "flat", settings: dict | None = None) -> np.ndarray:
+    """Top-k database indices per query (vpr.eval.knn's ``index``); with a query method that keeps five crops
+    per query (nearest_crop, maj_voting: ``queries`` has five rows per query) the crops' results are merged
+    as the VG benchmark does (vpr.eval.query_methods)."""
+    from vpr.eval.knn import knn
+    from vpr.eval.query_methods import CROP_DEPTH, crops_per_query, merge_crops
+    if crops_per_query(query_method) == 1:
+        return knn(database, queries, k, index, settings)
+    found = knn(database, queries, max(k, CROP_DEPTH), index, settings)
+    return merge_crops(_distances(database, queries, found), found, min(k, len(database)), query_method,
+                       majority_weight)
+
+
+def _distances(database: np.ndarray, queries: np.ndarray, found: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """Squared L2 distance of each query row to each of its found database rows (inf where none was found)."""
+    out = np.full(found.shape, np.inf, dtype=np.float64)
+    for start in range(0, len(found), rows):
+        idx = found[start:start + rows]
+        vectors = np.asarray(database[np.clip(idx, 0, None).ravel()], dtype=np.float32).reshape(*idx.shape, -1)
+        d = ((vectors - np.asarray(queries[start:start + rows], np.float32)[:, None]) ** 2).sum(-1)
+        out[start:start + rows] = np.where(idx >= 0, d, np.inf)
+    return out
+
+
 def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: int) -> np.ndarray:
     """Boolean (num_queries, k): is prediction [q, r] a positive of query q."""
     nq = len(predictions)

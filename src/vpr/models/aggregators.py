@@ -35,15 +35,19 @@ class MaxPool(nn.Module):
 
 
 class GeM(nn.Module):
-    """Generalised mean pooling, (mean x^p)^(1/p), with a learnable p."""
+    """Generalised mean pooling, (mean x^p)^(1/p), with a learnable p; ``l2_before``: local features
+    L2-normalised over channels first (the benchmark's ``--l2 before_pool``, CosPlace's head)."""
 
-    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True):
+    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True,
+                 l2_before: bool = False):
         super().__init__()
         self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learn_p)
-        self.eps = eps
+        self.eps, self.l2_before = eps, l2_before
         self.out_dim = in_channels
 
     def forward(self, x):
+        if self.l2_before:
+            x = F.normalize(x, dim=1)
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
 
 
@@ -81,29 +85,28 @@ class NetVLAD(nn.Module):
     def __init__(self, in_channels: int, clusters: int, alpha: float, normalize_input: bool):
         super().__init__()
         self.clusters, self.alpha, self.normalize_input = clusters, alpha, normalize_input
-        self.assign = nn.Conv2d(in_channels, clusters, kernel_size=1, bias=True)
+        self.assign = nn.Conv2d(in_channels, clusters, kernel_size=1, bias=False)
         self.centroids = nn.Parameter(torch.rand(clusters, in_channels))
         self.out_dim = clusters * in_channels
         self.initialized = False
 
     def init_from_local_features(self, local: np.ndarray, seed: int = 0) -> None:
-        """k-means (faiss) on (N, C) local features, then the assignment layer as in the original paper."""
+        """The "vlad" initialisation of the benchmark (and of the NetVLAD paper's code): k-means (faiss, 100
+        iterations) on the (L2-normalised) local features; the centroids as k-means gives them; assignment
+        weights alpha * L2-normalised centroids and no bias, alpha chosen so that a descriptor's weight on its
+        second-nearest cluster is, on average (geometric mean), 1 % of its weight on the nearest."""
         import faiss
         local = np.ascontiguousarray(local, dtype=np.float32)
         if self.normalize_input:
             local /= np.linalg.norm(local, axis=1, keepdims=True) + 1e-12
-        kmeans = faiss.Kmeans(local.shape[1], self.clusters, niter=50, seed=seed, verbose=False)
+        kmeans = faiss.Kmeans(local.shape[1], self.clusters, niter=100, seed=seed, verbose=False)
         kmeans.train(local)
-        centroids = kmeans.centroids / (np.linalg.norm(kmeans.centroids, axis=1, keepdims=True) + 1e-12)
-        # alpha from the gap between the two nearest centroids, so soft assignment starts near-hard.
-        dots = local[:2000] @ centroids.T
-        dots.sort(axis=1)
+        unit = kmeans.centroids / (np.linalg.norm(kmeans.centroids, axis=1, keepdims=True) + 1e-12)
+        dots = np.sort(local @ unit.T, axis=1)
         alpha = (-np.log(0.01) / np.mean(dots[:, -1] - dots[:, -2])).item()
         with torch.no_grad():
-            c = torch.from_numpy(centroids)
-            self.centroids.copy_(c)
-            self.assign.weight.copy_((2.0 * alpha * c)[:, :, None, None])
-            self.assign.bias.copy_(-alpha * c.norm(dim=1))
+            self.centroids.copy_(torch.from_numpy(kmeans.centroids))
+            self.assign.weight.copy_(torch.from_numpy(alpha * unit)[:, :, None, None])
         self.alpha, self.initialized = alpha, True
 
     def forward(self, x):
@@ -121,6 +124,10 @@ class FeatureMixer(nn.Module):
         hidden = int(positions * mlp_ratio)
         self.mix = nn.Sequential(nn.LayerNorm(positions), nn.Linear(positions, hidden), nn.ReLU(),
                                  nn.Linear(hidden, positions))
+        for m in self.mix:   # as the reference's FeatureMixerLayer
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         return x + self.mix(x)
@@ -151,16 +158,16 @@ class MixVPR(nn.Module):
 
 
 class CosPlaceHead(nn.Module):
-    """CosPlace head: GeM -> fully connected -> (L2 in the network)."""
+    """CosPlace head: L2 over channels -> GeM -> fully connected -> (L2 in the network)."""
 
     def __init__(self, in_channels: int, p: float, fc_output_dim: int):
         super().__init__()
-        self.gem = GeM(in_channels, p)
+        self.gem = GeM(in_channels, p, l2_before=True)
         self.fc = nn.Linear(in_channels, fc_output_dim)
         self.out_dim = fc_output_dim
 
     def forward(self, x):
-        return self.fc(F.normalize(self.gem(x), dim=1))
+        return self.fc(self.gem(x))
 
 
 class ConvAP(nn.Module):
@@ -190,10 +197,11 @@ def max_(in_channels: int, feature_hw) -> nn.Module:
 
 
 @AGGREGATORS.register(paper="Radenovic et al., Fine-tuning CNN Image Retrieval with No Human Annotation, TPAMI 2018")
-def gem(in_channels: int, feature_hw, *, p: float = 3.0, learn_p: bool = True) -> nn.Module:
-    """Generalized-mean pooling with a learnable exponent p."""
+def gem(in_channels: int, feature_hw, *, p: float = 3.0, learn_p: bool = True, l2: str = "after_pool") -> nn.Module:
+    """Generalized-mean pooling with a learnable exponent p; l2: after_pool (descriptor) or before_pool (local features too)."""
     require(p > 0, "aggregators.gem.p", f"must be > 0, got {p}")
-    return GeM(in_channels, p=p, learn_p=learn_p)
+    require(l2 in ("after_pool", "before_pool"), "aggregators.gem.l2", f"'{l2}' is not after_pool or before_pool")
+    return GeM(in_channels, p=p, learn_p=learn_p, l2_before=l2 == "before_pool")
 
 
 @AGGREGATORS.register(paper="He et al., Spatial Pyramid Pooling, ECCV 2014 (single level)")
@@ -236,7 +244,7 @@ def mixvpr(in_channels: int, feature_hw, *, mix_depth: int = 4, mlp_ratio: float
 @AGGREGATORS.register(paper="Berton et al., Rethinking Visual Geo-localization for Large-Scale Applications "
                             "(CosPlace), CVPR 2022")
 def cosplace(in_channels: int, feature_hw, *, p: float = 3.0, fc_output_dim: int = 512) -> nn.Module:
-    """CosPlace head: GeM -> FC(fc_output_dim) -> L2."""
+    """CosPlace head: L2 over channels -> GeM -> FC(fc_output_dim) -> L2."""
     require(fc_output_dim >= 1, "aggregators.cosplace.fc_output_dim", f"must be >= 1, got {fc_output_dim}")
     return CosPlaceHead(in_channels, p, fc_output_dim)
 

@@ -99,9 +99,9 @@ def resnet101(*, pretrained: bool = False, cut_at: str = "conv4", freeze: int = 
 
 @BACKBONES.register(paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015")
 def vgg16(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """VGG-16 convolutional part up to conv5_3 + ReLU (512 ch, stride 16; the last max-pool dropped)."""
+    """VGG-16 convolutional part up to conv5_3, before its ReLU (512 ch, stride 16), as NetVLAD and the benchmark cut it."""
     features = torchvision.models.vgg16(weights=torchvision_weights("vgg16", pretrained)).features
-    layers = list(features.children())[:-1]
+    layers = list(features.children())[:-2]     # drop the last ReLU and max-pool
     cuts = [i + 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)] + [len(layers)]
     stages = [nn.Sequential(*layers[a:b]) for a, b in zip([0] + cuts[:-1], cuts)]
     return Trunk(stages, 512, freeze=freeze, name="vgg16")

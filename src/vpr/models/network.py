@@ -31,8 +31,13 @@ class VPRNet(nn.Module):
         that work on it, e.g. a domain classifier). Everything goes through ``forward`` so wrappers such as
         DistributedDataParallel see every use of the parameters."""
         features = self.backbone(images)
-        descriptors = F.normalize(self.projection(self.aggregator(features)), p=2, dim=1)
+        descriptors = F.normalize(self.embedding(features), p=2, dim=1)
         return (descriptors, features) if return_features else descriptors
+
+    def embedding(self, features):
+        """The global descriptor of a backbone feature map before its L2 normalisation (what VICReg's expander
+        reads: on unit vectors its variance target could not be met)."""
+        return self.projection(self.aggregator(features))
 
 
 def model_spec(params: dict, image_size) -> dict:

@@ -7,6 +7,8 @@ learns to tell the domains apart while the backbone learns features that it cann
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,17 +20,36 @@ from vpr.train.autograd import scale_gradient
 
 
 class GradientReversal(nn.Module):
-    def __init__(self, lambda_: float = 1.0):
+    """Identity forward, gradient times -lambda backward. ``schedule: ganin``: lambda grows with the training
+    progress p (0 -> 1) as lambda_max * (2 / (1 + exp(-10 p)) - 1) (Ganin & Lempitsky 2015, sec. 5), so the
+    domain classifier's noisy early gradients barely reach the backbone; ``constant``: lambda_max throughout.
+    The step count is a buffer: it is saved in checkpoints and a resumed run continues the schedule."""
+
+    def __init__(self, lambda_: float = 1.0, schedule: str = "constant", total_steps: int = 1):
         super().__init__()
-        self.lambda_ = lambda_
+        self.lambda_max, self.schedule, self.total_steps = lambda_, schedule, max(1, total_steps)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    @property
+    def lambda_(self) -> float:
+        if self.schedule == "constant":
+            return self.lambda_max
+        p = min(1.0, self.step.item() / self.total_steps)
+        return self.lambda_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
 
     def forward(self, x):
-        return scale_gradient(x, -self.lambda_)
+        coefficient = self.lambda_
+        if self.training:
+            self.step += 1
+        return scale_gradient(x, -coefficient)
 
 
 def check_settings(s: dict) -> dict:
     """Validate the ``domain_adaptation`` section; returns it with defaults filled in."""
-    s = with_defaults("domain_adaptation", s, dict(enabled=False, weight=0.1, grl_lambda=1.0, hidden=256))
+    s = with_defaults("domain_adaptation", s, dict(enabled=False, weight=0.1, grl_lambda=1.0, grl_schedule="constant",
+                                                   hidden=256))
+    require(s["grl_schedule"] in ("constant", "ganin"), "domain_adaptation.grl_schedule",
+            f"'{s['grl_schedule']}' is not constant or ganin")
     require(isinstance(s["enabled"], bool), "domain_adaptation.enabled", "must be true or false")
     require(isinstance(s["weight"], (int, float)) and s["weight"] >= 0, "domain_adaptation.weight",
             f"must be >= 0, got {s['weight']!r}")
@@ -41,10 +62,10 @@ def check_settings(s: dict) -> dict:
 class DomainAdversarialTerm(nn.Module):
     """weight x BCE(domain classifier(GRL(pooled backbone features)), source 0 / target 1)."""
 
-    def __init__(self, channels: int, settings: dict):
+    def __init__(self, channels: int, settings: dict, total_steps: int = 1):
         super().__init__()
         self.weight = settings["weight"]
-        self.reverse = GradientReversal(settings["grl_lambda"])
+        self.reverse = GradientReversal(settings["grl_lambda"], settings["grl_schedule"], total_steps)
         self.classifier = nn.Sequential(nn.Linear(channels, settings["hidden"]), nn.ReLU(),
                                         nn.Linear(settings["hidden"], 1))
 
@@ -55,7 +76,8 @@ class DomainAdversarialTerm(nn.Module):
         logits = self.classifier(self.reverse(pooled)).squeeze(1)
         loss = F.binary_cross_entropy_with_logits(logits, domain)
         accuracy = ((logits > 0).float() == domain).float().mean().item()
-        return self.weight * loss, {"domain_loss": loss.item(), "domain_accuracy": accuracy}
+        return self.weight * loss, {"domain_loss": loss.item(), "domain_accuracy": accuracy,
+                                    "grl_lambda": self.reverse.lambda_}
 
 
 class TargetBatches(Sampler):

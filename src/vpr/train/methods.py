@@ -55,3 +55,27 @@ def places(ctx: Context):
 METHODS.register("triplet_mining", paper=triplet_mining.PAPER)(triplet_mining.triplet_mining)
 METHODS.register("cosplace", paper=cosplace.PAPER)(cosplace.cosplace)
 METHODS.register("self_supervised", paper=self_supervised.PAPER)(self_supervised.self_supervised_method)
+
+
+# What each method reads of the top-level choices, and the aggregator its reference trains.
+USES = {"places": ("loss", "miner", "sampler"), "triplet_mining": (), "cosplace": (), "self_supervised": ()}
+REFERENCE_AGGREGATOR = {"cosplace": "cosplace"}
+_OWN_LOSS = {"triplet_mining": "its own triplet margin loss (methods.triplet_mining.margin)",
+             "cosplace": "its own CosFace heads (methods.cosplace.margin, scale)",
+             "self_supervised": "VICReg (self_supervised.*)"}
+
+
+def ignored_choices(method: str, raw: dict) -> list[str]:
+    """One line per setting the chosen method does not read, or an aggregator other than its reference's:
+    never silent (a `-S loss=circle` with train.method: cosplace would otherwise change nothing)."""
+    lines = []
+    unused = [k for k in ("loss", "miner", "sampler") if k not in USES.get(method, ())]
+    if unused:
+        listed = ", ".join(f"{k} ({raw.get(k)})" for k in unused)
+        lines.append(f"train.method {method} trains with {_OWN_LOSS.get(method, 'its own objective')}: {listed} "
+                     f"{'is' if len(unused) == 1 else 'are'} not used")
+    wanted = REFERENCE_AGGREGATOR.get(method)
+    if wanted and raw.get("aggregator") != wanted:
+        lines.append(f"train.method {method}: its reference trains the {wanted} aggregator, this run uses "
+                     f"{raw.get('aggregator')}; set aggregator: {wanted} to compare with the paper")
+    return lines

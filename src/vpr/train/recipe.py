@@ -50,6 +50,12 @@ def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank: 
         from vpr.errors import ConfigError
         raise ConfigError("domain_adaptation.enabled: needs unlabeled target images; set data.target (e.g. "
                           "synth/target_night with synthetic.extra_sets: [target_night]) and rerun build_gt")
+    import warnings
+
+    from vpr.errors import DataWarning
+    from vpr.train.methods import ignored_choices
+    for line in ignored_choices(t.method, cfg.raw):
+        warnings.warn(line, DataWarning)
     torch.manual_seed(cfg.seed)
     spec = model_spec(cfg.raw, t.image_size)
     model = build_model(spec)
@@ -69,14 +75,15 @@ def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank: 
     method = METHODS.build(t.method, ctx, settings=(cfg.raw.get("methods") or {}).get(t.method), key="train.method")
     objective, batches = method.objective, method.batches
     if ssl["enabled"] and t.method != "self_supervised":
-        objective.add_terms([self_supervised.VICRegTerm(ssl)])
+        objective.add_terms([self_supervised.VICRegTerm(model.descriptor_dim, ssl)])
     if da["enabled"]:
-        objective.add_terms([domain_adaptation.DomainAdversarialTerm(model.backbone.out_channels, da)])
+        objective.add_terms([domain_adaptation.DomainAdversarialTerm(model.backbone.out_channels, da,
+                                                                     t.epochs * method.steps_per_epoch)])
         batches = domain_adaptation.with_target_images(batches, ctx, data.target)
     objective.to(device)
 
     in_groups = {id(p) for g in method.param_groups for p in g["params"]}
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + method.param_groups
+    groups = model_param_groups(model, t.head_lr) + method.param_groups
     rest = [p for p in objective.parameters() if p.requires_grad and id(p) not in in_groups]
     if rest:   # add-on heads (domain classifier, GPM proxy head) learn at the optimizer's rate
         groups.append({"params": rest})
@@ -84,6 +91,16 @@ def build_recipe(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank: 
     schedule = SCHEDULERS.build(cfg.scheduler, optimizer, t.epochs, method.steps_per_epoch, t.warmup_steps,
                                 settings=cfg.settings("scheduler"))
     return Recipe(spec, model, objective, optimizer, schedule, method.sampler, batches)
+
+
+def model_param_groups(model, head_lr: float | None) -> list[dict]:
+    """The network's trainable parameters as optimizer groups: one at the optimizer's lr, or, with ``head_lr``,
+    the backbone at the optimizer's lr and the aggregator + projection (the head) at ``head_lr``."""
+    trainable = lambda module: [p for p in module.parameters() if p.requires_grad]   # noqa: E731
+    if head_lr is None:
+        return [{"params": trainable(model)}]
+    head = trainable(model.aggregator) + trainable(model.projection)
+    return [g for g in ({"params": trainable(model.backbone)}, {"params": head, "lr": head_lr}) if g["params"]]
 
 
 @torch.no_grad()

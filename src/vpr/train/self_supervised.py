@@ -1,5 +1,7 @@
-"""Self-supervised learning with VICReg (pytorch-metric-learning's VICRegLoss) between the descriptors of two
-augmented views of each training image.
+"""Self-supervised learning with VICReg (pytorch-metric-learning's VICRegLoss) between two augmented views of
+each training image. As in the paper, the loss reads the output of an *expander* (an MLP: Linear, BatchNorm,
+ReLU, ..., Linear) over the unnormalised global descriptors, where its variance target (std 1 per dimension)
+is reachable; the L2-normalised descriptors used for retrieval are left to the place loss.
 
 * as an auxiliary loss term added, with a weight (default 0.3), to any method's loss
   (``self_supervised.enabled: true``);
@@ -30,7 +32,11 @@ def check_settings(s: dict) -> dict:
     """Validate the ``self_supervised`` section; returns it with defaults filled in."""
     from vpr.data.transforms import check_augment
     s = with_defaults("self_supervised", s, dict(enabled=False, weight=0.3, invariance_lambda=25.0, variance_mu=25.0,
-                                                 covariance_v=1.0, view_augment=DEFAULT_VIEW_AUGMENT))
+                                                 covariance_v=1.0, expander=[1024, 1024, 1024],
+                                                 view_augment=DEFAULT_VIEW_AUGMENT))
+    require(isinstance(s["expander"], list) and len(s["expander"]) >= 1
+            and all(isinstance(w, int) and w >= 1 for w in s["expander"]), "self_supervised.expander",
+            f"must be a list of layer widths, e.g. [1024, 1024, 1024], got {s['expander']!r}")
     require(isinstance(s["enabled"], bool), "self_supervised.enabled", "must be true or false")
     for k in ("weight", "invariance_lambda", "variance_mu", "covariance_v"):
         require(isinstance(s[k], (int, float)) and s[k] >= 0, f"self_supervised.{k}", f"must be >= 0, got {s[k]!r}")
@@ -43,16 +49,40 @@ def vicreg(s: dict) -> VICRegLoss:
                       covariance_v=s["covariance_v"])
 
 
-class VICRegTerm(nn.Module):
-    """Auxiliary loss: weight x VICReg(descriptors of view 1, descriptors of view 2)."""
+def expander(in_dim: int, widths) -> nn.Sequential:
+    """VICReg's expander: (Linear, BatchNorm, ReLU) for every width but the last, then Linear."""
+    layers, dim = [], in_dim
+    for i, width in enumerate(widths):
+        layers.append(nn.Linear(dim, width))
+        if i < len(widths) - 1:
+            layers += [nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+        dim = width
+    return nn.Sequential(*layers)
 
-    def __init__(self, settings: dict):
+
+class VICRegOnViews(nn.Module):
+    """VICReg(expander(embedding of view 1), expander(embedding of view 2)), the embeddings unnormalised."""
+
+    def __init__(self, descriptor_dim: int, settings: dict):
         super().__init__()
-        self.weight = settings["weight"]
+        self.expander = expander(descriptor_dim, settings["expander"])
         self.loss = vicreg(settings)
 
     def forward(self, model, batch, out):
-        loss = self.loss(out["descriptors"], ref_emb=model(batch["views"]))
+        first = model.embedding(out["features"])
+        _, view_features = model(batch["views"], return_features=True)
+        return self.loss(self.expander(first), ref_emb=self.expander(model.embedding(view_features)))
+
+
+class VICRegTerm(VICRegOnViews):
+    """Auxiliary loss: weight x VICReg between the two views (see VICRegOnViews)."""
+
+    def __init__(self, descriptor_dim: int, settings: dict):
+        super().__init__(descriptor_dim, settings)
+        self.weight = settings["weight"]
+
+    def forward(self, model, batch, out):
+        loss = super().forward(model, batch, out)
         return self.weight * loss, {"vicreg_loss": loss.item()}
 
 
@@ -61,12 +91,12 @@ class VICRegObjective(Objective):
 
     name = "vicreg_loss"
 
-    def __init__(self, settings: dict):
+    def __init__(self, descriptor_dim: int, settings: dict):
         super().__init__()
-        self.loss = vicreg(settings)
+        self.vicreg = VICRegOnViews(descriptor_dim, settings)
 
     def main_loss(self, model, batch, out):
-        return self.loss(out["descriptors"], ref_emb=model(batch["views"]))
+        return self.vicreg(model, batch, out)
 
 
 class RandomBatches(torch.utils.data.Sampler):
@@ -101,7 +131,7 @@ def self_supervised_method(ctx: Context, *, batch_size: int = 64):
     t = ctx.cfg.train
     places = ctx.data.places
     sampler = RandomBatches(len(places.paths), batch_size, ctx.cfg.seed, t.batches_per_epoch)
-    objective = VICRegObjective(check_settings(ctx.cfg.raw.get("self_supervised")))
+    objective = VICRegObjective(ctx.model.descriptor_dim, check_settings(ctx.cfg.raw.get("self_supervised")))
     dataset = ctx.dataset(places.paths)
 
     def batches(epoch: int):

@@ -161,7 +161,7 @@ def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
     for name, paths in inputs.sets.items():
         gt = load_eval_set(paths["gt"])
         db, q = load_features(paths["features"], (gt.num_database, gt.num_queries))
-        _, correct, dist = maps.top1_predictions(db, q, gt)
+        _, correct, dist = maps.top1_predictions(paths["features"], db, q, gt)
         spec, caption = maps.eval_set_map(gt, f"{name}: queries by top-1 prediction", correct)
         bins = maps.error_bins(dist, correct, inputs.radius_m)
         colors = {k: ("#2ca02c" if k == "correct" else "#d62728") for k in bins}

@@ -6,17 +6,18 @@ import numpy as np
 
 from vpr.data.filenames import parse_name
 from vpr.data.groundtruth import EvalSet, TrainSet
-from vpr.eval.retrieval import correct_matrix, search
+from vpr.eval.retrieval import correct_matrix
 
 COLORS = {"database": "#b0b0b0", "queries": "#4c78a8", "top-1 correct": "#2ca02c", "top-1 wrong": "#d62728",
           "training places": "#9467bd"}
 ERROR_BINS = (25, 50, 100, 200, 400)   # metres; the first bin is the ground-truth radius
 
 
-def top1_predictions(database: np.ndarray, queries: np.ndarray, gt: EvalSet) -> tuple[np.ndarray, np.ndarray,
-                                                                                         np.ndarray]:
+def top1_predictions(features_dir, database: np.ndarray, queries: np.ndarray, gt: EvalSet
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-1 database index per query, whether it is a positive, and its distance to the query (m)."""
-    top1 = search(database, queries, 1)
+    from vpr.eval.evaluate import retrieve_stored
+    top1 = retrieve_stored(features_dir, database, queries, 1)
     correct = correct_matrix(top1, gt.positives, gt.num_database)[:, 0]
     dist = np.linalg.norm(gt.database_utm[top1[:, 0]] - gt.queries_utm, axis=1)
     return top1[:, 0], correct, dist

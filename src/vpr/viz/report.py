@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from vpr.data.groundtruth import load_eval_set
-from vpr.eval.evaluate import load_features
-from vpr.eval.retrieval import correct_matrix, recall_curve, search
+from vpr.eval.evaluate import load_features, retrieve_stored
+from vpr.eval.retrieval import correct_matrix, recall_curve
 from vpr.io import atomic_dir, atomic_file
 from vpr.viz.predictions import pick_queries, prediction_picture
 
@@ -18,7 +18,7 @@ def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8,
     gt = load_eval_set(gt_dir)
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
     k = max(top_k, curve_max_n)
-    predictions = search(db, q, k)
+    predictions = retrieve_stored(features_dir, db, q, k)
     labelled = gt.has_coordinates   # a query list without coordinates: predictions only, no curve, grey frames
     curve = recall_curve(predictions[:, :curve_max_n], gt.positives, gt.num_database) if labelled else []
     with atomic_file(curve_path) as fh:
