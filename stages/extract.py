@@ -1,4 +1,4 @@
-"""Stage extract@<set>: descriptors of the set's database and queries with models/best.pt (plus, optionally,
+"""Stage extract@<set>: descriptors of the set's database and queries with models/best.pt or last.pt (plus, optionally,
 an ensemble of other checkpoints or experiments, multi-scale fusion and PCA)."""
 import io
 import os
@@ -54,7 +54,7 @@ def main():
     e = cfg.extract
     device = setup_torch(e.device)
     eval_set = load_eval_set(f"data/gt/{name}")
-    model, ckpt = load_model("models/best.pt")
+    model, ckpt = load_model(f"models/{e.checkpoint}.pt")
     prep = e.prep()
     if hasattr(model.aggregator, "positions") and (list(e.scales) != [1.0] or not prep.fixed_size or
                                                    list(prep.size) != list(ckpt["spec"]["image_size"])):

@@ -74,6 +74,7 @@ class GTSection:
 @dataclass(frozen=True)
 class ModelSection:
     descriptor_dim: int = None   # optional FC projection after the aggregator (null = none)
+    normalize: bool = True       # L2-normalise descriptors (false: raw, as the course template tests them)
 
     def __post_init__(self):
         require(self.descriptor_dim is None or (isinstance(self.descriptor_dim, int) and self.descriptor_dim > 0),
@@ -86,7 +87,7 @@ VAL_METRICS = ("R@1", "R@5", "R@10", "R@20")
 @dataclass(frozen=True)
 class TrainSection:
     epochs: int = 5
-    image_size: list = (72, 96)
+    image_size: list | None = (72, 96)   # null = native size (every training image of one size)
     places_per_batch: int = 16
     images_per_place: int = 4
     batches_per_epoch: int = None     # null = one pass over the places
@@ -131,7 +132,8 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class ExtractSection:
-    image_size: list = (72, 96)       # null = native size (images of one size batched together)
+    image_size: list | None = (72, 96)   # null = native size (images of one size batched together)
+    checkpoint: str = "best"          # best | last: which weights are tested (models/best.pt or models/last.pt)
     resize: str = "keep_aspect"       # stretch | keep_aspect | cover_crop (vpr.eval.prepare), also for validation
     resize_side: str = "shorter"      # keep_aspect: the shorter (or longer) side takes image_size's
     query_method: str = "single"      # single | central_crop | five_crops | nearest_crop | maj_voting (VG benchmark)
@@ -148,6 +150,7 @@ class ExtractSection:
 
     def __post_init__(self):
         _size("extract.image_size", self.image_size)
+        require(self.checkpoint in ("best", "last"), "extract.checkpoint", f"'{self.checkpoint}' is not best or last")
         self.prep(self.image_size)    # checks resize and resize_side
         from vpr.eval.query_methods import check
         check(self.query_method)
@@ -235,6 +238,8 @@ def _read_section(raw: dict, name: str, cls):
         if k not in fields:
             raise ConfigError(f"{name}.{k}: unknown key; allowed: {', '.join(fields)}")
         f = fields[k]
+        if v is None and "None" in str(f.type):    # declared `X | None`: null is a documented value
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         check_type(f"{name}.{k}", v, default)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- registry-tables:start -->", "<!-- registry-tables:end -->"
+RECIPES_START, RECIPES_END = "<!-- recipe-tables:start -->", "<!-- recipe-tables:end -->"
 
 
 def _value(v) -> str:
@@ -36,13 +37,23 @@ def registry_tables() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def recipe_tables() -> str:
+    from vpr.recipes import RECIPES, table
+    return "\n".join(table(name) for name in RECIPES)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
+
+
 def update_readme(path: str | Path = "README.md") -> bool:
-    """Rewrite the generated section of the README; True if it changed."""
+    """Rewrite the generated sections of the README (registry and recipe tables); True if it changed."""
     path = Path(path)
     text = path.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{registry_tables()}{END}{tail}"
+    new = _replace(text, START, END, registry_tables())
+    new = _replace(new, RECIPES_START, RECIPES_END, recipe_tables())
     if new != text:
         path.write_text(new)
     return new != text
@@ -50,4 +61,4 @@ def update_readme(path: str | Path = "README.md") -> bool:
 
 if __name__ == "__main__":
     changed = update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    print("README.md registry tables " + ("updated" if changed else "already up to date"))
+    print("README.md registry and recipe tables " + ("updated" if changed else "already up to date"))

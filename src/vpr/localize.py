@@ -94,8 +94,9 @@ def database_descriptors(db: Database, model, model_path: str, asked, device: st
         if why is None:
             method = {k: info[k] for k in ("query_method", "majority_weight") if k in info}
             return np.asarray(stored, dtype=np.float32), stored_prep, str(stored.dtype), method
+        shown = asked or stored_prep
         reason = (f"{db.features_dir}/database.npy ({_describe(info)}) does not match {model_path} "
-                  f"({_describe({**ours, 'image_size': list((asked or stored_prep).size or []) or None})}): {why}")
+                  f"({_describe({**ours, 'image_size': list(shown.size) if shown and shown.size else None})}): {why}")
     elif db.features_dir:
         reason = f"no stored descriptors in {db.features_dir}"
     else:

@@ -74,8 +74,9 @@ class PlaceBatchImages(Dataset):
     def __init__(self, paths, labels, image_size, augment=None, seed: int = 0, rank: int = 0, world: int = 1):
         self.paths = [str(p) for p in paths]
         self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.image_size = tuple(image_size)
-        self.resize = v2.Compose([v2.ToImage(), v2.Resize(self.image_size, antialias=True)])
+        self.image_size = tuple(image_size) if image_size else None    # None: native size (all images alike)
+        self.resize = v2.Compose([v2.ToImage()] + ([v2.Resize(self.image_size, antialias=True)]
+                                                   if self.image_size else []))
         self.augment = v2.Compose(augment) if augment else None
         self.seed, self.rank, self.world = seed, rank, world
 
@@ -87,10 +88,17 @@ class PlaceBatchImages(Dataset):
         share = len(indices) // self.world
         mine = slice(self.rank * share, (self.rank + 1) * share)
         seeds = image_seeds(self.seed, epoch, number, len(indices))[mine]
-        images = torch.empty((share, 3, *self.image_size), dtype=torch.uint8)
+        images = None
         with _main_process_guard():
             for j, (i, s) in enumerate(zip(indices[mine], seeds)):
                 image = self.resize(load_image(self.paths[i], draft_size=self.image_size))
+                if images is None:
+                    images = torch.empty((share, *image.shape), dtype=torch.uint8)
+                elif image.shape != images.shape[1:]:
+                    from vpr.errors import DataError
+                    raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
+                                    f"{tuple(images.shape[2:])}; train.image_size: null (native size) needs training "
+                                    "images of one size: set train.image_size")
                 if self.augment is not None:
                     torch.manual_seed(int(s))
                     image = self.augment(image)

@@ -183,6 +183,9 @@ class _SizedCrop(nn.Module):
         self.scale, self.ratio = scale, ratio
 
     def bind(self, image_size):
+        if not image_size:
+            raise ConfigError("augment: random_resized_crop needs a training size; set train.image_size "
+                              "(null = native size has none)")
         return v2.RandomResizedCrop(tuple(image_size), scale=self.scale, ratio=self.ratio, antialias=True)
 
 
@@ -235,8 +238,9 @@ def augmentations(augment, image_size) -> list:
 
 
 def train_transform(augment, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """Decode -> resize to ``image_size`` (H, W) -> augmentations in order -> float, normalised."""
-    return v2.Compose([v2.ToImage(), v2.Resize(tuple(image_size), antialias=True),
+    """Decode -> resize to ``image_size`` (H, W; None: native size) -> augmentations in order -> float, normalised."""
+    resize = [v2.Resize(tuple(image_size), antialias=True)] if image_size else []
+    return v2.Compose([v2.ToImage(), *resize,
                        *augmentations(augment, image_size),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 

@@ -16,8 +16,10 @@ __all__ = ["VPRNet", "model_spec", "build_model", "IMAGENET_MEAN", "IMAGENET_STD
 
 
 class VPRNet(nn.Module):
-    def __init__(self, backbone: nn.Module, aggregator: nn.Module, descriptor_dim: int | None = None):
+    def __init__(self, backbone: nn.Module, aggregator: nn.Module, descriptor_dim: int | None = None,
+                 normalize: bool = True):
         super().__init__()
+        self.normalize = normalize   # false: raw descriptors, as the course template tests them (model.normalize)
         self.backbone = backbone
         self.aggregator = aggregator
         self.projection = nn.Linear(aggregator.out_dim, descriptor_dim) if descriptor_dim else nn.Identity()
@@ -31,7 +33,9 @@ class VPRNet(nn.Module):
         that work on it, e.g. a domain classifier). Everything goes through ``forward`` so wrappers such as
         DistributedDataParallel see every use of the parameters."""
         features = self.backbone(images)
-        descriptors = F.normalize(self.embedding(features), p=2, dim=1)
+        descriptors = self.embedding(features)
+        if self.normalize:
+            descriptors = F.normalize(descriptors, p=2, dim=1)
         return (descriptors, features) if return_features else descriptors
 
     def embedding(self, features):
@@ -52,12 +56,17 @@ def model_spec(params: dict, image_size) -> dict:
         backbone_settings=BACKBONES.check(backbone, (params.get("backbones") or {}).get(backbone)),
         aggregator=aggregator,
         aggregator_settings=AGGREGATORS.check(aggregator, (params.get("aggregators") or {}).get(aggregator)),
-        descriptor_dim=dim, image_size=list(image_size))
+        descriptor_dim=dim, normalize=model.get("normalize", True), image_size=list(image_size) if image_size else None)
 
 
 def build_model(spec: dict) -> VPRNet:
     backbone = BACKBONES.build(spec["backbone"], settings=spec["backbone_settings"], key="backbone")
-    channels, h, w = feature_shape(backbone, spec["image_size"])
+    # native-size training (image_size null): aggregators see maps of any size; a fixed grid cannot be built
+    channels, h, w = feature_shape(backbone, spec["image_size"] or (224, 224))
     aggregator = AGGREGATORS.build(spec["aggregator"], channels, (h, w), settings=spec["aggregator_settings"],
                                    key="aggregator")
-    return VPRNet(backbone, aggregator, spec.get("descriptor_dim"))
+    if spec["image_size"] is None and hasattr(aggregator, "positions"):
+        from vpr.errors import ConfigError
+        raise ConfigError(f"train.image_size: {spec['aggregator']} needs a fixed training size (its grid of "
+                          "feature positions), not null")
+    return VPRNet(backbone, aggregator, spec.get("descriptor_dim"), spec.get("normalize", True))

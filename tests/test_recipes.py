@@ -1,0 +1,86 @@
+"""Reference recipes: every value resolves as the README's table says, the dvc command carries them all, and
+every recipe trains two steps on the miniature city (ImageNet weights off: they cannot be downloaded here)."""
+import copy
+
+import pytest
+
+from vpr import recipes
+from vpr.config import SECTIONS, _registries, load_params, validate
+from vpr.data.groundtruth import TrainingData, build_eval_set, build_train_set
+from tests.test_config import ROOT
+from tests.test_zoo import two_steps
+
+BASE = load_params(ROOT / "params.yaml")
+PLURAL = {r.section: r for r in _registries().values()}
+
+
+def resolve(cfg, key: str):
+    """The value the pipeline will use for a dotted params key (section dataclasses and builder defaults
+    included)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        return cfg.raw[head]
+    if head in SECTIONS:
+        value = getattr(cfg.sections[head], rest.split(".")[0])
+        for part in rest.split(".")[1:]:
+            value = value[part]
+        return list(value) if isinstance(value, tuple) else value
+    if head in PLURAL:
+        name, _, setting = rest.partition(".")
+        return PLURAL[head].check(name, (cfg.raw.get(head) or {}).get(name))[setting]
+    node = cfg.raw[head]
+    for part in rest.split("."):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_every_recipe_value_resolves_as_its_table_says(name):
+    cfg = validate(recipes.apply(BASE, name))
+    for key, value, source in recipes.RECIPES[name].values:
+        got = resolve(cfg, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, (key, source)
+    assert all(source for _, _, source in recipes.RECIPES[name].values)    # every value names its reference
+
+
+def test_the_readme_lists_every_value_of_every_recipe():
+    readme = (ROOT / "README.md").read_text()
+    for name in recipes.RECIPES:
+        assert recipes.table(name) in readme, f"run `python -m vpr.docs` to refresh the recipe tables ({name})"
+
+
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_the_dvc_command_sets_every_value_and_keeps_pretrained_weights(name, capsys):
+    assert recipes.main(["run", name, "--data", "course", "--dry-run", "--", "--temp"]) == 0
+    command = capsys.readouterr().out
+    assert command.startswith(f"dvc exp run -n {name} -S 'data=${{data_profiles.course}}'")
+    assert command.rstrip().endswith("--temp")
+    for key, _, _ in recipes.RECIPES[name].values:
+        assert f" {key}=" in command or f"'{key}=" in command, key
+    assert ".pretrained=false" not in command
+    assert "pretrained=false" in " ".join(recipes.overrides(name, pretrained=False))
+
+
+def _miniature(name, tiny_city):
+    """The recipe with its sizes shrunk for a two-step CPU run on the miniature city."""
+    raw = recipes.apply(BASE, name, pretrained=False)
+    t = raw["train"]
+    t.update(places_per_batch=4, images_per_place=2, num_workers=0, epochs=1, batches_per_epoch=2, amp=False)
+    if t["image_size"] is not None:
+        t["image_size"] = [64, 64] if raw["aggregator"] == "mixvpr" else [48, 64]
+    raw["methods"]["triplet_mining"].update(queries_per_epoch=4, cache_refresh_rate=4, queries_per_batch=2,
+                                            negatives=2, negatives_sample=30)
+    raw["methods"]["cosplace"].update(min_images_per_class=2, batch_size=8, N=2, L=1, groups_num=2)
+    raw["aggregators"]["mixvpr"].update(out_channels=32, out_rows=2)
+    raw["synthetic"] = {k: v for k, v in raw["synthetic"].items() if k != "extra_sets"}
+    cfg = validate(raw)
+    data = TrainingData(build_train_set(tiny_city / "train"),
+                        mining=build_eval_set(tiny_city / "val") if cfg.train.method == "triplet_mining" else None)
+    return cfg, data
+
+
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_every_recipe_trains_two_steps_on_the_miniature_city(name, tiny_city):
+    cfg, data = _miniature(name, tiny_city)
+    recipe = two_steps(cfg, data)
+    assert recipe.model.normalize == (name != "course_template")     # the template tests raw descriptors
