@@ -52,10 +52,8 @@ def measure(city, device: str, reps: int, limit: int) -> dict:
 
 
 def run(quick: bool = False, device: str = "auto") -> list[Figure]:
-    import torch
-    torch.set_num_threads(os.cpu_count() or 1)   # as the extract stage does
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from vpr.device import resolve_device
+    device = resolve_device(device, "--device")   # threads and device as the stages set them
     reps, limit = (2, 640) if quick else (5, 1280)
     city = synthetic_city("train_city", **TRAIN_CITY)
     figures = []

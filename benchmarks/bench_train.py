@@ -19,6 +19,42 @@ from common import standalone, Figure, fmt_spread, shipped_params, spread, synth
 TRAIN_CITY = dict(train_cities=1, places_per_city=400, val_blocks=2, test_blocks=2, val_queries=50, test_queries=50)
 
 
+class PureSteps:
+    """Blocks of pure optimizer steps on one fixed batch (no data loading), between the loop's epochs."""
+
+    def __init__(self, training, batch: dict, steps: int, device: str, use_amp: bool):
+        import torch
+        self.t, self.batch, self.steps, self.use_amp = training, batch, steps, use_amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        self.fwd_bwd, self.step = [], []
+
+    def block(self, _row=None) -> None:
+        import torch
+        r = self.t
+        r.model.train()
+        r.objective.train()
+        fb = total = 0.0
+        for _ in range(self.steps):
+            self.sync()
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+                loss, _ = r.objective(r.model, self.batch)
+            r.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            loss.item()
+            self.sync()
+            t1 = time.perf_counter()
+            self.scaler.step(r.optimizer)
+            self.scaler.update()
+            r.schedule.step()
+            self.sync()
+            fb += t1 - t0
+            total += time.perf_counter() - t0
+        self.fwd_bwd.append(fb / self.steps)
+        self.step.append(total / self.steps)
+
+
 def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augment=None, **train) -> dict:
     import torch
 
@@ -26,7 +62,7 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
     from vpr.config import validate
     from vpr.data.groundtruth import build_train_set
     from vpr.train.loop import LoopConfig, fit
-    from vpr.train.recipe import build_recipe
+    from vpr.train.setup import build_training
 
     raw = shipped_params()
     raw["train"].update(dict(epochs=epochs, batches_per_epoch=steps, patience=0), **train)
@@ -38,61 +74,33 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
     if not draft:   # decode in full, then resize (what the data path did before); workers fork after this
         loading.load_image = lambda path, draft_size=None: original(path)
     try:
-        r = build_recipe(cfg, build_train_set(city / "train"), device)
+        r = build_training(cfg, build_train_set(city / "train"), device)
         batch_size = t.places_per_batch * t.images_per_place
         images = torch.randn(batch_size, 3, *t.image_size, device=device)
         if device == "cuda" and t.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         fixed = {"images": images, "labels": torch.arange(t.places_per_batch, device=device).repeat_interleave(
             t.images_per_place)}
-        use_amp = t.amp and device == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        pure_fb, pure_step = [], []
-
-        def pure_block(_row=None):
-            r.model.train()
-            r.objective.train()
-            fb = total = 0.0
-            for _ in range(steps):
-                sync()
-                t0 = time.perf_counter()
-                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                    loss, _ = r.objective(r.model, fixed)
-                r.optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                loss.item()
-                sync()
-                t1 = time.perf_counter()
-                scaler.step(r.optimizer)
-                scaler.update()
-                r.schedule.step()
-                sync()
-                fb += t1 - t0
-                total += time.perf_counter() - t0
-            pure_fb.append(fb / steps)
-            pure_step.append(total / steps)
+        pure = PureSteps(r, fixed, steps, device, t.amp and device == "cuda")
 
         with tempfile.TemporaryDirectory() as tmp:
-            result = fit(r.model, r.objective, r.optimizer, r.schedule, r.batches, lambda model: {"R@1": 0.0},
-                         LoopConfig(epochs=epochs, checkpoint_dir=tmp, patience=0, device=device, seed=cfg.seed,
-                                    amp=t.amp), checkpoint_meta={}, on_epoch_end=pure_block, sampler=r.sampler)
+            loop = LoopConfig(epochs=epochs, checkpoint_dir=tmp, patience=0, device=device, seed=cfg.seed, amp=t.amp)
+            result = fit(r, loop, lambda model: {"R@1": 0.0}, on_epoch_end=pure.block)
     finally:
         loading.load_image = original
     step = [row["seconds"] / steps for row in result.history[1:]]
     around = lambda values, e: (values[e] + values[e + 1]) / 2   # noqa: E731  pure blocks before / after epoch e+1
-    ratio = [s / around(pure_fb, e) for e, s in enumerate(step)]
-    ratio_step = [s / around(pure_step, e) for e, s in enumerate(step)]
-    return dict(step_s=step, pure_fwd_bwd_s=pure_fb, pure_step_s=pure_step, ratio=ratio, ratio_with_optimizer=ratio_step,
+    ratio = [s / around(pure.fwd_bwd, e) for e, s in enumerate(step)]
+    ratio_step = [s / around(pure.step, e) for e, s in enumerate(step)]
+    return dict(step_s=step, pure_fwd_bwd_s=pure.fwd_bwd, pure_step_s=pure.step, ratio=ratio,
+                ratio_with_optimizer=ratio_step,
                 steady=spread(ratio[1:]), steady_with_optimizer=spread(ratio_step[1:]), first_epoch=ratio[0],
                 batch=batch_size, image_size=list(t.image_size), workers=t.num_workers)
 
 
 def run(quick: bool = False, device: str = "auto") -> list[Figure]:
-    import torch
-    torch.set_num_threads(__import__("os").cpu_count() or 1)   # as the train stage does
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from vpr.device import resolve_device
+    device = resolve_device(device, "--device")   # threads and device as the stages set them
     steps, epochs = (6, 3) if quick else (12, 5)
     city = synthetic_city("train_city", **TRAIN_CITY)
     figures = []

@@ -84,7 +84,7 @@ def synthetic_city(name: str, **spec) -> Path:
     marker = root / ".spec.json"
     wanted = json.dumps(spec, sort_keys=True)
     if not (marker.exists() and marker.read_text() == wanted):
-        generate(root, SyntheticSpec(**spec), workers=os.cpu_count() or 1)
+        generate(root, SyntheticSpec.of(spec), workers=os.cpu_count() or 1)
         marker.write_text(wanted)
     return root
 

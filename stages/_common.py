@@ -1,4 +1,4 @@
-"""Shared by the stage scripts: find the library, report errors in one line, use all cores."""
+"""Shared by the stage scripts: find the library, validate what the stage reads, report errors in one line."""
 from __future__ import annotations
 
 import os
@@ -10,10 +10,10 @@ sys.path.insert(0, str(ROOT / "src"))  # the library of *this* checkout, install
 os.chdir(ROOT)
 
 
-def load_config():
-    """params.yaml, validated; the full checks run once per params and code (stamps in .cache/, git-ignored)."""
+def load_config(stage: str):
+    """params.yaml, validated as far as ``stage`` reads it (vpr.config.READS)."""
     from vpr.config import load_config as load
-    return load(ROOT / "params.yaml", stamps=ROOT / ".cache" / "validated-params")
+    return load(ROOT / "params.yaml", stage)
 
 
 def run(main) -> None:
@@ -36,14 +36,3 @@ def run(main) -> None:
     except VPRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-
-
-def setup_torch(device: str = "auto") -> str:
-    import torch
-    torch.set_num_threads(os.cpu_count() or 1)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from vpr.errors import ConfigError
-        raise ConfigError("device: cuda was asked for but no CUDA device is visible; use auto or cpu")
-    return device

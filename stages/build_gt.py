@@ -7,7 +7,7 @@ def main():
     from vpr.data import layouts
     from vpr.errors import DataError
 
-    cfg = load_config()
+    cfg = load_config("build_gt")
     opts = dict(strict=cfg.gt.strict, check=cfg.gt.check_images, progress=True)
     folders = {**cfg.data.test, "val": cfg.data.val}
     # Index everything first (names, images, night rules), so a bad file fails before anything is written.
@@ -19,8 +19,7 @@ def main():
     target = gt.list_images(f"data/raw/{cfg.data.target}") if cfg.data.target else None
     sets = {}
     for name, folder in folders.items():
-        night = cfg.data.night.get(name)
-        night = layouts.check_night_spec(f"data.night.{name}", night) if night is not None else None
+        night = cfg.data.night.get(name)     # the set's night rule, checked, defaults filled in (or None)
         sets[name] = layouts.build_eval_index(f"data/raw/{folder}", cfg.gt.radius_m, night=night, known_as=folder,
                                               **opts)
     if not sets["val"][0].has_coordinates:

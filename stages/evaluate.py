@@ -9,7 +9,7 @@ def main():
     from vpr.eval.evaluate import evaluate_features, write_queries
     from vpr.io import write_json
 
-    cfg = load_config()
+    cfg = load_config("evaluate")
     name = sys.argv[1]
     result = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
                                cfg.eval.index, getattr(cfg.eval, cfg.eval.index))

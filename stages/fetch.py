@@ -8,7 +8,7 @@ def main():
     from vpr.data.sources import fetch
     from vpr.errors import ConfigError
 
-    cfg = load_config()
+    cfg = load_config("fetch")
     name = sys.argv[1]
     if name not in cfg.data.fetch or name not in cfg.datasets:
         raise ConfigError(f"data.fetch: '{name}' is not a dataset to fetch here ({', '.join(cfg.data.fetch)})")

@@ -9,7 +9,7 @@ def main():
     from vpr.io import atomic_file
     from vpr.viz.html import ReportInputs, build_report
 
-    cfg = load_config()
+    cfg = load_config("report")
     sets = {name: dict(metrics=f"metrics/eval/{name}.json", queries=f"metrics/eval/{name}.queries.tsv",
                        curve=f"metrics/curves/{name}.csv",
                        predictions=f"reports/predictions/{name}", gt=f"data/gt/{name}", features=f"data/features/{name}")

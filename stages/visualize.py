@@ -7,7 +7,7 @@ from _common import run, load_config
 def main():
     from vpr.viz.report import visualize_set
 
-    cfg = load_config()
+    cfg = load_config("visualize")
     name = sys.argv[1]
     v = cfg.viz
     written = visualize_set(f"data/features/{name}", f"data/gt/{name}", f"reports/predictions/{name}",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vpr.config import load_params, validate
+from vpr.config import KINDS, load_params, validate
 from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import ConfigError
 
@@ -32,20 +32,26 @@ def with_change(path, value):
 
 def test_shipped_params_are_valid():
     cfg = validate(copy.deepcopy(PARAMS))
-    assert cfg.loss == "multisimilarity" and cfg.eval.recall_values == (1, 5, 10, 20)
+    assert cfg.raw["loss"] == "multisimilarity" and list(cfg.eval.recall_values) == [1, 5, 10, 20]
+    assert cfg.settings("loss") == {k: s.default for k, s in KINDS["loss"].entries["multisimilarity"].settings.items()}
 
 
 @pytest.mark.parametrize("path,value,message", [
-    ("lossses", {}, "lossses: unknown top-level key"),
-    ("train.epochz", 3, "train.epochz: unknown key; allowed: epochs"),
-    ("loss", "circel", "loss: unknown loss 'circel'; choose one of: contrastive, triplet, multisimilarity, circle"),
-    ("backbone", "resnet19", "backbone: unknown backbone 'resnet19'; choose one of: resnet18"),
-    ("optimizers.adam.lr", -0.1, "optimizers.adam.lr: must be > 0"),
-    ("optimizers.adam.lrr", 0.1, "optimizers.adam.lrr: unknown setting for optimizer 'adam'; allowed: lr"),
-    ("losses.circle.m", "big", "losses.circle.m: expected float"),
+    ("lossses", {}, "lossses: unknown key 'lossses'; did you mean 'losses'?"),
+    ("train.epochz", 3, "train.epochz: unknown key 'epochz'; did you mean 'epochs'?"),
+    ("loss", "circel", "loss: unknown name 'circel'; did you mean 'circle'? (allowed: contrastive, triplet,"),
+    ("backbone", "resnet19", "backbone: unknown name 'resnet19'; did you mean 'resnet18'?"),
+    ("optimizers.adam.lr", -0.1, "optimizers.adam.lr: must be > 0, got -0.1"),
+    ("optimizers.adam.lrr", 0.1, "optimizers.adam.lrr: unknown key 'lrr'; did you mean 'lr'?"),
+    ("losses.circle.m", "big", "losses.circle.m: expected a number like 0.4, got 'big'"),
     ("losses.circle.gamma", -1.0, "losses.circle.gamma: must be > 0"),
     ("miners.triplet_margin.type_of_triplets", "hardest", "type_of_triplets: 'hardest' is not one of"),
     ("train.epochs", -1, "train.epochs: must be >= 0"),
+    ("train.epochs", 2.5, "train.epochs: expected an integer like 5, got 2.5"),
+    ("train.amp", "yes", "train.amp: expected true or false"),
+    ("train.batches_per_epoch", "ten", "train.batches_per_epoch: expected an integer or null, got 'ten'"),
+    ("train.image_size", "big", "train.image_size: expected a list"),
+    ("seed", "zero", "seed: expected an integer like 0, got 'zero'"),
     ("train.select_best_by", "R@3", "train.select_best_by: 'R@3' is not one of"),
     ("data.test", {}, "data.test: the list of evaluation sets is empty"),
     ("datasets", {}, "datasets: expected at least one dataset"),
@@ -54,17 +60,18 @@ def test_shipped_params_are_valid():
     ("eval.recall_values", [5, 1], "eval.recall_values: must be increasing positive integers"),
     ("gt.radius_m", 0, "gt.radius_m: must be > 0"),
     ("synthetic.light_mix", [0.5, 0.5, 0.5], "synthetic.light_mix: must be three fractions"),
-    ("augment", [{"name": "solarize"}], "augment[0].name: unknown augmentation 'solarize'"),
-    ("scheduler", KeyError, "scheduler: missing; choose one of: none, multistep"),
-    ("train.method", "sift", "train.method: unknown method 'sift'; choose one of: places, triplet_mining"),
-    ("methods.cosplace.K", 3, "methods.cosplace.K: unknown setting for method 'cosplace'"),
-    ("domain_adaptation.lambda", 1.0, "domain_adaptation.lambda: unknown key; allowed: enabled, weight"),
+    ("augment", [{"name": "solarize"}], "augment[0].name: unknown name 'solarize'"),
+    ("scheduler", "cosin", "scheduler: unknown name 'cosin'; did you mean 'cosine'?"),
+    ("train.method", "sift", "train.method: unknown name 'sift' (allowed: places, triplet_mining,"),
+    ("methods.cosplace.K", 3, "methods.cosplace.K: unknown key 'K'"),
+    ("domain_adaptation.lambda", 1.0, "domain_adaptation.lambda: unknown key 'lambda'; did you mean 'grl_lambda'?"),
     ("self_supervised.weight", -1, "self_supervised.weight: must be >= 0"),
-    ("extract.fusion", "median", "extract.fusion: 'median' is not one of avg, sum, max, min"),
-    ("extract.scales", [], "extract.scales: must be a non-empty list"),
-    ("extract.ensemble", [{"path": "x.pt"}], "extract.ensemble[0]: expected {checkpoint: <path>} or {experiment"),
-    ("extract.pca", {"dim": 0}, "extract.pca.dim: must be a positive integer or null"),
-    ("synthetic.extra_sets", ["gan"], "synthetic.extra_sets: items must be among mining, target_night"),
+    ("extract.fusion", "median", "extract.fusion: 'median' is not one of: avg, sum, max, min"),
+    ("extract.scales", [], "extract.scales: must not be empty"),
+    ("extract.ensemble", [{"path": "x.pt"}], "extract.ensemble: item 0: expected {checkpoint: <path>} or {experiment"),
+    ("extract.ensemble", [{"experiment": "x", "weight": "1"}], "extract.ensemble: item 0: weight must be a number > 0"),
+    ("extract.pca", {"dim": 0}, "extract.pca: dim must be a positive integer or null"),
+    ("synthetic.extra_sets", ["gan"], "synthetic.extra_sets: every item must be one of mining, target_night"),
     ("data.mining", "elsewhere/mining", "data.mining: 'elsewhere/mining' must be a folder under data/raw"),
 ])
 def test_bad_params_give_one_clear_line(path, value, message):
@@ -91,9 +98,10 @@ def _stage_sandbox(tmp_path, raw):
 
 
 @pytest.mark.parametrize("stage,path,value", [("train", "optimizers.adam.lr", -1.0),
-                                              ("train", "viz.typo", 1),
-                                              ("fetch", "loss", "nope"),
-                                              ("build_gt", "data.test", {})])
+                                              ("train", "train.epochz", 1),
+                                              ("fetch", "datasets.synth.source", "ftp"),
+                                              ("build_gt", "data.test", {}),
+                                              ("evaluate", "eval.recall_values", [5, 1])])
 def test_stages_stop_before_any_work_with_exit_code_2(tmp_path, stage, path, value):
     box = _stage_sandbox(tmp_path, with_change(path, value))
     before = sorted(p.relative_to(box) for p in box.rglob("*") if "__pycache__" not in p.parts)
@@ -108,19 +116,24 @@ def test_stages_stop_before_any_work_with_exit_code_2(tmp_path, stage, path, val
     assert (box / "models" / "best.pt").read_bytes() == b"previous model"
 
 
-def test_full_checks_run_once_per_params_and_code_then_stages_skip_them(tmp_path):
-    from vpr.config import load_config
-    params, stamps = tmp_path / "params.yaml", tmp_path / "stamps"
-    shutil.copy(ROOT / "params.yaml", params)
-    first = load_config(params, stamps=stamps)
-    assert len(list(stamps.iterdir())) == 1
-    assert load_config(params, stamps=stamps).raw == first.raw      # stamped: same typed view
-    raw = yaml.safe_load(params.read_text())
-    raw["losses"]["circle"]["m"] = -1                                 # new params: checked in full again
-    params.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="losses.circle"):
-        load_config(params, stamps=stamps)
-    assert len(list(stamps.iterdir())) == 1                          # a failed check leaves no stamp
+def test_each_stage_checks_only_what_it_reads():
+    from vpr.config import READS, load_config
+    bad_loss = with_change("losses.circle.m", -1)
+    for stage in ("fetch", "build_gt", "extract", "evaluate", "recall_table", "visualize"):
+        validate(bad_loss, READS[stage])                     # the loss is none of their business
+    with pytest.raises(ConfigError, match="losses.circle.m"):
+        validate(bad_loss, READS["train"])
+    with pytest.raises(ConfigError, match="losses.circle.m"):
+        validate(bad_loss, READS["report"])                  # the report shows every param
+    assert load_config(ROOT / "params.yaml", "evaluate").eval.recall_values == [1, 5, 10, 20]
+
+
+def test_validating_params_imports_neither_torch_nor_the_model_zoo():
+    code = ("import sys; from vpr.config import READS, load_config\n"
+            "for stage in READS: load_config('params.yaml', stage)\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'faiss') "
+            "or m.startswith('vpr.models')], sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
 
 def test_importing_the_library_does_not_import_torch_until_needed():

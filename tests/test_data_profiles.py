@@ -25,7 +25,7 @@ def test_the_shipped_data_section_is_the_synth_profile():
 def test_one_override_switches_to_the_course_data(tmp_path):
     raw = _switched(tmp_path, "data=${data_profiles.course}")
     cfg = validate(raw)
-    assert cfg.data.fetch == ("gsv_xs", "sf_xs", "tokyo_xs")
+    assert list(cfg.data.fetch) == ["gsv_xs", "sf_xs", "tokyo_xs"]
     assert (cfg.data.train, cfg.data.val) == ("gsv_xs/train", "sf_xs/val")
     assert cfg.data.test == {"sf_xs_test": "sf_xs/test", "tokyo_xs_test": "tokyo_xs/test"}
     assert cfg.data.night["tokyo_xs_test"]["name"] == "tokyo_night"
@@ -43,7 +43,8 @@ def test_linking_a_local_copy_is_two_more_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("path,value,message", [
-    ("data.fetch", [], "data.fetch: expected a list of distinct dataset names"),
+    ("data.fetch", [], "data.fetch: must not be empty"),
+    ("data.fetch", ["synth", "synth"], "data.fetch: expected a list of distinct dataset names"),
     ("data.fetch", ["synth", "moon"], "data.fetch: 'moon' is not in datasets"),
     ("data.fetch", ["gsv_xs"], "data.train: 'synth/train' is in dataset 'synth', which data.fetch does not list"),
     ("data.night", {"nowhere": {}}, "data.night.nowhere: no evaluation set 'nowhere' in data.test"),
@@ -53,7 +54,7 @@ def test_linking_a_local_copy_is_two_more_overrides(tmp_path):
     ("datasets.sf_xs.sha256", "abc", "datasets.sf_xs.sha256: expected 64 hex digits or null"),
     ("datasets.sf_xs.source", "ftp", "datasets.sf_xs.source: 'ftp' is not one of: synthetic, url, path"),
     ("gt.check_images", "pixels", "gt.check_images: 'pixels' is not one of: none, header, decode"),
-    ("gt.strict", "yes", "gt.strict: expected bool"),
+    ("gt.strict", "yes", "gt.strict: expected true or false"),
 ])
 def test_bad_data_settings_give_one_clear_line(path, value, message):
     with pytest.raises(ConfigError) as err:

@@ -59,14 +59,14 @@ def _in_box(box, what):
     """The box's initial weights or its run fingerprint, for its current params.yaml."""
     from vpr.config import load_config
     from vpr.data.groundtruth import load_train_set
-    from vpr.train.recipe import build_recipe, fingerprint
+    from vpr.train.setup import build_training, fingerprint
     cwd = os.getcwd()
     os.chdir(box)
     try:
         cfg = load_config()
         if what == "fingerprint":
             return fingerprint(cfg, "data/gt/train", "data/gt/val")
-        return build_recipe(cfg, load_train_set("data/gt/train")).model.state_dict()
+        return build_training(cfg, load_train_set("data/gt/train")).model.state_dict()
     finally:
         os.chdir(cwd)
 

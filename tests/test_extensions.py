@@ -11,22 +11,23 @@ import pytest
 import torch
 
 from vpr.data.filenames import parse_name
-from vpr.data.groundtruth import TrainingData, build_eval_set, build_train_set
+from tests.conftest import eval_set
+from vpr.data.groundtruth import TrainingData, build_train_set
 from vpr.eval.descriptors import PCA, concat_ensemble, fuse_scales
 from vpr.eval.extract import compute_descriptors
 from vpr.models.network import build_model, model_spec
-from vpr.train.cosplace import class_and_group, make_groups
-from vpr.train.domain_adaptation import GradientReversal
-from vpr.train.recipe import build_recipe
-from vpr.train.triplet_mining import TripletMiner
+from vpr.train.methods.cosplace import class_and_group, make_groups
+from vpr.train.addons.domain_adaptation import GradientReversal
+from vpr.train.setup import build_training
+from vpr.train.methods.triplet_mining import TripletMiner
 from tests.test_zoo import SIZE, config, two_steps
 
 
 @pytest.fixture(scope="module")
 def data(tiny_city):
     """Places, a database/queries set to mine (the tiny val city) and unlabeled 'target' images."""
-    return TrainingData(build_train_set(tiny_city / "train"), build_eval_set(tiny_city / "val"),
-                        build_eval_set(tiny_city / "test").queries_paths)
+    return TrainingData(build_train_set(tiny_city / "train"), eval_set(tiny_city / "val"),
+                        eval_set(tiny_city / "test").queries_paths)
 
 
 def test_fusion_rules_on_known_descriptors():
@@ -41,7 +42,7 @@ def test_fusion_rules_on_known_descriptors():
 def test_multiscale_extraction_fuses_the_single_scale_descriptors(tiny_city):
     torch.manual_seed(0)
     model = build_model(model_spec(config().raw, SIZE)).eval()
-    paths = build_eval_set(tiny_city / "test").queries_paths[:6]
+    paths = eval_set(tiny_city / "test").queries_paths[:6]
     multi = compute_descriptors(model, paths, SIZE, scales=[0.75, 1.0, 1.5], fusion="max")
     assert multi.shape == (6, 256) and np.allclose(np.linalg.norm(multi, axis=1), 1, atol=1e-5)
     single = compute_descriptors(model, paths, SIZE)
@@ -121,24 +122,24 @@ def test_every_training_method_trains(method, data):
                                    "negatives": 3, "negatives_sample": 60},
                 "cosplace": {"min_images_per_class": 1, "batch_size": 4, "groups_num": 4},
                 "self_supervised": {"batch_size": 8}}[method]
-    recipe = two_steps(config(train__method=method, **{f"methods__{method}": settings}), data)
+    training = two_steps(config(train__method=method, **{f"methods__{method}": settings}), data)
     if method == "cosplace":                                   # one classifier per group, rotating by epoch
-        heads = recipe.objective.heads
+        heads = training.objective.heads
         assert len(heads) == 4
-        groups = [next(iter(recipe.batches(e)))["group"] for e in (1, 2, 5)]
+        groups = [next(iter(training.batches(e)))["group"] for e in (1, 2, 5)]
         assert groups == [0, 1, 0]
 
 
 def test_domain_adaptation_and_vicreg_terms_join_any_method(data):
     cfg = config(domain_adaptation={"enabled": True, "weight": 0.5}, self_supervised={"enabled": True})
-    recipe = two_steps(cfg, data)
-    batch = next(iter(recipe.batches(1)))
+    training = two_steps(cfg, data)
+    batch = next(iter(training.batches(1)))
     assert batch["target_images"].shape == batch["images"].shape        # balanced source / target
     assert batch["views"].shape == batch["images"].shape                 # a second view for VICReg
-    loss, logs = recipe.objective(recipe.model, batch)
+    loss, logs = training.objective(training.model, batch)
     assert {"metric_loss", "domain_loss", "vicreg_loss"} <= set(logs) and math.isfinite(loss.item())
-    classifier = recipe.objective.terms[-1].classifier
-    assert any(id(p) in {id(q) for g in recipe.optimizer.param_groups for q in g["params"]}
+    classifier = training.objective.terms[-1].classifier
+    assert any(id(p) in {id(q) for g in training.optimizer.param_groups for q in g["params"]}
                for p in classifier.parameters())
 
 
@@ -163,7 +164,7 @@ def test_extra_images_join_the_places_named_in_their_note(tiny_city, tmp_path):
 
 def test_describe_combines_an_ensemble_multiscale_and_pca(tiny_city):
     from vpr.eval.extract import describe
-    s = build_eval_set(tiny_city / "test")
+    s = eval_set(tiny_city / "test")
     torch.manual_seed(0)
     gem = build_model(model_spec(config().raw, SIZE)).eval()
     avg = build_model(model_spec(config(aggregator="avg").raw, SIZE)).eval()

@@ -104,11 +104,13 @@ def test_vicreg_reads_an_expander_over_the_unnormalised_descriptors_of_both_view
     from pytorch_metric_learning.losses import VICRegLoss
 
     from vpr.models.network import VPRNet
-    from vpr.train import self_supervised
+    from vpr.config.loader import check_settings
+    from vpr.config.sections import SELF_SUPERVISED
+    from vpr.train.addons.vicreg import VICRegTerm
     torch.manual_seed(0)
-    settings = self_supervised.check_settings({"enabled": True, "expander": [64, 64]})
+    settings = check_settings("self_supervised", SELF_SUPERVISED, {"enabled": True, "expander": [64, 64]})
     model = VPRNet(nn.Conv2d(3, 16, 3), AGGREGATORS.build("avg", 16, (6, 6)))
-    term = self_supervised.VICRegTerm(model.descriptor_dim, settings)
+    term = VICRegTerm(model.descriptor_dim, settings)
     images, views = torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8)
     descriptors, features = model(images, return_features=True)
     loss, _ = term(model, {"views": views}, {"descriptors": descriptors, "features": features})
@@ -122,7 +124,7 @@ def test_vicreg_reads_an_expander_over_the_unnormalised_descriptors_of_both_view
 # --- Gradient reversal (Ganin & Lempitsky, ICML 2015, sec. 5): lambda_p = 2 / (1 + exp(-10 p)) - 1 ------------
 
 def test_gradient_reversal_can_follow_the_ganin_schedule_over_training():
-    from vpr.train.domain_adaptation import GradientReversal
+    from vpr.train.addons.domain_adaptation import GradientReversal
     total = 40
     grl = GradientReversal(0.5, "ganin", total_steps=total)
     for step in range(total + 5):
@@ -164,7 +166,8 @@ def test_city_batches_take_their_places_from_one_city_at_a_time():
 
 def test_pca_is_fitted_on_training_images_by_default_and_fitting_on_the_database_warns(tiny_city):
     from vpr.config import load_config
-    from vpr.data.groundtruth import build_eval_set, build_train_set
+    from tests.conftest import eval_set
+    from vpr.data.groundtruth import build_train_set
     from vpr.errors import DataWarning
     from vpr.eval.extract import describe
     from vpr.models.network import build_model
@@ -173,7 +176,7 @@ def test_pca_is_fitted_on_training_images_by_default_and_fitting_on_the_database
     torch.manual_seed(0)
     model = build_model(dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {}), aggregator="gem",
                              aggregator_settings=AGGREGATORS.check("gem", {}), descriptor_dim=None, image_size=[48, 64]))
-    s = build_eval_set(tiny_city / "test")
+    s = eval_set(tiny_city / "test")
     parts = {"database": s.database_paths, "queries": s.queries_paths}
     train = build_train_set(tiny_city / "train").paths[:40]
     with pytest.warns(DataWarning, match="transductive"):
@@ -225,7 +228,7 @@ def test_choices_a_method_ignores_and_a_non_reference_aggregator_are_named():
 def test_the_head_can_learn_at_its_own_rate():
     from vpr.models.network import build_model
     from vpr.train.optim import OPTIMIZERS
-    from vpr.train.recipe import model_param_groups
+    from vpr.train.setup import model_param_groups
     model = build_model(dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {}),
                              aggregator="cosplace", aggregator_settings=AGGREGATORS.check("cosplace", {}),
                              descriptor_dim=None, image_size=[48, 64]))

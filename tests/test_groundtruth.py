@@ -6,6 +6,7 @@ import pytest
 from vpr.data import groundtruth as gt
 from vpr.data.filenames import format_name
 from vpr.errors import DataError
+from tests.conftest import eval_set
 
 
 def _touch(folder, east, north, note=""):
@@ -33,7 +34,7 @@ def test_eval_set_is_built_over_sorted_paths(tmp_path):
         _touch(tmp_path / "s/database", e, n)
     _touch(tmp_path / "s/queries", 105.0, 100.0, note="night")
     _touch(tmp_path / "s/queries", 900.0, 100.0, note="day")
-    s = gt.build_eval_set(tmp_path / "s", radius_m=25)
+    s = eval_set(tmp_path / "s", radius_m=25, check="none")
     assert list(s.database_paths) == sorted(s.database_paths)
     assert list(s.queries_paths) == sorted(s.queries_paths)
     near = int(np.argmin(np.abs(s.database_utm[:, 0] - 100.0)))
@@ -49,7 +50,7 @@ def test_saved_ground_truth_loads_without_pickle(tmp_path):
         _touch(tmp_path / "s/database", e, n)
     for e, n in rng.uniform(0, 100, (5, 2)):
         _touch(tmp_path / "s/queries", e, n)
-    built = gt.build_eval_set(tmp_path / "s")
+    built = eval_set(tmp_path / "s", check="none")
     gt.save_eval_set(built, tmp_path / "gt")
     for f in os.listdir(tmp_path / "gt"):
         if f.endswith(".npy"):

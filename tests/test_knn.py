@@ -102,11 +102,11 @@ def test_evaluate_with_an_approximate_index(tmp_path):
 
 
 @pytest.mark.parametrize("path,value,message", [
-    ("eval.index", "annoy", "eval.index: unknown index 'annoy'; choose one of: flat, ivf, hnsw"),
-    ("eval.ivf", {"probes": 4}, "eval.ivf.probes: unknown setting for index 'ivf'; allowed: lists, probe"),
-    ("eval.ivf", {"encoding": "pq"}, "eval.ivf.encoding: 'pq' is not one of: flat, fp16, sq8"),
+    ("eval.index", "annoy", "eval.index: unknown name 'annoy' (allowed: flat, ivf, hnsw)"),
+    ("eval.ivf", {"probes": 4}, "eval.ivf.probes: unknown key 'probes'; did you mean 'probe'?"),
+    ("eval.ivf", {"encoding": "pq"}, "eval.ivf.encoding: 'pq' is not one of: sq8, fp16, flat"),
     ("eval.hnsw", {"m": 1}, "eval.hnsw.m: must be >= 2"),
-    ("extract.dtype", "bfloat16", "extract.dtype: 'bfloat16' is not float16 or float32"),
+    ("extract.dtype", "bfloat16", "extract.dtype: 'bfloat16' is not one of: float16, float32"),
 ])
 def test_bad_search_params_give_one_clear_line(path, value, message):
     with pytest.raises(ConfigError) as err:

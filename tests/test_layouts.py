@@ -10,7 +10,8 @@ import pytest
 
 from tests.miniature import course_tree, gsv_cities_tree, vg_tree
 from vpr.data import groundtruth as gt
-from vpr.data import layouts
+from vpr.config.data import check_night
+from vpr.data import image_checks, layouts
 from vpr.errors import DataError, DataWarning
 
 BRIGHTNESS = dict(name="tokyo_night", rule="brightness", max_brightness=80.0, list=None)
@@ -87,24 +88,24 @@ def test_night_subset_by_brightness_and_by_list_reports_what_each_selects(trees,
     os.makedirs("data/lists")
     with open("data/lists/night.txt", "w") as fh:
         fh.write(f"# night queries\n{names[0]}\n./{names[1]}\n{names[1]}\n{pano}\n\n00685.jpg\n")
-    spec = layouts.check_night_spec("data.night.t", dict(rule="list", list="data/lists/night.txt"))
+    spec = check_night("data.night.t", dict(rule="list", list="data/lists/night.txt"))
     with pytest.warns(DataWarning, match="2 of 5 names match no query .*(00685.jpg|./)"):
         s, info = layouts.build_eval_index(str(queries.parent), night=spec)
     assert info["night_counts"] == dict(note=0, list=3, brightness=11) and int(s.queries_night.sum()) == 3
 
 
 @pytest.mark.parametrize("spec,message", [
-    (dict(rule="moon"), "data.night.t.rule: 'moon' is not one of: note, list, brightness"),
+    (dict(rule="moon"), "data.night.t.rule: 'moon' is not one of: note, brightness, list"),
     (dict(rule="list"), "data.night.t.list: rule 'list' needs a list file"),
     (dict(rule="list", list="/etc/night.txt"), "data.night.t.list: must be a file under data/lists/"),
-    (dict(max_brightness=300), "data.night.t.max_brightness: must be a mean grey level between 0 and 255"),
+    (dict(max_brightness=300), "data.night.t.max_brightness: must be < 255, got 300"),
     (dict(name="tokyo night"), "data.night.t.name: must be letters, digits and '_'"),
-    (dict(threshold=3), "data.night.t.threshold: unknown key; allowed: name, rule, max_brightness, list"),
+    (dict(threshold=3), "data.night.t.threshold: unknown key 'threshold' (allowed: name, rule, max_brightness, list)"),
 ])
 def test_bad_night_settings_give_one_line(spec, message):
     from vpr.errors import ConfigError
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        layouts.check_night_spec("data.night.t", spec)
+        check_night("data.night.t", spec)
 
 
 def test_images_without_coordinates_or_truncated_are_skipped_with_names_or_fail_when_strict(trees, tmp_path):
@@ -129,11 +130,12 @@ def test_image_checks_trade_speed_for_depth(tmp_path, tiny_city):
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(good.read_bytes()[:-50])
     (tmp_path / "text.jpg").write_text("<html>quota exceeded</html>")
-    assert layouts.image_problem(str(good), "header") is None and layouts.image_problem(str(good), "decode") is None
-    assert "truncated" in layouts.image_problem(str(cut), "header")
-    assert layouts.image_problem(str(cut), "decode").startswith("does not decode")
-    assert layouts.image_problem(str(cut), "none") is None
-    assert layouts.image_problem(str(tmp_path / "text.jpg"), "header").startswith("does not decode")
+    assert image_checks.image_problem(str(good), "header") is None
+    assert image_checks.image_problem(str(good), "decode") is None
+    assert "truncated" in image_checks.image_problem(str(cut), "header")
+    assert image_checks.image_problem(str(cut), "decode").startswith("does not decode")
+    assert image_checks.image_problem(str(cut), "none") is None
+    assert image_checks.image_problem(str(tmp_path / "text.jpg"), "header").startswith("does not decode")
 
 
 def test_known_set_sizes_are_checked_as_warnings(trees):

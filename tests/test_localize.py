@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vpr import localize as loc
-from vpr.data.groundtruth import build_eval_set, save_eval_set
+from vpr.data.groundtruth import save_eval_set
 from vpr.eval.extract import compute_descriptors
 from vpr.fingerprint import weights_md5
 from vpr.io import write_json
@@ -17,6 +17,7 @@ from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
 from vpr.train.checkpoint import save_checkpoint
+from tests.conftest import eval_set
 
 SIZE = [48, 64]
 
@@ -36,16 +37,16 @@ def world(tiny_city, tmp_path_factory):
     root = tmp_path_factory.mktemp("localize")
     model_path = _checkpoint(root / "model.pt")
     gt_root, features_root = root / "gt", root / "features"
-    eval_set = build_eval_set(tiny_city / "test")
-    save_eval_set(eval_set, gt_root / "city")
+    test_set = eval_set(tiny_city / "test")
+    save_eval_set(test_set, gt_root / "city")
     model = loc.load_model_for_localize(model_path, "cpu")
     (features_root / "city").mkdir(parents=True)
-    np.save(features_root / "city" / "database.npy", compute_descriptors(model, eval_set.database_paths, SIZE))
+    np.save(features_root / "city" / "database.npy", compute_descriptors(model, test_set.database_paths, SIZE))
     write_json(features_root / "city" / "info.json", dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0,
                                                           weights_md5=weights_md5(model),
                                                           image_size=SIZE, spec=model.spec))
     return dict(root=root, model_path=model_path, model=model, gt_root=str(gt_root),
-                features_root=str(features_root), queries=[str(p) for p in eval_set.queries_paths], set=eval_set)
+                features_root=str(features_root), queries=[str(p) for p in test_set.queries_paths], set=test_set)
 
 
 def _cli(world, *args, capsys):

@@ -48,4 +48,4 @@ def test_gem_p_receives_a_gradient_and_gem_with_p1_is_average():
 
 
 def test_untrained_backbone_is_not_pretrained_by_default():
-    assert BACKBONES.settings("resnet18")["pretrained"] is False
+    assert BACKBONES.check("resnet18", None)["pretrained"] is False

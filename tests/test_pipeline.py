@@ -33,6 +33,7 @@ def _merge(base, override):
 
 def _run(args, cwd):
     env = {**os.environ, "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/forbid_torch"), os.environ.get("PYTHONPATH", "")]),
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

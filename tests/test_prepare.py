@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vpr import localize as loc
-from vpr.data.groundtruth import build_eval_set, save_eval_set
+from vpr.data.groundtruth import save_eval_set
 from vpr.eval.evaluate import evaluate_features
 from vpr.eval.extract import compute_descriptors, describe, save_features
 from vpr.eval.prepare import POLICIES, ImagePrep, oriented_size, size_batches
@@ -17,6 +17,7 @@ from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
 from vpr.train.checkpoint import save_checkpoint
+from tests.conftest import eval_set
 
 SIZE = (48, 64)
 
@@ -79,7 +80,7 @@ def test_batches_never_mix_output_sizes_and_cover_every_image(tmp_path):
 def test_batched_keep_aspect_descriptors_equal_one_image_at_a_time(tiny_city):
     torch.manual_seed(0)
     model = build_model(_spec())
-    paths = build_eval_set(tiny_city / "test").queries_paths[:12]
+    paths = eval_set(tiny_city / "test").queries_paths[:12]
     assert len({oriented_size(p) for p in paths}) > 1          # the miniature's queries have several shapes
     prep = ImagePrep(SIZE, "keep_aspect")
     batched = compute_descriptors(model, paths, prep, batch_size=8)
@@ -104,10 +105,10 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_metho
     model = build_model(spec)
     prep = ImagePrep(SIZE, policy)
     save_checkpoint(tmp_path / "model.pt", model=model.state_dict(), spec=spec, epoch=0, prepare=prep.to_dict())
-    eval_set = build_eval_set(tiny_city / "test")
-    assert len({oriented_size(p)[1] / oriented_size(p)[0] for p in eval_set.queries_paths}) >= 3
-    save_eval_set(eval_set, tmp_path / "gt" / "city")
-    parts = describe([(model, 1.0)], {"database": eval_set.database_paths, "queries": eval_set.queries_paths},
+    test_set = eval_set(tiny_city / "test")
+    assert len({oriented_size(p)[1] / oriented_size(p)[0] for p in test_set.queries_paths}) >= 3
+    save_eval_set(test_set, tmp_path / "gt" / "city")
+    parts = describe([(model, 1.0)], {"database": test_set.database_paths, "queries": test_set.queries_paths},
                      prep, batch_size=16, query_method=query_method)
     save_features(tmp_path / "features" / "city", parts, "float16",
                   dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0, weights_md5=weights_md5(model),
@@ -116,14 +117,14 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_metho
     top_k = 10
     evaluated = evaluate_features(tmp_path / "features" / "city", tmp_path / "gt" / "city", [1, 5, top_k]).queries
 
-    code = loc.main([str(p) for p in eval_set.queries_paths] + [
+    code = loc.main([str(p) for p in test_set.queries_paths] + [
         "--model", str(tmp_path / "model.pt"), "--database", "city", "--json", "--no-pictures", "--stored-only",
         "--top-k", str(top_k), "--gt-root", str(tmp_path / "gt"), "--features-root", str(tmp_path / "features"),
         "--device", "cpu"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    index = {str(p): i for i, p in enumerate(eval_set.database_paths)}
+    index = {str(p): i for i, p in enumerate(test_set.database_paths)}
     localized = [[index[m["image"]] for m in r["matches"]] for r in json.loads(out)]
-    assert len(localized) == eval_set.num_queries
+    assert len(localized) == test_set.num_queries
     for q, (row, ranking) in enumerate(zip(evaluated, localized)):
         assert ranking == row["top"][:top_k], f"query {q} ({row['name']}) under {policy}, {query_method}"

@@ -5,33 +5,29 @@ import copy
 import pytest
 
 from vpr import recipes
-from vpr.config import SECTIONS, _registries, load_params, validate
-from vpr.data.groundtruth import TrainingData, build_eval_set, build_train_set
+from vpr.config import KINDS, load_params, validate
+from vpr.config.loader import entry_settings
+from tests.conftest import eval_set
+from vpr.data.groundtruth import TrainingData, build_train_set
 from tests.test_config import ROOT
 from tests.test_zoo import two_steps
 
 BASE = load_params(ROOT / "params.yaml")
-PLURAL = {r.section: r for r in _registries().values()}
+PLURAL = {k.section: kind for kind, k in KINDS.items() if k.section not in ("augment", "eval")}
 
 
 def resolve(cfg, key: str):
-    """The value the pipeline will use for a dotted params key (section dataclasses and builder defaults
-    included)."""
+    """The value the pipeline will use for a dotted params key (the schema's defaults included)."""
     head, _, rest = key.partition(".")
     if not rest:
         return cfg.raw[head]
-    if head in SECTIONS:
-        value = getattr(cfg.sections[head], rest.split(".")[0])
-        for part in rest.split(".")[1:]:
-            value = value[part]
-        return list(value) if isinstance(value, tuple) else value
     if head in PLURAL:
         name, _, setting = rest.partition(".")
-        return PLURAL[head].check(name, (cfg.raw.get(head) or {}).get(name))[setting]
-    node = cfg.raw[head]
+        return entry_settings(PLURAL[head], name, (cfg.raw.get(head) or {}).get(name))[setting]
+    value = cfg.values[head]
     for part in rest.split("."):
-        node = node[part]
-    return node
+        value = value[part]
+    return list(value) if isinstance(value, tuple) else value
 
 
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))
@@ -75,7 +71,7 @@ def _miniature(name, tiny_city):
     raw["synthetic"] = {k: v for k, v in raw["synthetic"].items() if k != "extra_sets"}
     cfg = validate(raw)
     data = TrainingData(build_train_set(tiny_city / "train"),
-                        mining=build_eval_set(tiny_city / "val") if cfg.train.method == "triplet_mining" else None)
+                        mining=eval_set(tiny_city / "val") if cfg.train.method == "triplet_mining" else None)
     return cfg, data
 
 

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from vpr.data.groundtruth import build_eval_set, build_train_set, save_eval_set, save_train_set
+from tests.conftest import eval_set
+from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
 from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
 from vpr.io import write_json
 from vpr.viz import charts, maps
@@ -19,9 +20,9 @@ def run(tiny_city, tmp_path_factory):
     """The files a pipeline run leaves behind, with random (but fixed) descriptors."""
     root = tmp_path_factory.mktemp("run")
     rng = np.random.default_rng(0)
-    gt = build_eval_set(tiny_city / "test")
+    gt = eval_set(tiny_city / "test")
     save_eval_set(gt, root / "gt/city")
-    save_eval_set(build_eval_set(tiny_city / "val"), root / "gt/val")
+    save_eval_set(eval_set(tiny_city / "val"), root / "gt/val")
     save_train_set(build_train_set(tiny_city / "train"), root / "gt/train")
     feats = root / "features/city"
     feats.mkdir(parents=True)

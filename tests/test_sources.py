@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vpr.data import sources
+from vpr.config.data import check_dataset
+from vpr.data import archives, download, sources
 from vpr.data.filenames import format_name
 from vpr.data.layouts import build_eval_index
 from vpr.errors import ConfigError, DataError
@@ -187,7 +188,7 @@ def test_retries_give_up_with_one_line(tmp_path, server):
     server.files["/a.zip"] = _zip(_set_files())
     server.fail_first = 99
     with pytest.raises(DataError, match=r"download failed after 3 attempts \(HTTP 503\)") as err:
-        sources.download(server.url("a.zip"), str(tmp_path / "dl/a.zip"), retries=2, backoff_s=0.01, progress=False)
+        download.download(server.url("a.zip"), str(tmp_path / "dl/a.zip"), retries=2, backoff_s=0.01, progress=False)
     assert "\n" not in str(err.value) and "resumed by the next run" in str(err.value)
     assert len(server.ranges) == 3
 
@@ -253,7 +254,7 @@ def test_path_source_links_subfolders_and_lists_files_without_copying(tmp_path):
     listed = (target / sources.FILE_LIST).read_text().splitlines()
     assert listed[0] == "path\tsize\tmtime_ns" and len(listed) == 1 + 8       # every file of the linked folders
     real_files = [p for p in target.rglob("*") if p.is_file() and not p.is_symlink() and "test" not in p.parts]
-    assert sorted(p.name for p in real_files) == sorted([sources.FILE_LIST, sources.MARKER])
+    assert sorted(p.name for p in real_files) == sorted([sources.FILE_LIST, archives.MARKER])
     gt, _ = build_eval_index(str(target / "test"))
     assert gt.num_database == 6
 
@@ -277,19 +278,19 @@ def test_path_source_refuses_images_at_the_top_and_folders_inside_data_raw(tmp_p
     (dict(source="url", url="http://127.0.0.1/a.zip", sha256="abc"), "datasets.d.sha256: expected 64 hex digits"),
     (dict(source="url", url="http://127.0.0.1/a.zip", root="../up"), "datasets.d.root: must be a folder inside"),
     (dict(source="path"), "datasets.d.path: source 'path' needs the folder"),
-    (dict(source="path", path="/x", mirror="y"), "datasets.d.mirror: unknown key"),
+    (dict(source="path", path="/x", mirror="y"), "datasets.d.mirror: unknown key 'mirror'"),
 ])
 def test_bad_dataset_specs_give_one_line(spec, message):
     with pytest.raises(ConfigError) as err:
-        sources.check_spec("d", spec)
+        check_dataset("d", spec)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_drive_links_are_recognised_and_named():
     url = "https://drive.google.com/file/d/15QB3VNKj93027UAQWv7pzFQO1JDCdZj2/view?usp=share_link"
-    assert sources.is_google_drive(url) and sources.archive_name(url, "tokyo_xs") == "tokyo_xs.zip"
-    assert sources.archive_name("http://127.0.0.1:8/x/sf_xs.tar.gz?x=1", "sf_xs") == "sf_xs.tar.gz"
-    assert not sources.is_google_drive("http://127.0.0.1/a.zip")
+    assert download.is_google_drive(url) and download.archive_name(url, "tokyo_xs") == "tokyo_xs.zip"
+    assert download.archive_name("http://127.0.0.1:8/x/sf_xs.tar.gz?x=1", "sf_xs") == "sf_xs.tar.gz"
+    assert not download.is_google_drive("http://127.0.0.1/a.zip")
 
 
 def test_drive_links_go_through_gdown_then_the_same_checks(tmp_path, monkeypatch):

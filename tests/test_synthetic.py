@@ -6,7 +6,8 @@ import utm
 from PIL import Image
 
 from vpr.data.filenames import FIELDS, parse_name
-from vpr.data.groundtruth import build_eval_set, build_train_set, list_images
+from tests.conftest import eval_set
+from vpr.data.groundtruth import build_train_set, list_images
 from vpr.data.synthetic.generate import SyntheticSpec, generate
 from vpr.data.synthetic.render import Camera, Conditions, render
 from vpr.data.synthetic.world import build_city
@@ -24,10 +25,10 @@ def _digest(root):
 
 def test_same_seed_gives_byte_identical_files_whatever_the_worker_count(tiny_city, tmp_path):
     again = tmp_path / "again"
-    generate(again, SyntheticSpec(**TINY_SYNTHETIC), workers=2)
+    generate(again, SyntheticSpec.of(TINY_SYNTHETIC), workers=2)
     assert _digest(again) == _digest(tiny_city)
     other = tmp_path / "other"
-    generate(other, SyntheticSpec(**{**TINY_SYNTHETIC, "seed": 1}), workers=1)
+    generate(other, SyntheticSpec.of({**TINY_SYNTHETIC, "seed": 1}), workers=1)
     assert _digest(other) != _digest(tiny_city)
 
 
@@ -67,7 +68,7 @@ def test_training_places_are_gsv_style(tiny_city):
 
 
 def test_queries_are_marked_by_light_and_night_is_darker(tiny_city):
-    s = build_eval_set(tiny_city / "test")
+    s = eval_set(tiny_city / "test")
     notes = {parse_name(p).note for p in s.queries_paths}
     assert notes <= {"day", "dusk", "night"} and s.queries_night.any()
     brightness = np.array([np.asarray(Image.open(p)).mean() for p in s.queries_paths])

@@ -6,8 +6,10 @@ from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import TrainingError
 from vpr.models.network import build_model
 from vpr.train.losses import LOSSES, MINERS
-from vpr.train.loop import LoopConfig, MetricObjective, fit
+from vpr.train.loop import LoopConfig, fit
+from vpr.train.objectives import MetricObjective
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
+from vpr.train.setup import Training
 from tests.test_models import spec
 
 
@@ -60,11 +62,18 @@ def _batches(n=1):
     return lambda epoch: [batch] * n
 
 
+def _training(loss="contrastive", steps=1, objective=None, schedule=None):
+    """A Training over ``steps`` copies of one random batch (drawn after the seeded model: reproducible)."""
+    model, metric_objective, opt = _parts(loss)
+    schedule = schedule(opt) if schedule else None
+    return Training(spec(), model, objective(metric_objective) if objective else metric_objective, opt, schedule,
+                    sampler=None, batches=_batches(steps))
+
+
 def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
-    model, objective, opt = _parts("contrastive")
     scores = iter([10.0, 20.0, 15.0, 14.0, 30.0])            # epoch 0, 1, 2, 3, (never reached)
-    result = fit(model, objective, opt, None, _batches(), lambda m: {"R@1": next(scores)},
-                 LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2), checkpoint_meta=dict(spec=spec()))
+    result = fit(_training(), LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2, meta=dict(spec=spec())),
+                 lambda m: {"R@1": next(scores)})
     assert result.best_epoch == 1 and result.stopped_early and result.epochs_run == 3
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -73,9 +82,8 @@ def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
 
 
 def test_zero_epochs_only_evaluates_the_initial_model(tmp_path):
-    model, objective, opt = _parts("contrastive")
-    result = fit(model, objective, opt, None, lambda e: [], lambda m: {"R@1": 5.0},
-                 LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)), checkpoint_meta=dict(spec=spec()))
+    result = fit(_training(steps=0), LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)),
+                 lambda m: {"R@1": 5.0})
     assert result.best_epoch == 0 and (tmp_path / "best.pt").exists()
 
 
@@ -93,22 +101,19 @@ class _NaNAfter(torch.nn.Module):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    model, objective, opt = _parts("contrastive")
+    diverging = _training(objective=lambda inner: _NaNAfter(inner, 2))
     with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1; the last good checkpoint"):
-        fit(model, _NaNAfter(objective, 2), opt, None, _batches(), lambda m: {"R@1": 1.0},
-            LoopConfig(epochs=3, checkpoint_dir=str(tmp_path)), checkpoint_meta={})
+        fit(diverging, LoopConfig(epochs=3, checkpoint_dir=str(tmp_path)), lambda m: {"R@1": 1.0})
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
 
 
 def test_resuming_from_last_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     def run(epochs, directory, resume=None):
-        model, objective, opt = _parts("multisimilarity")
-        schedule = SCHEDULERS.build("cosine", opt, 3, 2, 1)
+        training = _training("multisimilarity", 2, schedule=lambda opt: SCHEDULERS.build("cosine", opt, 3, 2, 1))
         scores = iter(range(100))
-        return fit(model, objective, opt, schedule, _batches(2), lambda m: {"R@1": float(next(scores))},
-                   LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
-                   checkpoint_meta={}, resume=resume), model
+        return fit(training, LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
+                   lambda m: {"R@1": float(next(scores))}, resume=resume), training.model
     full, full_model = run(3, tmp_path / "a")
     run(1, tmp_path / "b")                                   # "killed" after epoch 1
     last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)

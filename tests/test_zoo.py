@@ -14,7 +14,7 @@ from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.train.losses import LOSSES, MINERS
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
-from vpr.train.recipe import build_recipe
+from vpr.train.setup import build_training
 from tests.test_config import ROOT
 
 SIZE = [48, 64]
@@ -40,35 +40,35 @@ def config(**changes):
 
 def two_steps(cfg, train_set):
     """Build everything from the config, take a real batch, run two optimizer steps."""
-    recipe = build_recipe(cfg, train_set)
-    batch = next(iter(recipe.batches(1)))
-    first = next(p for p in recipe.model.backbone.parameters() if p.requires_grad)
+    training = build_training(cfg, train_set)
+    batch = next(iter(training.batches(1)))
+    first = next(p for p in training.model.backbone.parameters() if p.requires_grad)
     before = first.detach().clone()
     losses = []
     for _ in range(2):
-        loss, _ = recipe.objective(recipe.model, batch)
-        recipe.optimizer.zero_grad()
+        loss, _ = training.objective(training.model, batch)
+        training.optimizer.zero_grad()
         loss.backward()
         assert first.grad is not None and first.grad.abs().sum() > 0, "no gradient reached the backbone"
-        recipe.optimizer.step()
-        recipe.schedule.step()
+        training.optimizer.step()
+        training.schedule.step()
         losses.append(loss.item())
     assert all(math.isfinite(x) for x in losses), losses
     assert not torch.equal(before, first.detach()), "the backbone did not change"
-    return recipe
+    return training
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_every_backbone_trains(name, train_set):
     pretrained = name == "efficientnet_lite0"      # the only weights available offline
     cfg = config(backbone=name, **{f"backbones__{name}__pretrained": pretrained})
-    recipe = two_steps(cfg, train_set)
-    assert recipe.model.descriptor_dim == recipe.model.backbone.out_channels
+    training = two_steps(cfg, train_set)
+    assert training.model.descriptor_dim == training.model.backbone.out_channels
 
 
 def test_freezing_stages_stops_their_gradients(train_set):
-    recipe = build_recipe(config(backbones__resnet18__freeze=2), train_set)
-    stages = recipe.model.backbone.stages
+    training = build_training(config(backbones__resnet18__freeze=2), train_set)
+    stages = training.model.backbone.stages
     assert not any(p.requires_grad for s in stages[:2] for p in s.parameters())
     assert all(p.requires_grad for s in stages[2:] for p in s.parameters())
 
@@ -79,19 +79,19 @@ def test_every_aggregator_trains(name, train_set):
 
 
 def test_netvlad_and_mixvpr_sizes_follow_their_formulas(train_set):
-    netvlad = build_recipe(config(aggregator="netvlad", aggregators__netvlad__clusters=16), train_set).model
+    netvlad = build_training(config(aggregator="netvlad", aggregators__netvlad__clusters=16), train_set).model
     assert netvlad.descriptor_dim == 16 * 256 and netvlad.aggregator.initialized    # K * C, k-means initialised
-    mix = build_recipe(config(aggregator="mixvpr", aggregators__mixvpr__out_channels=64,
+    mix = build_training(config(aggregator="mixvpr", aggregators__mixvpr__out_channels=64,
                               aggregators__mixvpr__out_rows=3), train_set).model
     assert mix.descriptor_dim == 64 * 3
     with torch.no_grad():
         assert mix.eval()(torch.randn(2, 3, *SIZE)).shape == (2, 192)
-    proj = build_recipe(config(model__descriptor_dim=32), train_set).model
+    proj = build_training(config(model__descriptor_dim=32), train_set).model
     assert proj.eval()(torch.randn(2, 3, *SIZE)).shape == (2, 32)
 
 
 def test_netvlad_kmeans_init_assigns_features_to_their_nearest_centroid(train_set):
-    model = build_recipe(config(aggregator="netvlad", aggregators__netvlad__clusters=8), train_set).model
+    model = build_training(config(aggregator="netvlad", aggregators__netvlad__clusters=8), train_set).model
     vlad = model.aggregator
     x = torch.nn.functional.normalize(vlad.centroids.detach()[:, :, None, None], dim=1)   # each centroid as a map
     assign = torch.softmax(vlad.assign(x).flatten(1), dim=1)
@@ -100,11 +100,11 @@ def test_netvlad_kmeans_init_assigns_features_to_their_nearest_centroid(train_se
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_every_loss_trains(name, train_set):
-    recipe = two_steps(config(loss=name, miner="none"), train_set)
-    if list(recipe.objective.loss.parameters()):   # learnable centres: own group, own lr, in the checkpoint
-        lrs = [g["lr"] for g in recipe.optimizer.param_groups]
+    training = two_steps(config(loss=name, miner="none"), train_set)
+    if list(training.objective.loss.parameters()):   # learnable centres: own group, own lr, in the checkpoint
+        lrs = [g["lr"] for g in training.optimizer.param_groups]
         assert len(lrs) == 2 and lrs[1] == BASE["losses"][name]["weights_lr"]
-        assert any(k.startswith("loss.") for k in recipe.objective.state_dict())
+        assert any(k.startswith("loss.") for k in training.objective.state_dict())
 
 
 @pytest.mark.parametrize("name", MINERS.names())
@@ -125,24 +125,24 @@ def test_every_scheduler_trains_with_warmup(name, train_set):
 
 @pytest.mark.parametrize("name", SAMPLERS.names())
 def test_every_sampler_trains_and_makes_p_by_k_batches(name, train_set):
-    recipe = two_steps(config(sampler=name), train_set)
-    recipe.sampler.set_epoch(2)
-    for batch in recipe.sampler:
+    training = two_steps(config(sampler=name), train_set)
+    training.sampler.set_epoch(2)
+    for batch in training.sampler:
         places = train_set.place_of_image[batch]
         assert len(batch) == 8 and len(set(batch)) == 8
         assert sorted(np.unique(places, return_counts=True)[1].tolist()) == [2, 2, 2, 2]
 
 
 def test_hierarchical_batches_mix_two_cities(train_set):
-    recipe = build_recipe(config(sampler="hierarchical"), train_set)
-    for batch in recipe.sampler:
+    training = build_training(config(sampler="hierarchical"), train_set)
+    for batch in training.sampler:
         cities = set(train_set.place_city[train_set.place_of_image[batch]].tolist())
         assert len(cities) == 2
 
 
 def test_gpm_batches_group_places_with_similar_proxies(train_set):
-    recipe = build_recipe(config(sampler="gpm", samplers__gpm__proxy_dim=2), train_set)
-    sampler = recipe.sampler
+    training = build_training(config(sampler="gpm", samplers__gpm__proxy_dim=2), train_set)
+    sampler = training.sampler
     n = sampler.num_places
     angle = np.linspace(0, np.pi / 2, n)       # place p's proxy sits at angle[p] on a quarter circle
     proxies = torch.tensor(np.stack([np.cos(angle), np.sin(angle)], 1), dtype=torch.float32)
@@ -183,10 +183,10 @@ def test_synthetic_night_darkens_and_brightness_scales():
 
 
 def test_pretrained_efficientnet_lite0_beats_the_untrained_one_without_training(tiny_city):
-    from vpr.data.groundtruth import build_eval_set
+    from tests.conftest import eval_set
     from vpr.models.network import build_model, model_spec
-    from vpr.train.recipe import evaluate_model
-    test_set = build_eval_set(tiny_city / "test")
+    from vpr.eval.validate import evaluate_model
+    test_set = eval_set(tiny_city / "test")
     r1 = {}
     for pretrained in (True, False):
         torch.manual_seed(0)
@@ -198,18 +198,17 @@ def test_pretrained_efficientnet_lite0_beats_the_untrained_one_without_training(
 
 
 def test_same_params_and_seed_give_identical_metrics(train_set, tiny_city, tmp_path):
-    from vpr.data.groundtruth import build_eval_set
+    from tests.conftest import eval_set
     from vpr.train.loop import LoopConfig, fit
-    from vpr.train.recipe import evaluate_model
-    val = build_eval_set(tiny_city / "val")
+    from vpr.eval.validate import evaluate_model
+    val = eval_set(tiny_city / "val")
     runs = []
     for i in range(2):
         cfg = config(augment=[{"name": "randaugment"}, {"name": "random_erasing", "variant": "soft"}],
                      train__batches_per_epoch=3)
-        recipe = build_recipe(cfg, train_set)
-        result = fit(recipe.model, recipe.objective, recipe.optimizer, recipe.schedule, recipe.batches,
-                     lambda m: evaluate_model(m, val, SIZE), LoopConfig(epochs=2, checkpoint_dir=str(tmp_path / str(i))),
-                     checkpoint_meta={}, sampler=recipe.sampler)
+        training = build_training(cfg, train_set)
+        result = fit(training, LoopConfig(epochs=2, checkpoint_dir=str(tmp_path / str(i))),
+                     lambda m: evaluate_model(m, val, SIZE))
         runs.append([{k: v for k, v in row.items() if k != "seconds"} for row in result.history])
     import json
     assert json.dumps(runs[0]) == json.dumps(runs[1])          # (NaN-safe: epoch 0 has no loss)

@@ -1,7 +1,5 @@
-"""The README's registry tables, generated from the registries themselves (`python -m vpr.docs` rewrites them).
-
-A test checks the README is in sync, so adding a registry entry without documenting it fails CI.
-"""
+"""The README's generated tables (`python -m vpr.docs` rewrites them): every choice and every params key from
+the params schema, every recipe value with its source. A test checks the README is in sync."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +7,7 @@ from pathlib import Path
 
 START, END = "<!-- registry-tables:start -->", "<!-- registry-tables:end -->"
 RECIPES_START, RECIPES_END = "<!-- recipe-tables:start -->", "<!-- recipe-tables:end -->"
+SECTIONS_START, SECTIONS_END = "<!-- section-tables:start -->", "<!-- section-tables:end -->"
 
 
 def _value(v) -> str:
@@ -18,21 +17,28 @@ def _value(v) -> str:
 
 
 def registry_tables() -> str:
-    from vpr.config import _registries
-    from vpr.data.transforms import AUGMENTATIONS
-    from vpr.eval.knn import INDEXES
-    from vpr.train.methods import METHODS
-    registries = {**_registries(), "method": METHODS, "augmentation": AUGMENTATIONS, "index": INDEXES}
+    """One table per kind of choice, from the params schema (vpr.config.catalog)."""
+    from vpr.config.catalog import KINDS
     parts = []
-    for kind, registry in registries.items():
-        key = {"augmentation": "augment: [{name: ...}]", "method": "train.method: <name>",
-               "index": "eval.index: <name>"}.get(kind, f"{kind}: <name>")
-        parts.append(f"#### {kind} — `{key}`, settings in `{registry.section}" + (".<name>" if kind == "index" else "") + "`\n")
+    for kind, k in KINDS.items():
+        key = {"augmentation": "augment: [{name: ...}]"}.get(kind, f"{k.key}: <name>")
+        parts.append(f"#### {kind} — `{key}`, settings in `{k.section}" + (".<name>" if kind == "index" else "") + "`\n")
         parts.append("| name | what it is | settings (defaults) | reference |")
         parts.append("|---|---|---|---|")
-        for row in registry.describe():
-            settings = ", ".join(f"`{k}: {_value(v)}`" for k, v in row["settings"].items()) or "—"
-            parts.append(f"| `{row['name']}` | {row['what']} | {settings} | {row['paper'] or '—'} |")
+        for name, entry in k.entries.items():
+            settings = ", ".join(f"`{key}: {_value(s.default)}`" for key, s in entry.settings.items()) or "—"
+            parts.append(f"| `{name}` | {entry.doc} | {settings} | {entry.paper or '—'} |")
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def section_tables() -> str:
+    """One table per plain params section: every key, its default (= params.yaml's value) and what it does."""
+    from vpr.config.sections import SECTIONS
+    parts = []
+    for name, (schema, _) in SECTIONS.items():
+        parts += [f"#### `{name}`\n", "| key | default | what it does |", "|---|---|---|"]
+        parts += [f"| `{key}` | `{_value(s.default)}` | {s.doc} |" for key, s in schema.items()]
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
@@ -54,6 +60,7 @@ def update_readme(path: str | Path = "README.md") -> bool:
     text = path.read_text()
     new = _replace(text, START, END, registry_tables())
     new = _replace(new, RECIPES_START, RECIPES_END, recipe_tables())
+    new = _replace(new, SECTIONS_START, SECTIONS_END, section_tables())
     if new != text:
         path.write_text(new)
     return new != text

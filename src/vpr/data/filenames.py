@@ -12,6 +12,7 @@ import numpy as np
 
 from vpr.errors import DataError
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")   # what every image listing reads (lower-cased suffix)
 FIELDS = ("utm_east", "utm_north", "utm_zone", "utm_band", "lat", "lon", "pano_id", "tile",
           "heading", "pitch", "roll", "height", "timestamp", "note")
 

@@ -19,13 +19,11 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-from vpr.data.filenames import parse_name
+from vpr.data.filenames import IMAGE_EXTENSIONS, parse_name
 from vpr.errors import DataError
 from vpr.io import atomic_dir, atomic_path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
@@ -74,6 +72,7 @@ def positives_within(database_utm: np.ndarray, queries_utm: np.ndarray, radius_m
     """Database images within ``radius_m`` (UTM metres) of each query (radius search)."""
     if len(database_utm) == 0:
         return Positives.from_lists([[] for _ in range(len(queries_utm))])
+    from scipy.spatial import cKDTree   # here: a second of imports the stages that only load GT never pay
     tree = cKDTree(database_utm)
     return Positives.from_lists(tree.query_ball_point(queries_utm, r=radius_m))
 
@@ -99,20 +98,6 @@ class EvalSet:
     def has_coordinates(self) -> bool:
         """False for a query list without coordinates (UTM stored as NaN): no recall, predictions only."""
         return bool(np.isfinite(self.queries_utm).all())
-
-
-def night_from_notes(paths) -> np.ndarray:
-    """Queries whose name's note field says night (the synthetic city writes day / dusk / night)."""
-    return np.array([parse_name(p).note.lower() == "night" for p in paths], dtype=bool)
-
-
-def build_eval_set(set_dir: str | os.PathLike, radius_m: float = 25.0) -> EvalSet:
-    set_dir = os.fspath(set_dir)
-    db = list_images(os.path.join(set_dir, "database"))
-    qs = list_images(os.path.join(set_dir, "queries"))
-    db_utm, q_utm = _utm(db), _utm(qs)
-    return EvalSet(np.array(db), np.array(qs), db_utm, q_utm, positives_within(db_utm, q_utm, radius_m),
-                   night_from_notes(qs))
 
 
 def _utm(paths) -> np.ndarray:

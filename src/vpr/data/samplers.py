@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, Sampler
 
 from vpr.registry import Registry, require
 
-SAMPLERS = Registry("sampler", "samplers")
+SAMPLERS = Registry("sampler")
 
 
 def _check_pk(sizes: np.ndarray, P: int, K: int) -> None:
@@ -176,38 +176,19 @@ class GlobalProxySampler(PlaceBatchSampler):
         yield from self._random_batches(rng, self.batches_per_epoch - emitted)
 
     def objective_terms(self, descriptor_dim: int) -> list[nn.Module]:
+        from vpr.train.addons.proxy_head import ProxyHeadTerm
         return [ProxyHeadTerm(self, descriptor_dim, self.proxy_dim)]
 
 
-class ProxyHeadTerm(nn.Module):
-    """GPM's proxy head: a linear map of the (detached) descriptors trained with a multi-similarity loss,
-    so it does not disturb the main network; its outputs feed the sampler's place proxies."""
-
-    def __init__(self, sampler: GlobalProxySampler, descriptor_dim: int, proxy_dim: int):
-        super().__init__()
-        from pytorch_metric_learning.losses import MultiSimilarityLoss
-        self.sampler = [sampler]   # a list, so the sampler is not registered as a sub-module
-        self.head = nn.Linear(descriptor_dim, proxy_dim)
-        self.loss = MultiSimilarityLoss(alpha=1.0, beta=50.0, base=0.0)
-
-    def forward(self, model, batch, out):
-        proxies = F.normalize(self.head(out["descriptors"].detach()), dim=1)
-        self.sampler[0].record(batch["labels"], proxies)
-        loss = self.loss(proxies, batch["labels"])
-        return loss, {"proxy_loss": loss.item()}
-
-
-@SAMPLERS.register(paper="Ali-bey et al., GSV-Cities, Neurocomputing 2022 (P places x K images)")
+@SAMPLERS.register()
 def places(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch, *,
-           city_batches: bool = False):
-    """P random places x K images each, drawn without replacement; city_batches: one city at a time (GSV-Cities)."""
+           city_batches: bool):
     return PlaceBatchSampler(train_set.place_offsets, train_set.place_images, places_per_batch, images_per_place,
                              seed, batches_per_epoch, train_set.place_city if city_batches else None)
 
 
-@SAMPLERS.register(paper="pytorch-metric-learning MPerClassSampler")
+@SAMPLERS.register()
 def m_per_class(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch):
-    """PML's MPerClassSampler: m = K images per place, batches of P * K."""
     sizes = np.diff(train_set.place_offsets)
     _check_pk(sizes, places_per_batch, images_per_place)
     batches = batches_per_epoch or len(sizes) // places_per_batch
@@ -221,10 +202,9 @@ def m_per_class(train_set, places_per_batch: int, images_per_place: int, seed: i
     return PMLBatches(make, batches, seed)
 
 
-@SAMPLERS.register(paper="pytorch-metric-learning HierarchicalSampler (Sun et al., hierarchical sampling)")
+@SAMPLERS.register()
 def hierarchical(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch, *,
-                 cities_per_batch: int = 2):
-    """PML's HierarchicalSampler with super-label = city: each batch mixes places of a few cities."""
+                 cities_per_batch: int):
     sizes = np.diff(train_set.place_offsets)
     _check_pk(sizes, places_per_batch, images_per_place)
     cities = sorted(set(train_set.place_city.tolist()))
@@ -247,12 +227,8 @@ def hierarchical(train_set, places_per_batch: int, images_per_place: int, seed: 
     return PMLBatches(make, batches, seed)
 
 
-@SAMPLERS.register(paper="Ali-bey et al., Global Proxy-based Hard Mining for Visual Place Recognition, BMVC 2022 "
-                         "(arXiv 2302.14217)")
+@SAMPLERS.register()
 def gpm(train_set, places_per_batch: int, images_per_place: int, seed: int, batches_per_epoch, *,
-        proxy_dim: int = 128, neighbours: int = 8):
-    """Global proxy-based hard mining: batches of mutually similar places from a faiss index of place proxies."""
-    require(proxy_dim >= 1, "samplers.gpm.proxy_dim", f"must be >= 1, got {proxy_dim}")
-    require(neighbours >= 1, "samplers.gpm.neighbours", f"must be >= 1, got {neighbours}")
+        proxy_dim: int, neighbours: int):
     return GlobalProxySampler(train_set.place_offsets, train_set.place_images, places_per_batch, images_per_place,
                               seed, batches_per_epoch, proxy_dim=proxy_dim, neighbours=neighbours)

@@ -19,9 +19,9 @@ from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
 from vpr.errors import ConfigError
 from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD
-from vpr.registry import Registry, require
+from vpr.registry import Registry
 
-AUGMENTATIONS = Registry("augmentation", "augment")
+AUGMENTATIONS = Registry("augmentation")
 
 
 def _to_float(img: torch.Tensor):
@@ -111,67 +111,33 @@ class SyntheticNight(nn.Module):
         return back(x)
 
 
-def _prob(name: str, p: float) -> None:
-    require(0 <= p <= 1, f"augment.{name}.p", f"must be a probability in [0, 1], got {p}")
-
-
-def _range(key: str, pair, low: float = 0.0, high: float = math.inf) -> None:
-    require(len(pair) == 2 and low <= pair[0] <= pair[1] <= high, key,
-            f"must be [min, max] with {low} <= min <= max <= {high}, got {list(pair)}")
-
-
-@AUGMENTATIONS.register(paper="Cubuk et al., RandAugment, NeurIPS 2020")
-def randaugment(*, num_ops: int = 2, magnitude: int = 9):
-    """RandAugment: num_ops random ops of the given magnitude (the course uses num_ops 3)."""
-    require(num_ops >= 0, "augment.randaugment.num_ops", f"must be >= 0, got {num_ops}")
-    require(0 <= magnitude <= 30, "augment.randaugment.magnitude", f"must be in [0, 30], got {magnitude}")
+@AUGMENTATIONS.register()
+def randaugment(*, num_ops: int, magnitude: int):
     return v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
 
 
 @AUGMENTATIONS.register()
-def color_jitter(*, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0):
-    """Random brightness, contrast, saturation and hue changes."""
-    for k, v in dict(brightness=brightness, contrast=contrast, saturation=saturation).items():
-        require(v >= 0, f"augment.color_jitter.{k}", f"must be >= 0, got {v}")
-    require(0 <= hue <= 0.5, "augment.color_jitter.hue", f"must be in [0, 0.5], got {hue}")
+def color_jitter(*, brightness: float, contrast: float, saturation: float, hue: float):
     return v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
 
 
-@AUGMENTATIONS.register(paper="course reports: darkened training images for night queries")
-def brightness(*, min: float = 0.3, max: float = 1.0, p: float = 0.5):  # noqa: A002 - params.yaml names
-    """Brightness factor drawn in [min, max] (min = max: a fixed factor), applied with probability p."""
-    _range("augment.brightness.min/max", (min, max), 0.0)
-    _prob("brightness", p)
+@AUGMENTATIONS.register()
+def brightness(*, min: float, max: float, p: float):  # noqa: A002 - params.yaml names
     return Brightness(min, max, p)
 
 
-@AUGMENTATIONS.register(paper="Zhong et al., Random Erasing Data Augmentation, AAAI 2020")
-def random_erasing(*, p: float = 0.5, scale: list = (0.02, 0.2), ratio: list = (0.3, 3.3), variant: str = "standard",
-                   value: float = 0.0):
-    """Erase a random rectangle: variant standard (anywhere), hard (lower half only), soft (lower:upper 3:1)."""
-    _prob("random_erasing", p)
-    _range("augment.random_erasing.scale", scale, 0.0, 1.0)
-    _range("augment.random_erasing.ratio", ratio, 1e-3)
-    require(variant in ("standard", "hard", "soft"), "augment.random_erasing.variant",
-            f"'{variant}' is not standard, hard or soft")
-    require(0 <= value <= 1, "augment.random_erasing.value", f"must be in [0, 1], got {value}")
+@AUGMENTATIONS.register()
+def random_erasing(*, p: float, scale: list, ratio: list, variant: str, value: float):
     return RegionErasing(p, scale, ratio, variant, value)
 
 
 @AUGMENTATIONS.register()
-def random_perspective(*, distortion_scale: float = 0.3, p: float = 0.5):
-    """Random perspective warp (viewpoint change)."""
-    require(0 <= distortion_scale <= 1, "augment.random_perspective.distortion_scale",
-            f"must be in [0, 1], got {distortion_scale}")
-    _prob("random_perspective", p)
+def random_perspective(*, distortion_scale: float, p: float):
     return v2.RandomPerspective(distortion_scale=distortion_scale, p=p)
 
 
 @AUGMENTATIONS.register()
-def random_resized_crop(*, scale: list = (0.6, 1.0), ratio: list = (1.2, 1.45)):
-    """Random crop of a fraction ``scale`` of the area with aspect in ``ratio``, resized to the training size."""
-    _range("augment.random_resized_crop.scale", scale, 1e-3, 1.0)
-    _range("augment.random_resized_crop.ratio", ratio, 1e-3)
+def random_resized_crop(*, scale: list, ratio: list):
     return _SizedCrop(tuple(scale), tuple(ratio))
 
 
@@ -190,46 +156,18 @@ class _SizedCrop(nn.Module):
 
 
 @AUGMENTATIONS.register()
-def horizontal_flip(*, p: float = 0.5):
-    """Mirror the image left-right (a street seen from the other side of the road looks mirrored)."""
-    _prob("horizontal_flip", p)
+def horizontal_flip(*, p: float):
     return v2.RandomHorizontalFlip(p=p)
 
 
-@AUGMENTATIONS.register(paper="course reports: day-to-night style transfer, here a hand-made approximation")
-def synthetic_night(*, p: float = 0.3, gamma: list = (1.5, 2.5), brightness: list = (0.3, 0.6),
-                    lit_points: int = 12, noise: float = 0.04):
-    """Darken with a gamma, cool the colour, add lit points and noise."""
-    _prob("synthetic_night", p)
-    _range("augment.synthetic_night.gamma", gamma, 0.1)
-    _range("augment.synthetic_night.brightness", brightness, 0.0, 1.0)
-    require(lit_points >= 0, "augment.synthetic_night.lit_points", f"must be >= 0, got {lit_points}")
-    require(noise >= 0, "augment.synthetic_night.noise", f"must be >= 0, got {noise}")
+@AUGMENTATIONS.register()
+def synthetic_night(*, p: float, gamma: list, brightness: list, lit_points: int, noise: float):
     return SyntheticNight(p, gamma, brightness, lit_points, noise)
-
-
-def check_augment(items) -> list[tuple[str, dict]]:
-    """Validate the ``augment`` list: known names, known settings, possible values."""
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise ConfigError(f"augment: expected a list of {{name: ..., setting: value}} items, got {items!r}")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"augment[{i}]: expected a mapping with a 'name' key, e.g. {{name: randaugment}}, "
-                              f"got {item!r}")
-        name = item["name"]
-        settings = {k: v for k, v in item.items() if k != "name"}
-        AUGMENTATIONS.get(name, key=f"augment[{i}].name")
-        settings = AUGMENTATIONS.check(name, settings, key=f"augment[{i}]")
-        AUGMENTATIONS.get(name)(**settings)   # runs the builder's range checks
-        out.append((name, settings))
-    return out
 
 
 def augmentations(augment, image_size) -> list:
     """The configured augmentations, in order, ready to apply to uint8 image tensors of ``image_size``."""
+    from vpr.config.loader import check_augment
     steps = []
     for name, settings in check_augment(augment):
         t = AUGMENTATIONS.get(name)(**settings)

@@ -19,9 +19,9 @@ import mmap
 import faiss
 import numpy as np
 
-from vpr.registry import Registry, require
+from vpr.registry import Registry
 
-INDEXES = Registry("index", "eval")
+INDEXES = Registry("index")
 
 
 def _release_pages(chunk: np.ndarray) -> None:
@@ -78,26 +78,13 @@ def _train_sample(database: np.ndarray, count: int, seed: int = 0) -> np.ndarray
 _ENCODINGS = {"flat": None, "fp16": "QT_fp16", "sq8": "QT_8bit"}
 
 
-def _check_encoding(key: str, encoding: str) -> None:
-    require(encoding in _ENCODINGS, key, f"'{encoding}' is not one of: {', '.join(_ENCODINGS)}")
-
-
-@INDEXES.register(paper="exact search, as faiss IndexFlatL2 (faiss.knn per chunk, merged in a ResultHeap)")
-def flat(*, chunk_rows: int = 65536):
-    """Exact search over the whole database, a chunk of rows at a time (the reference protocol's ranking)."""
-    require(chunk_rows >= 1, "eval.flat.chunk_rows", f"must be >= 1, got {chunk_rows}")
+@INDEXES.register()
+def flat(*, chunk_rows: int):
     return lambda database, queries, k: flat_search(database, queries, k, chunk_rows)
 
 
-@INDEXES.register(paper="Jegou et al., Product Quantization for Nearest Neighbor Search, TPAMI 2011 (IVF); faiss")
-def ivf(*, lists: int = None, probe: int = 32, encoding: str = "sq8", chunk_rows: int = 65536):
-    """Inverted file: k-means cells (lists; null = sqrt(n)), search the ``probe`` nearest cells; approximate."""
-    require(lists is None or (isinstance(lists, int) and lists >= 1), "eval.ivf.lists",
-            f"must be a positive integer or null (= sqrt of the database size), got {lists!r}")
-    require(probe >= 1, "eval.ivf.probe", f"must be >= 1, got {probe}")
-    require(chunk_rows >= 1, "eval.ivf.chunk_rows", f"must be >= 1, got {chunk_rows}")
-    _check_encoding("eval.ivf.encoding", encoding)
-
+@INDEXES.register()
+def ivf(*, lists: int | None, probe: int, encoding: str, chunk_rows: int):
     def search(database, queries, k):
         n, dim = database.shape
         cells = max(1, min(lists or int(round(math.sqrt(n))), n))
@@ -116,16 +103,8 @@ def ivf(*, lists: int = None, probe: int = 32, encoding: str = "sq8", chunk_rows
     return search
 
 
-@INDEXES.register(paper="Malkov & Yashunin, Hierarchical Navigable Small World graphs, TPAMI 2018; faiss")
-def hnsw(*, m: int = 32, ef_construction: int = 40, ef_search: int = 128, encoding: str = "sq8",
-         chunk_rows: int = 65536):
-    """Graph search (HNSW, m links per node); approximate, no training, slow to build on large databases."""
-    require(m >= 2, "eval.hnsw.m", f"must be >= 2, got {m}")
-    require(ef_construction >= 1, "eval.hnsw.ef_construction", f"must be >= 1, got {ef_construction}")
-    require(ef_search >= 1, "eval.hnsw.ef_search", f"must be >= 1, got {ef_search}")
-    require(chunk_rows >= 1, "eval.hnsw.chunk_rows", f"must be >= 1, got {chunk_rows}")
-    _check_encoding("eval.hnsw.encoding", encoding)
-
+@INDEXES.register()
+def hnsw(*, m: int, ef_construction: int, ef_search: int, encoding: str, chunk_rows: int):
     def search(database, queries, k):
         dim = database.shape[1]
         if _ENCODINGS[encoding] is None:

@@ -119,3 +119,9 @@ def size_batches(paths, prep: ImagePrep, batch_size: int) -> list[list[int]]:
         buckets.setdefault(prep.output(*oriented_size(str(p))), []).append(i)
     batches = [idx[i:i + batch_size] for idx in buckets.values() for i in range(0, len(idx), batch_size)]
     return sorted(batches, key=lambda b: b[0])
+
+
+def prep_of(extract: dict, size) -> ImagePrep:
+    """The policy of the ``extract`` params section (resize, resize_side) at ``size`` (H, W; None: native):
+    extract.image_size for extraction, the training size for validation."""
+    return ImagePrep(None if size is None else tuple(size), extract["resize"], extract["resize_side"])

@@ -15,14 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from vpr.eval.prepare import ImagePrep
-from vpr.registry import require
 
-QUERY_METHODS = ("single", "central_crop", "five_crops", "nearest_crop", "maj_voting")
 CROP_DEPTH = 20    # each crop retrieves its top 20 before the merge (the benchmark's), whatever k is asked
-
-
-def check(method: str) -> None:
-    require(method in QUERY_METHODS, "extract.query_method", f"'{method}' is not one of: {', '.join(QUERY_METHODS)}")
 
 
 def crops_per_query(method: str) -> int:
@@ -55,8 +49,8 @@ class FiveCrops:
 
 
 def query_prep(prep: ImagePrep, method: str):
-    """How queries are prepared under ``method`` (the database always uses ``prep``)."""
-    check(method)
+    """How queries are prepared under ``method`` (one of the schema's extract.query_method values; the database
+    always uses ``prep``)."""
     if method == "single" or prep.size is None:
         return prep
     if method == "central_crop":

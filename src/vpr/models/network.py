@@ -10,7 +10,6 @@ from torch import nn
 
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, feature_shape
-from vpr.registry import require
 
 __all__ = ["VPRNet", "model_spec", "build_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -46,17 +45,17 @@ class VPRNet(nn.Module):
 
 def model_spec(params: dict, image_size) -> dict:
     """The plain-dict model description from params.yaml (validated)."""
-    model = params.get("model", {}) or {}
+    from vpr.config.loader import check_settings
+    from vpr.config.sections import MODEL
+    model = check_settings("model", MODEL, params.get("model"))
     backbone, aggregator = params["backbone"], params["aggregator"]
-    dim = model.get("descriptor_dim")
-    require(dim is None or (isinstance(dim, int) and dim > 0), "model.descriptor_dim",
-            f"must be a positive integer or null, got {dim!r}")
     return dict(
         backbone=backbone,
         backbone_settings=BACKBONES.check(backbone, (params.get("backbones") or {}).get(backbone)),
         aggregator=aggregator,
         aggregator_settings=AGGREGATORS.check(aggregator, (params.get("aggregators") or {}).get(aggregator)),
-        descriptor_dim=dim, normalize=model.get("normalize", True), image_size=list(image_size) if image_size else None)
+        descriptor_dim=model["descriptor_dim"], normalize=model["normalize"],
+        image_size=list(image_size) if image_size else None)
 
 
 def build_model(spec: dict) -> VPRNet:

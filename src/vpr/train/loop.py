@@ -14,63 +14,15 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from vpr.errors import TrainingError
 from vpr.train.checkpoint import save_checkpoint
-
-
-class Objective(nn.Module):
-    """Base of the training objectives: ``main_loss(model, batch, out)`` plus extra loss terms.
-
-    ``out`` holds what the model computed on ``batch["images"]`` (``descriptors`` and the backbone
-    ``features``); each term is ``term(model, batch, out) -> (loss, logs)`` and is added to the total.
-    Terms are how add-ons plug in (GPM's proxy head, domain adaptation, the self-supervised loss)."""
-
-    name = "loss"
-
-    def __init__(self, terms: Iterable[nn.Module] = ()):
-        super().__init__()
-        self.terms = nn.ModuleList(terms)
-
-    def main_loss(self, model, batch, out):
-        raise NotImplementedError
-
-    def forward(self, model, batch):
-        descriptors, features = model(batch["images"], return_features=True)
-        out = {"descriptors": descriptors, "features": features}
-        loss = self.main_loss(model, batch, out)
-        logs = {self.name: loss.item()}
-        for term in self.terms:
-            extra, term_logs = term(model, batch, out)
-            loss = loss + extra
-            logs.update(term_logs)
-        return loss, logs
-
-    def add_terms(self, terms) -> None:
-        for term in terms:
-            self.terms.append(term)
-
-
-class MetricObjective(Objective):
-    """A pytorch-metric-learning loss on place labels, optionally fed by a miner (the ``places`` method)."""
-
-    name = "metric_loss"
-
-    def __init__(self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()):
-        super().__init__(terms)
-        self.loss, self.miner = loss, miner
-
-    def main_loss(self, model, batch, out):
-        descriptors, labels = out["descriptors"], batch["labels"]
-        tuples = self.miner(descriptors, labels) if self.miner is not None else None
-        return self.loss(descriptors, labels, tuples)
 
 
 @dataclass
@@ -83,6 +35,17 @@ class LoopConfig:
     seed: int = 0
     amp: bool = False               # mixed precision (CUDA only; a no-op on CPU)
     rank: int = 0                   # DDP: only rank 0 writes checkpoints (vpr.train.distributed)
+    meta: dict = field(default_factory=dict)   # saved in every checkpoint (model spec, run fingerprint, ...)
+
+
+@dataclass
+class LoopState:
+    """What the loop knows between epochs; saved in checkpoints (``loop``) so a resumed run continues it."""
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
 
 
 @dataclass
@@ -103,106 +66,116 @@ def seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _lr(optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
-def fit(model: nn.Module, objective: nn.Module, optimizer, schedule,
-        batches: Callable[[int], Iterable[dict]], validate: Callable[[nn.Module], dict], cfg: LoopConfig,
-        checkpoint_meta: dict, on_epoch_end: Callable[[dict], None] | None = None, sampler=None,
-        resume: dict | None = None, train_model: nn.Module | None = None) -> FitResult:
-    """Train for ``cfg.epochs`` epochs (0 = only evaluate the initial model).
-
-    Epoch 0 is the initial model's validation, so ``best.pt`` always exists and training that never beats
-    the starting point says so. ``resume``: a ``last.pt`` checkpoint to continue from. ``train_model``: what
-    the objective calls, if not ``model`` itself (DDP: ``model`` wrapped by vpr.train.distributed.wrap).
-    """
-    best_path = os.path.join(cfg.checkpoint_dir, "best.pt")
-    last_path = os.path.join(cfg.checkpoint_dir, "last.pt")
-    use_amp = cfg.amp and cfg.device == "cuda"
-    if cfg.amp and not use_amp:
-        warnings.warn("train.amp: mixed precision is a no-op on CPU; training in float32")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    state = dict(best_score=-math.inf, best_epoch=0, bad_epochs=0, stopped_early=False, history=[])
-
-    def snapshot(epoch, metrics):
-        return dict(model=model.state_dict(), objective=objective.state_dict(), optimizer=optimizer.state_dict(),
-                    schedule=schedule.state_dict() if schedule is not None else None,
-                    sampler=sampler.state_dict() if hasattr(sampler, "state_dict") else None,
-                    scaler=scaler.state_dict(), epoch=epoch, metrics=metrics, loop=dict(state),
-                    finished=state["stopped_early"] or epoch >= cfg.epochs, **checkpoint_meta)
-
-    def end_epoch(epoch, loss, seconds, lr, logs):
-        metrics = validate(model)
-        if cfg.select_best_by not in metrics:
-            raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, "
-                                f"not '{cfg.select_best_by}'")
-        row = dict(epoch=epoch, loss=loss, lr=lr, seconds=seconds, **logs,
-                   **{f"val_{k}": v for k, v in metrics.items()})
-        state["history"] = state["history"] + [row]
-        if metrics[cfg.select_best_by] > state["best_score"]:
-            state.update(best_score=metrics[cfg.select_best_by], best_epoch=epoch, bad_epochs=0)
-            improved = True
-        else:
-            state["bad_epochs"] += 1
-            improved = False
-        if epoch > 0 and schedule is not None:
-            schedule.epoch_end(metrics[cfg.select_best_by])
-        state["stopped_early"] = bool(epoch > 0 and cfg.patience and state["bad_epochs"] >= cfg.patience)
-        content = snapshot(epoch, metrics)
-        if improved and cfg.rank == 0:
-            save_checkpoint(best_path, **content)
-        if cfg.rank == 0:
-            save_checkpoint(last_path, **content)   # after best.pt: a kill in between loses nothing
-        if on_epoch_end:
-            on_epoch_end(row)
-
-    start_epoch = 1
-    resumed_from = None
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        objective.load_state_dict(resume["objective"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if schedule is not None and resume.get("schedule") is not None:
-            schedule.load_state_dict(resume["schedule"])
-        if hasattr(sampler, "load_state_dict") and resume.get("sampler") is not None:
-            sampler.load_state_dict(resume["sampler"])
-        scaler.load_state_dict(resume["scaler"])
-        state.update(resume["loop"])
-        start_epoch = resumed_from = resume["epoch"] + 1
-    else:
-        seed_epoch(cfg.seed, 0)
-        end_epoch(0, float("nan"), 0.0, _lr(optimizer), {})
-
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if state["stopped_early"]:
+def fit(training, cfg: LoopConfig, validate: Callable, on_epoch_end: Callable[[dict], None] | None = None,
+        resume: dict | None = None) -> FitResult:
+    """Train ``training`` (vpr.train.setup.Training) for ``cfg.epochs`` epochs (0 = only evaluate the initial
+    model); ``validate(model) -> metrics``. Epoch 0 is the initial model's validation, so ``best.pt`` always
+    exists and training that never beats the starting point says so. ``resume``: a ``last.pt`` to continue."""
+    loop = _Loop(training, cfg, validate, on_epoch_end)
+    start = loop.restore(resume) if resume is not None else loop.start()
+    for epoch in range(start, cfg.epochs + 1):
+        if loop.state.stopped_early:
             break
+        loop.train_epoch(epoch)
+    st = loop.state
+    return FitResult(st.best_epoch, st.best_score, st.history[-1]["epoch"], st.stopped_early,
+                     start if resume is not None else None, st.history)
+
+
+class _Loop:
+    def __init__(self, training, cfg: LoopConfig, validate, on_epoch_end):
+        self.t, self.cfg, self.validate, self.on_epoch_end = training, cfg, validate, on_epoch_end
+        self.state = LoopState()
+        self.best_path = os.path.join(cfg.checkpoint_dir, "best.pt")
+        self.last_path = os.path.join(cfg.checkpoint_dir, "last.pt")
+        self.use_amp = cfg.amp and cfg.device == "cuda"
+        if cfg.amp and not self.use_amp:
+            warnings.warn("train.amp: mixed precision is a no-op on CPU; training in float32")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def lr(self) -> float:
+        return float(self.t.optimizer.param_groups[0]["lr"])
+
+    def start(self) -> int:
+        seed_epoch(self.cfg.seed, 0)
+        self.end_epoch(0, float("nan"), 0.0, self.lr(), {})
+        return 1
+
+    def restore(self, ckpt: dict) -> int:
+        t = self.t
+        t.model.load_state_dict(ckpt["model"])
+        t.objective.load_state_dict(ckpt["objective"])
+        t.optimizer.load_state_dict(ckpt["optimizer"])
+        if t.schedule is not None and ckpt.get("schedule") is not None:
+            t.schedule.load_state_dict(ckpt["schedule"])
+        if hasattr(t.sampler, "load_state_dict") and ckpt.get("sampler") is not None:
+            t.sampler.load_state_dict(ckpt["sampler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = LoopState(**ckpt["loop"])
+        return ckpt["epoch"] + 1
+
+    def snapshot(self, epoch: int, metrics: dict) -> dict:
+        t = self.t
+        return dict(model=t.model.state_dict(), objective=t.objective.state_dict(), optimizer=t.optimizer.state_dict(),
+                    schedule=t.schedule.state_dict() if t.schedule is not None else None,
+                    sampler=t.sampler.state_dict() if hasattr(t.sampler, "state_dict") else None,
+                    scaler=self.scaler.state_dict(), epoch=epoch, metrics=metrics, loop=asdict(self.state),
+                    finished=self.state.stopped_early or epoch >= self.cfg.epochs, **self.cfg.meta)
+
+    def end_epoch(self, epoch: int, loss: float, seconds: float, lr: float, logs: dict) -> None:
+        cfg, st = self.cfg, self.state
+        metrics = self.validate(self.t.model)
+        if cfg.select_best_by not in metrics:
+            raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, not '{cfg.select_best_by}'")
+        row = dict(epoch=epoch, loss=loss, lr=lr, seconds=seconds, **logs, **{f"val_{k}": v for k, v in metrics.items()})
+        st.history = st.history + [row]
+        improved = metrics[cfg.select_best_by] > st.best_score
+        if improved:
+            st.best_score, st.best_epoch, st.bad_epochs = metrics[cfg.select_best_by], epoch, 0
+        else:
+            st.bad_epochs += 1
+        if epoch > 0 and self.t.schedule is not None:
+            self.t.schedule.epoch_end(metrics[cfg.select_best_by])
+        st.stopped_early = bool(epoch > 0 and cfg.patience and st.bad_epochs >= cfg.patience)
+        content = self.snapshot(epoch, metrics)
+        if cfg.rank == 0:
+            if improved:
+                save_checkpoint(self.best_path, **content)
+            save_checkpoint(self.last_path, **content)   # after best.pt: a kill in between loses nothing
+        if self.on_epoch_end:
+            self.on_epoch_end(row)
+
+    def train_epoch(self, epoch: int) -> None:
+        t, cfg = self.t, self.cfg
         seed_epoch(cfg.seed, epoch)
-        start, lr = time.time(), _lr(optimizer)
-        model.train()
-        objective.train()
+        start, lr = time.time(), self.lr()
+        t.model.train()
+        t.objective.train()
         total, steps, term_totals = 0.0, 0, {}
-        bar = tqdm(batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+        bar = tqdm(t.batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                    **({"disable": True} if cfg.rank else {}))
         for batch in bar:
-            batch = {k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                loss, logs = objective(model if train_model is None else train_model, batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {steps + 1}; the last good "
-                                    f"checkpoint is kept in {last_path}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if schedule is not None:
-                schedule.step()
-            total += loss.item()
-            steps += 1
+            loss, logs = self.step(batch, epoch, steps + 1)
+            total, steps = total + loss, steps + 1
             for k, v in logs.items():
                 term_totals[k] = term_totals.get(k, 0.0) + v
             bar.set_postfix(loss=f"{total / steps:.4f}")
         term_means = {k: v / max(steps, 1) for k, v in term_totals.items() if len(term_totals) > 1}
-        end_epoch(epoch, total / max(steps, 1), time.time() - start, lr, term_means)
-    return FitResult(state["best_epoch"], state["best_score"], state["history"][-1]["epoch"], state["stopped_early"],
-                     resumed_from, state["history"])
+        self.end_epoch(epoch, total / max(steps, 1), time.time() - start, lr, term_means)
+
+    def step(self, batch: dict, epoch: int, number: int) -> tuple[float, dict]:
+        """One optimizer step on ``batch``; a NaN/inf loss stops training (the last good checkpoint stays)."""
+        t, cfg = self.t, self.cfg
+        batch = {k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+            loss, logs = t.objective(t.forward_model or t.model, batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {number}; the last good checkpoint "
+                                f"is kept in {self.last_path}; lower the learning rate")
+        t.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(t.optimizer)
+        self.scaler.update()
+        if t.schedule is not None:
+            t.schedule.step()
+        return loss.item(), logs

@@ -26,62 +26,39 @@ from tqdm import tqdm
 from vpr.data.filenames import format_name
 from vpr.data.synthetic.render import Camera, Conditions, render
 from vpr.data.synthetic.world import MINING_CITY, TEST_CITY, TRAIN_CITIES, VAL_CITY, City, build_city
-from vpr.registry import require
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """The ``synthetic`` section of params.yaml."""
-    seed: int = 0
-    image_size: tuple = (72, 96)         # H, W
-    train_cities: int = 3                # training cities (1..6), separate from the val and test cities
-    train_blocks: int = 8                # blocks per side of each training city
-    places_per_city: int = 400
-    images_per_place: int = 6            # each place gets 4..images_per_place images
-    place_separation_m: float = 20.0
-    val_blocks: int = 4                  # blocks per side of the validation city
-    test_blocks: int = 6                 # ... of the test city
-    database_spacing_m: float = 10.0
-    val_queries: int = 300
-    test_queries: int = 1500
-    query_aspects: tuple = ((4, 3), (4, 3), (3, 4), (3, 2), (16, 9), (1, 1))    # width:height of val/test query photos, one drawn per query (phones:
-                                        # 4:3, 3:4, 3:2, 16:9, 1:1); the longer side is image_size's longer
-    style_pool: int = 24                 # archetypes per city: fewer = more look-alike places
-    light_mix: tuple = (0.4, 0.3, 0.3)   # fraction of day, dusk, night among queries / training images
-    jpeg_quality: int = 90
-    extra_sets: tuple = ()               # mining | target_night | night_copies (see plan())
-    mining_queries: int = 500
-    target_images: int = 400
+    """The ``synthetic`` section of params.yaml (its keys, defaults and ranges: vpr.config.sections.SYNTHETIC)."""
+    seed: int
+    image_size: tuple
+    train_cities: int
+    train_blocks: int
+    places_per_city: int
+    images_per_place: int
+    place_separation_m: float
+    val_blocks: int
+    test_blocks: int
+    database_spacing_m: float
+    val_queries: int
+    test_queries: int
+    query_aspects: tuple
+    style_pool: int
+    light_mix: tuple
+    jpeg_quality: int
+    extra_sets: tuple
+    mining_queries: int
+    target_images: int
 
-    def __post_init__(self):
-        k = "synthetic"
-        require(isinstance(self.image_size, (list, tuple)) and len(self.image_size) == 2
-                and all(isinstance(v, int) and v >= 32 for v in self.image_size), f"{k}.image_size",
-                f"must be [height, width] in pixels (each >= 32), got {self.image_size!r}")
-        require(1 <= self.train_cities <= len(TRAIN_CITIES), f"{k}.train_cities",
-                f"must be 1..{len(TRAIN_CITIES)}, got {self.train_cities}")
-        for name in ("train_blocks", "val_blocks", "test_blocks"):
-            require(1 <= getattr(self, name) <= 20, f"{k}.{name}", f"must be 1..20, got {getattr(self, name)}")
-        require(self.places_per_city >= 1, f"{k}.places_per_city", "must be >= 1")
-        require(self.images_per_place >= 4, f"{k}.images_per_place",
-                f"must be >= 4 (GSV-XS places have >= 4 images), got {self.images_per_place}")
-        require(self.database_spacing_m > 0, f"{k}.database_spacing_m", "must be > 0")
-        require(self.place_separation_m > 0, f"{k}.place_separation_m", "must be > 0")
-        require(self.val_queries >= 1 and self.test_queries >= 1, f"{k}.val_queries", "must be >= 1")
-        require(len(self.query_aspects) >= 1 and all(
-            isinstance(a, (list, tuple)) and len(a) == 2 and all(isinstance(v, int) and 1 <= v <= 32 for v in a)
-            for a in self.query_aspects), f"{k}.query_aspects",
-            f"must be a list of [width, height] ratios of small integers, e.g. [[4, 3], [3, 4]], got "
-            f"{list(self.query_aspects)}")
-        require(self.style_pool >= 1, f"{k}.style_pool", "must be >= 1")
-        require(len(self.light_mix) == 3 and all(x >= 0 for x in self.light_mix)
-                and abs(sum(self.light_mix) - 1) < 1e-6, f"{k}.light_mix",
-                f"must be three fractions (day, dusk, night) summing to 1, got {list(self.light_mix)}")
-        require(1 <= self.jpeg_quality <= 100, f"{k}.jpeg_quality", "must be 1..100")
-        extras = ("mining", "target_night", "night_copies")
-        require(all(x in extras for x in self.extra_sets), f"{k}.extra_sets",
-                f"items must be among {', '.join(extras)}, got {list(self.extra_sets)}")
-        require(self.mining_queries >= 1 and self.target_images >= 1, f"{k}.mining_queries", "must be >= 1")
+    @classmethod
+    def of(cls, settings: dict | None = None) -> "SyntheticSpec":
+        """The spec from (some of) the section's settings, checked, the schema's defaults filled in."""
+        from vpr.config.loader import check_settings
+        from vpr.config.sections import SYNTHETIC
+        values = check_settings("synthetic", SYNTHETIC, dict(settings or {}))
+        return cls(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, (list, tuple)) else v
+                      for k, v in values.items()})
 
 
 _TIMES = ("day", "dusk", "night")

@@ -102,15 +102,8 @@ def _palette_color(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.15, 0.9, 3)  # painted, anything goes
 
 
-def build_city(name: str, seed: int, blocks: int = 6, style_pool: int = 24,
-               color_jitter: float = 0.06) -> City:
-    """Deterministic city ``name`` of ``blocks`` x ``blocks`` blocks."""
-    rng = np.random.default_rng([seed, *name.encode()])
-    street_width = float(rng.uniform(11, 15))
-    xs = np.concatenate([[0.0], np.cumsum(rng.uniform(45, 80, blocks))])
-    ys = np.concatenate([[0.0], np.cumsum(rng.uniform(45, 80, blocks))])
-
-    # Archetypes shared by the whole city: the "styles" distant places reuse.
+def _styles(rng, style_pool: int) -> list[dict]:
+    """Archetypes shared by the whole city: the "styles" distant places reuse."""
     arche = []
     for _ in range(style_pool):
         arche.append(dict(
@@ -119,11 +112,40 @@ def build_city(name: str, seed: int, blocks: int = 6, style_pool: int = 24,
             floor_height=rng.uniform(2.9, 4.2), window_spacing=rng.uniform(1.8, 4.0),
             window_w=rng.uniform(0.3, 0.75), window_h=rng.uniform(0.35, 0.7),
             shop=bool(rng.random() < 0.5)))
+    return arche
 
+
+def _cuts(rng, length: float) -> list[float]:
+    """Where one block face is cut into facades (8-22 m each, no sliver at the corner)."""
+    cuts = [0.0]
+    while cuts[-1] < length:
+        cuts.append(cuts[-1] + rng.uniform(8, 22))
+    cuts[-1] = length
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < 5:
+        cuts.pop(-2)
+    return cuts
+
+
+def _facade(rng, arche: list[dict], width: float, color_jitter: float) -> dict:
+    ar = arche[int(rng.integers(len(arche)))]
+    shift = rng.normal(0, color_jitter, 3)
+    has_sign = rng.random() < 0.6
+    return dict(
+        height=rng.uniform(7, 28) if rng.random() < 0.85 else rng.uniform(30, 45),
+        base=np.clip(ar["base"] + shift, 0, 1), trim=np.clip(ar["trim"] + shift / 2, 0, 1),
+        window=ar["window"],
+        sign=rng.uniform(0.05, 1.0, 3) if has_sign else np.zeros(3),
+        sign_width=min(rng.uniform(3, 9), width - 1) if has_sign else 0.0,
+        sign_seed=int(rng.integers(1 << 30)), texture=ar["texture"],
+        floor_height=ar["floor_height"], window_spacing=ar["window_spacing"],
+        window_w=ar["window_w"], window_h=ar["window_h"], shop=ar["shop"])
+
+
+def _facades(rng, xs, ys, half: float, arche: list[dict], color_jitter: float):
+    """Every facade of every block: its two ends, outward normal and appearance."""
     p0s, p1s, normals, attrs = [], [], [], []
-    half = street_width / 2
-    for i in range(blocks):
-        for j in range(blocks):
+    for i in range(len(xs) - 1):
+        for j in range(len(ys) - 1):
             bx0, bx1 = xs[i] + half, xs[i + 1] - half
             by0, by1 = ys[j] + half, ys[j + 1] - half
             corners = [((bx0, by0), (bx1, by0), (0, -1)),   # south face, walking east
@@ -133,28 +155,15 @@ def build_city(name: str, seed: int, blocks: int = 6, style_pool: int = 24,
             for a, b, nrm in corners:
                 a, b = np.array(a), np.array(b)
                 length = np.linalg.norm(b - a)
-                cuts = [0.0]
-                while cuts[-1] < length:
-                    cuts.append(cuts[-1] + rng.uniform(8, 22))
-                cuts[-1] = length
-                if len(cuts) > 2 and cuts[-1] - cuts[-2] < 5:  # no sliver at the corner
-                    cuts.pop(-2)
+                cuts = _cuts(rng, length)
                 d = (b - a) / length
                 for c0, c1 in zip(cuts[:-1], cuts[1:]):
                     p0s.append(a + d * c0); p1s.append(a + d * c1); normals.append(nrm)
-                    ar = arche[int(rng.integers(style_pool))]
-                    shift = rng.normal(0, color_jitter, 3)
-                    has_sign = rng.random() < 0.6
-                    attrs.append(dict(
-                        height=rng.uniform(7, 28) if rng.random() < 0.85 else rng.uniform(30, 45),
-                        base=np.clip(ar["base"] + shift, 0, 1), trim=np.clip(ar["trim"] + shift / 2, 0, 1),
-                        window=ar["window"],
-                        sign=rng.uniform(0.05, 1.0, 3) if has_sign else np.zeros(3),
-                        sign_width=min(rng.uniform(3, 9), c1 - c0 - 1) if has_sign else 0.0,
-                        sign_seed=int(rng.integers(1 << 30)), texture=ar["texture"],
-                        floor_height=ar["floor_height"], window_spacing=ar["window_spacing"],
-                        window_w=ar["window_w"], window_h=ar["window_h"], shop=ar["shop"]))
+                    attrs.append(_facade(rng, arche, c1 - c0, color_jitter))
+    return p0s, p1s, normals, attrs
 
+
+def _lamps(xs, ys, half: float) -> list:
     lamps = []
     for x in xs:  # lamps on both sidewalks, staggered
         for k, y in enumerate(np.arange(ys[0] + 12, ys[-1], 24.0)):
@@ -162,6 +171,20 @@ def build_city(name: str, seed: int, blocks: int = 6, style_pool: int = 24,
     for y in ys:
         for k, x in enumerate(np.arange(xs[0] + 12, xs[-1], 24.0)):
             lamps.append((x, y + (half - 1.2) * (1 if k % 2 else -1)))
+    return lamps
+
+
+def build_city(name: str, seed: int, blocks: int = 6, style_pool: int = 24,
+               color_jitter: float = 0.06) -> City:
+    """Deterministic city ``name`` of ``blocks`` x ``blocks`` blocks."""
+    rng = np.random.default_rng([seed, *name.encode()])
+    street_width = float(rng.uniform(11, 15))
+    xs = np.concatenate([[0.0], np.cumsum(rng.uniform(45, 80, blocks))])
+    ys = np.concatenate([[0.0], np.cumsum(rng.uniform(45, 80, blocks))])
+    half = street_width / 2
+    arche = _styles(rng, style_pool)
+    p0s, p1s, normals, attrs = _facades(rng, xs, ys, half, arche, color_jitter)
+    lamps = _lamps(xs, ys, half)
 
     lat0, lon0 = ANCHORS.get(name, (45.0, 9.0))
     east, north, zone, band = utm.from_latlon(lat0, lon0)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
-from vpr.registry import require, with_defaults
+from vpr.registry import require
 from vpr.train.autograd import scale_gradient
 
 
@@ -42,21 +42,6 @@ class GradientReversal(nn.Module):
         if self.training:
             self.step += 1
         return scale_gradient(x, -coefficient)
-
-
-def check_settings(s: dict) -> dict:
-    """Validate the ``domain_adaptation`` section; returns it with defaults filled in."""
-    s = with_defaults("domain_adaptation", s, dict(enabled=False, weight=0.1, grl_lambda=1.0, grl_schedule="constant",
-                                                   hidden=256))
-    require(s["grl_schedule"] in ("constant", "ganin"), "domain_adaptation.grl_schedule",
-            f"'{s['grl_schedule']}' is not constant or ganin")
-    require(isinstance(s["enabled"], bool), "domain_adaptation.enabled", "must be true or false")
-    require(isinstance(s["weight"], (int, float)) and s["weight"] >= 0, "domain_adaptation.weight",
-            f"must be >= 0, got {s['weight']!r}")
-    require(isinstance(s["grl_lambda"], (int, float)) and s["grl_lambda"] >= 0, "domain_adaptation.grl_lambda",
-            f"must be >= 0, got {s['grl_lambda']!r}")
-    require(isinstance(s["hidden"], int) and s["hidden"] >= 1, "domain_adaptation.hidden", "must be an integer >= 1")
-    return s
 
 
 class DomainAdversarialTerm(nn.Module):
@@ -103,7 +88,7 @@ class TargetBatches(Sampler):
 
 def with_target_images(batches, ctx, target_paths):
     """Wrap a method's batch provider so every batch also carries ``target_images`` (same count)."""
-    from vpr.train.methods import TrainImages
+    from vpr.train.context import TrainImages
     dataset = TrainImages(target_paths, None, ctx.transform)
 
     def wrapped(epoch: int):

@@ -17,12 +17,8 @@ from torch import nn
 from vpr.data.filenames import parse_name
 from vpr.errors import DataError
 from vpr.registry import require
-from vpr.train.loop import Objective
 from vpr.train.context import Context, Method
-
-
-PAPER = ("Berton et al., Rethinking Visual Geo-localization for Large-Scale Applications "
-                        "(CosPlace), CVPR 2022")
+from vpr.train.objectives import Objective
 
 
 def class_and_group(utm: np.ndarray, heading: np.ndarray, M: float, alpha: float, N: int, L: int):
@@ -67,7 +63,6 @@ class GroupBatches(torch.utils.data.Sampler):
 
     def __init__(self, groups, batch_size: int, seed: int, batches_per_epoch: int | None):
         self.groups, self.batch_size, self.seed = groups, batch_size, seed
-        require(batch_size >= 2, "methods.cosplace.batch_size", f"must be >= 2, got {batch_size}")
         require(min(len(g) for g in groups) >= 2, "methods.cosplace.groups_num",
                 "every group needs >= 2 classes; use fewer groups or lower min_images_per_class")
         mean_classes = int(np.mean([len(g) for g in groups]))
@@ -92,17 +87,11 @@ class GroupBatches(torch.utils.data.Sampler):
             yield [int(rng.choice(classes[c])) for c in picked]
 
 
-def cosplace(ctx: Context, *, M: float = 10.0, alpha: float = 30.0, N: int = 5, L: int = 2, groups_num: int = 8,
-             min_images_per_class: int = 10, batch_size: int = 32, margin: float = 0.4, scale: float = 30.0,
-             classifiers_lr: float = 0.01):
+def cosplace(ctx: Context, *, M: float, alpha: float, N: int, L: int, groups_num: int, min_images_per_class: int,
+             batch_size: int, margin: float, scale: float, classifiers_lr: float):
     """Classes = UTM cells (M m) x heading bins (alpha deg); groups keep adjacent classes apart (N, L); one
     CosFace classifier per group (s 30, m 0.4, own lr); one group per epoch, rotating."""
     key = "methods.cosplace"
-    require(M > 0 and 0 < alpha <= 360, f"{key}.M", "M must be > 0 m and alpha in (0, 360] degrees")
-    require(N >= 2 and L >= 1, f"{key}.N", f"N must be >= 2 and L >= 1, got N={N}, L={L}")
-    require(groups_num >= 1 and min_images_per_class >= 1, f"{key}.groups_num", "groups_num and "
-            "min_images_per_class must be >= 1")
-    require(classifiers_lr > 0, f"{key}.classifiers_lr", f"must be > 0, got {classifiers_lr}")
     places = ctx.data.places
     headings = []
     for p in places.paths:

@@ -18,12 +18,8 @@ from vpr.data.groundtruth import positives_within
 from vpr.errors import ConfigError
 from vpr.eval.extract import compute_descriptors
 from vpr.registry import require
-from vpr.train.loop import Objective
 from vpr.train.context import Context, Method
-
-
-PAPER = ("Berton et al., Deep Visual Geo-localization Benchmark, CVPR 2022; "
-                        "Arandjelovic et al., NetVLAD, CVPR 2016")
+from vpr.train.objectives import Objective
 
 
 class TripletMiner:
@@ -88,19 +84,11 @@ def triplet_indices(queries_per_batch: int, negatives: int):
     return anchors, anchors + 1, anchors + 2 + torch.arange(negatives).repeat(queries_per_batch)
 
 
-def triplet_mining(ctx: Context, *, queries_per_epoch: int = 5000, cache_refresh_rate: int = 1000,
-                   queries_per_batch: int = 4, negatives: int = 10, negatives_sample: int = 1000,
-                   positive_radius_m: float = 10.0, negative_radius_m: float = 25.0, margin: float = 0.1):
-    """Query + nearest positive (<10 m, in feature space) + 10 hardest negatives (>25 m) from a partial
-    database sample, cache refreshed every cache_refresh_rate queries; triplet margin loss."""
-    key = "methods.triplet_mining"
-    for k, v in dict(queries_per_epoch=queries_per_epoch, cache_refresh_rate=cache_refresh_rate,
-                     queries_per_batch=queries_per_batch, negatives=negatives,
-                     negatives_sample=negatives_sample).items():
-        require(isinstance(v, int) and v >= 1, f"{key}.{k}", f"must be an integer >= 1, got {v}")
-    require(0 < positive_radius_m < negative_radius_m, f"{key}.positive_radius_m",
-            f"must be > 0 and below negative_radius_m ({negative_radius_m}), got {positive_radius_m}")
-    require(margin > 0, f"{key}.margin", f"must be > 0, got {margin}")
+def triplet_mining(ctx: Context, *, queries_per_epoch: int, cache_refresh_rate: int, queries_per_batch: int,
+                   negatives: int, negatives_sample: int, positive_radius_m: float, negative_radius_m: float,
+                   margin: float):
+    """Query + nearest positive (<10 m, in feature space) + hardest negatives (>25 m) from a partial database
+    sample, cache refreshed every cache_refresh_rate queries; triplet margin loss."""
     if ctx.data.mining is None:
         raise ConfigError("data.mining: train.method triplet_mining needs a database/queries training set; set "
                           "data.mining (e.g. synth/mining with synthetic.extra_sets: [mining]) and rerun build_gt")
@@ -112,7 +100,7 @@ def triplet_mining(ctx: Context, *, queries_per_epoch: int = 5000, cache_refresh
     dataset = ctx.dataset(all_paths)
     per_epoch = min(queries_per_epoch, len(miner.usable))
     steps = per_epoch // queries_per_batch
-    require(steps >= 1, f"{key}.queries_per_batch", f"is larger than the usable queries per epoch ({per_epoch})")
+    require(steps >= 1, "methods.triplet_mining.queries_per_batch", f"is larger than the usable queries per epoch ({per_epoch})")
     layout = triplet_indices(queries_per_batch, negatives)
 
     def batches(epoch: int):
