@@ -21,7 +21,7 @@ def main():
     for name, folder in folders.items():
         night = cfg.data.night.get(name)     # the set's night rule, checked, defaults filled in (or None)
         sets[name] = layouts.build_eval_index(f"data/raw/{folder}", cfg.gt.radius_m, night=night, known_as=folder,
-                                              **opts)
+                                              unlabelled_queries=cfg.gt.unlabelled_queries and name != "val", **opts)
     if not sets["val"][0].has_coordinates:
         raise DataError(f"data.val: the queries of data/raw/{cfg.data.val} carry no coordinates; validation needs "
                         f"them (choose a labelled set)")

@@ -1,16 +1,14 @@
 """Stage evaluate@<set>: faiss kNN + recall@N -> metrics/eval/<set>.json (night subset included) and every
 query's result -> metrics/eval/<set>.queries.tsv."""
-import sys
 
-from _common import run, load_config
+from _common import argument, eval_set_names, run, load_config
 
 
 def main():
+    cfg = load_config("evaluate")
+    name = argument("evaluate", "data.test", eval_set_names(cfg), "set")
     from vpr.eval.evaluate import evaluate_features, write_queries
     from vpr.io import write_json
-
-    cfg = load_config("evaluate")
-    name = sys.argv[1]
     result = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
                                cfg.eval.index, getattr(cfg.eval, cfg.eval.index))
     metrics = result.metrics

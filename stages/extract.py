@@ -3,9 +3,8 @@ an ensemble of other checkpoints or experiments, multi-scale fusion and PCA)."""
 import io
 import os
 import subprocess
-import sys
 
-from _common import run, load_config
+from _common import argument, eval_set_names, run, load_config
 
 
 def _experiments_repo() -> str:
@@ -41,11 +40,10 @@ def ensemble_members(members, device):
 
 
 def main():
+    cfg = load_config("extract")
+    name = argument("extract", "data.test", eval_set_names(cfg), "set")   # before importing torch
     from vpr.device import resolve_device
     from vpr.eval.extract_set import extract_set
-
-    cfg = load_config("extract")
-    name = sys.argv[1]
     e = cfg.extract
     device = resolve_device(e.device, "extract.device")
     summary = extract_set(f"data/gt/{name}", f"data/features/{name}", f"models/{e.checkpoint}.pt", e, device,

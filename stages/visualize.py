@@ -1,14 +1,12 @@
 """Stage visualize@<set>: query + top-k pictures (green = correct, red = wrong) and the recall@N curve."""
-import sys
 
-from _common import run, load_config
+from _common import argument, eval_set_names, run, load_config
 
 
 def main():
-    from vpr.viz.report import visualize_set
-
     cfg = load_config("visualize")
-    name = sys.argv[1]
+    name = argument("visualize", "data.test", eval_set_names(cfg), "set")
+    from vpr.viz.report import visualize_set
     v = cfg.viz
     written = visualize_set(f"data/features/{name}", f"data/gt/{name}", f"reports/predictions/{name}",
                             f"metrics/curves/{name}.csv", num_queries=v.num_queries, top_k=v.top_k,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vpr.data.filenames import FIELDS, format_name, parse_name, utm_of
+from vpr.data.filenames import FIELDS, IMAGE_EXTENSIONS, format_name, name_problem, parse_name, utm_of
 from vpr.errors import DataError
 
 SF_DB = "@0546703.60@4181608.34@10@S@037.78063@-122.46963@779TrKanTEnNt8P6_niqxw@@360@@@@201511@@.jpg"
@@ -47,3 +47,24 @@ def test_format_refuses_separators_in_fields():
 
 def test_utm_of_many():
     assert np.allclose(utm_of([SF_DB, TOKYO_Q]), [[546703.60, 4181608.34], [381523.71, 3946790.15]])
+
+
+PATTERN = "@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading@pitch@roll@height@timestamp@note@.jpg"
+
+
+@pytest.mark.parametrize("count", [13, 15])
+def test_wrong_field_count_with_good_coordinates_says_how_many_and_shows_the_pattern(count):
+    tokens = SF_DB.split("@")[1:-1]                       # the 14 fields
+    name = "@" + "@".join((tokens + ["extra"])[:count]) + "@.jpg"
+    with pytest.raises(DataError) as err:
+        parse_name("/d/" + name)
+    msg = str(err.value)
+    assert f"has {count} '@' fields, expected {len(FIELDS)}" in msg and PATTERN in msg and "\n" not in msg
+    assert name_problem(name) == f"with {count} '@' fields instead of {len(FIELDS)}"
+    assert name_problem("IMG_0001.jpg") == "without coordinates in the name"
+    assert name_problem(SF_DB) is None
+
+
+@pytest.mark.parametrize("ext", [".webp", ".tif", ".tiff", ".bmp", ".JPG"])
+def test_other_image_formats_are_image_extensions(ext):
+    assert ext.lower() in IMAGE_EXTENSIONS

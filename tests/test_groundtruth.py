@@ -87,3 +87,22 @@ def test_empty_or_missing_folder_is_reported(tmp_path):
         gt.list_images(tmp_path / "empty")
     with pytest.raises(DataError, match="not found"):
         gt.list_images(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("ext,fmt,mode", [(".webp", "WEBP", "RGBA"), (".tif", "TIFF", "RGB"), (".tiff", "TIFF", "L"),
+                                          (".bmp", "BMP", "RGB"), (".JPG", "JPEG", "RGB")])
+def test_webp_tiff_and_bmp_images_are_listed_checked_and_decoded(tmp_path, ext, fmt, mode):
+    from PIL import Image
+
+    from vpr.data.datasets import load_image
+    from vpr.data.image_checks import image_problem
+    path = tmp_path / "s" / format_name(10.0, 20.0, 33, "T", ext=ext)
+    path.parent.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (24, 32, len(mode)), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if mode == "L" else pixels, mode).save(path, fmt)
+    assert gt.list_images(tmp_path / "s") == [str(path)]
+    assert image_problem(str(path), "header") is None and image_problem(str(path), "decode") is None
+    img = load_image(str(path))
+    assert img.mode == "RGB" and img.size == (32, 24)
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])      # truncated: the header check sees it
+    assert image_problem(str(path), "header").startswith("does not decode")

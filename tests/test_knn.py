@@ -32,20 +32,126 @@ def _faiss_flat(db, q, k):
     return index.search(q, k)[1]
 
 
+def _distances64(db, q):
+    """Squared L2 distances in float64, from the same (float16 or float32) values."""
+    db, q = np.asarray(db, np.float64), np.asarray(q, np.float64)
+    return (q ** 2).sum(1)[:, None] - 2 * q @ db.T + (db ** 2).sum(1)[None]
+
+
+def _assert_nearest(db, q, found, k, rtol=1e-5):
+    """``found`` holds, per query and nearest first, k distinct rows whose float64 distances are the k smallest
+    ones rank by rank (up to float32 rounding): the brute-force top-k, up to ties."""
+    d = _distances64(db, q)
+    k = min(k, len(db))
+    assert found.shape == (len(q), k) and found.dtype == np.int64
+    assert ((found >= 0) & (found < len(db))).all() and all(len(set(row)) == k for row in found.tolist())
+    expect = np.sort(d, axis=1)[:, :k]
+    assert np.allclose(np.take_along_axis(d, found, 1), expect, rtol=0, atol=rtol * max(1.0, np.abs(d).max()))
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Products of a few hundred database rows and 64 queries: many blocks, slices and query blocks."""
+    import vpr.eval.knn as knn_module
+    monkeypatch.setattr(knn_module, "_PRODUCT_ENTRIES", 64 * 300)
+    monkeypatch.setattr(knn_module, "_QUERY_ROWS", 64)
+    monkeypatch.setattr(knn_module, "_FIRST_SLICE", 40)
+    monkeypatch.setattr(knn_module, "_MIN_SCAN", 1000)     # several threads even on small problems
+
+
 @pytest.mark.parametrize("chunk_rows", [100_000, 1000, 777])
-def test_flat_search_in_chunks_returns_the_faiss_flat_neighbours(tmp_path, chunk_rows):
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_flat_search_in_chunks_returns_the_brute_force_neighbours(tmp_path, request, chunk_rows, blocks):
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
     db, q = _clustered(0)
     np.save(tmp_path / "db.npy", db.astype(np.float16))
+    mapped = np.load(tmp_path / "db.npy", mmap_mode="r")            # float16, memory-mapped
+    _assert_nearest(mapped, q, flat_search(mapped, q, 20, chunk_rows=chunk_rows), 20)
+    _assert_nearest(db, q, flat_search(db, q, 20, chunk_rows=chunk_rows), 20)
+    np.save(tmp_path / "db32.npy", db)                              # float32, memory-mapped read-only: in place
+    mapped32 = np.load(tmp_path / "db32.npy", mmap_mode="r")
+    assert (flat_search(mapped32, q, 20, chunk_rows=chunk_rows) == flat_search(db, q, 20, chunk_rows)).all()
+    _assert_nearest(db, q, flat_search(np.asfortranarray(db.astype(np.float64)), q, 20, chunk_rows), 20)
+
+
+def test_flat_search_agrees_with_faiss_flat_l2_on_clear_neighbours():
+    db, q = _clustered(4)
+    assert (flat_search(db, q, 5) == _faiss_flat(db, q, 5)).mean() > 0.999
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_vectors_need_not_be_unit_norm(request, blocks):
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    rng = np.random.default_rng(5)
+    db = (rng.normal(size=(2000, 32)) * rng.uniform(0.05, 20, (2000, 1))).astype(np.float32)   # e.g. PCA, no renorm
+    q = (rng.normal(size=(150, 32)) * rng.uniform(0.05, 20, (150, 1))).astype(np.float32)
+    _assert_nearest(db, q, flat_search(db, q, 25, chunk_rows=700), 25)
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_equal_distances_come_lower_row_first(request, blocks):
+    """Exact ties (integer vectors: float32 distances are exact) across slices, blocks and chunks."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    rng = np.random.default_rng(6)
+    base = rng.integers(-3, 4, size=(60, 8)).astype(np.float32)
+    db = base[rng.integers(0, len(base), 3000)]                      # every vector many times over
+    q = base[rng.integers(0, len(base), 70)] + rng.integers(-1, 2, size=(70, 8)).astype(np.float32)
+    d = _distances64(db, q)
+    expect = np.lexsort((np.broadcast_to(np.arange(len(db)), d.shape), d), axis=1)[:, :30]
+    for chunk_rows in (100_000, 450):
+        assert (flat_search(db, q, 30, chunk_rows=chunk_rows) == expect).all()
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_rows_in_decreasing_order_of_distance(request, blocks):
+    """Each new slice beats every threshold: the queries' thresholds are lowered from the slice itself."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    rng = np.random.default_rng(7)
+    q = rng.normal(size=(40, 16)).astype(np.float32)
+    db = rng.normal(size=(2500, 16)).astype(np.float32)
+    db = db[np.argsort(-_distances64(db, q[:1])[0], kind="stable")]   # farthest from query 0 first
+    _assert_nearest(db, q, flat_search(db, q, 10, chunk_rows=1000), 10)
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 5), (2, 1), (2, 2), (3, 20), (7, 20), (40, 40), (41, 40)])
+def test_tiny_databases_and_k_up_to_larger_than_the_database(tmp_path, n, k):
+    rng = np.random.default_rng(n * 100 + k)
+    db, q = rng.normal(size=(n, 16)).astype(np.float32), rng.normal(size=(9, 16)).astype(np.float32)
+    np.save(tmp_path / "db.npy", db.astype(np.float16))
     mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
-    reference = _faiss_flat(mapped, q, 20)   # the float16 values, searched in one piece
-    assert (flat_search(mapped, q, 20, chunk_rows=chunk_rows) == reference).all()
-    assert (flat_search(db, q, 20, chunk_rows=chunk_rows) == _faiss_flat(db, q, 20)).all()
+    for database in (db, mapped):
+        for chunk_rows in (65536, 3):
+            out = flat_search(database, q, k, chunk_rows=chunk_rows)
+            _assert_nearest(database, q, out, k)
+            if k >= n:
+                assert all(sorted(row) == list(range(n)) for row in out.tolist())
+
+
+def test_no_queries_or_k_zero_give_empty_results():
+    db, q = _clustered(1, nb=10, nq=3)
+    assert flat_search(db, q[:0], 5).shape == (0, 5)
+    assert flat_search(db, q, 0).shape == (3, 0)
 
 
 def test_k_larger_than_the_database_returns_every_row():
     db, q = _clustered(1, nb=7, nq=3)
     out = flat_search(db, q, 20, chunk_rows=3)
     assert out.shape == (3, 7) and all(sorted(row) == list(range(7)) for row in out)
+
+
+def test_keys_order_by_distance_then_row_and_give_back_the_distance():
+    from vpr.eval.knn import _keys, _thresholds
+    dist = np.array([-1.5, -0.0, 0.0, 1e-30, 2.5, 2.5, np.inf, -np.inf, 7.0], np.float32)
+    rows = np.array([3, 9, 2, 5, 8, 1, 0, 4, 6])
+    keys = _keys(dist, rows)
+    order = np.argsort(keys)
+    assert [(float(dist[i]) + 0.0, int(rows[i])) for i in order] == sorted(zip((dist + 0).tolist(), rows.tolist()))
+    for i in range(len(dist)):
+        assert _thresholds(keys[None, i:i + 1])[0] == dist[i]
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads resident memory from /proc")
@@ -66,6 +172,23 @@ def test_chunks_of_a_memory_mapped_file_do_not_stay_resident(tmp_path):
     assert peak < 8, f"{peak:.1f} MiB of the file stayed resident"
     np.asarray(mapped, dtype=np.float32).sum()    # the naive way keeps all 32 MiB resident
     assert file_pages_mib() - before > 24
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads resident memory from /proc")
+def test_a_float32_memory_mapped_database_is_searched_in_place_and_released(tmp_path):
+    rows, dim = 32768, 256                        # 32 MiB of float32: searched in place, chunk by chunk
+    np.save(tmp_path / "big.npy", np.random.default_rng(8).normal(size=(rows, dim)).astype(np.float32))
+
+    def file_pages_mib():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+
+    mapped = np.load(tmp_path / "big.npy", mmap_mode="r")
+    before = file_pages_mib()
+    found = flat_search(mapped, np.asarray(mapped[:5]), 3, chunk_rows=4096)
+    assert (found[:, 0] == np.arange(5)).all()
+    assert file_pages_mib() - before < 8, "the chunks' pages stayed resident"
 
 
 @pytest.mark.parametrize("index,settings", [("ivf", {"probe": 8}), ("ivf", {"encoding": "sq8", "lists": 20}),

@@ -148,11 +148,52 @@ def test_query_list_without_coordinates_gives_predictions_but_no_recall(trees, t
     for i, q in enumerate(sorted((root / "queries").iterdir())):
         q.rename(root / "queries" / f"IMG_{i:04d}.jpg")
     with pytest.warns(DataWarning, match="none of the 24 query names carries coordinates: recall is skipped"):
-        s, _ = layouts.build_eval_index(str(root))
+        s, _ = layouts.build_eval_index(str(root), unlabelled_queries=True)
     assert not s.has_coordinates and s.num_queries == 24 and s.positives.counts.sum() == 0
+    with pytest.raises(DataError, match="none of the 24 query names .*24 without coordinates in the name"):
+        layouts.build_eval_index(str(root))                       # not asked for: a clear error, not a silent skip
     gt.save_eval_set(s, tmp_path / "gt")
     assert gt.load_info(tmp_path / "gt")["queries_have_coordinates"] is False
 
+
+
+PATTERN = "@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading@pitch@roll@height@timestamp@note@.jpg"
+
+
+def _drop_last_field(path):
+    """Rename an '@' image to 13 fields (its coordinates stay valid); returns the new path."""
+    tokens = path.name.split("@")
+    return path.rename(path.with_name("@".join(tokens[:-3] + tokens[-2:])))
+
+
+def test_names_with_a_wrong_field_count_are_reported_as_such_not_as_without_coordinates(trees, tmp_path):
+    root = _copy_set(trees["course"] / "sf_xs/test", tmp_path / "test")
+    short = _drop_last_field(sorted((root / "database").iterdir())[0])
+    longer = sorted((root / "queries").iterdir())[0]
+    longer = longer.rename(longer.with_name(longer.name[:-len(".jpg")] + "extra@.jpg"))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        s, info = layouts.build_eval_index(str(root))
+    (msg,) = _messages(record)
+    assert f"1 with 13 '@' fields instead of 14: database/{short.name}" in msg
+    assert f"1 with 15 '@' fields instead of 14: queries/{longer.name}" in msg
+    assert "without coordinates" not in msg and f"expected names like {PATTERN}" in msg
+    assert s.num_database == 155 and s.num_queries == 23 and s.has_coordinates and info["skipped_images"] == 2
+
+
+def test_query_set_where_no_name_parses_fails_in_one_line_unless_unlabelled_queries_are_allowed(trees, tmp_path):
+    root = _copy_set(trees["course"] / "sf_xs/test", tmp_path / "test")
+    for q in sorted((root / "queries").iterdir()):
+        _drop_last_field(q)
+    with pytest.raises(DataError) as err:
+        layouts.build_eval_index(str(root))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{root}/queries: none of the 24 query names carries coordinates")
+    assert "24 with 13 '@' fields instead of 14" in msg and PATTERN in msg and "gt.unlabelled_queries" in msg
+    with pytest.warns(DataWarning, match="none of the 24 query names carries coordinates: recall is skipped.*"
+                                         "24 with 13 '@' fields instead of 14"):
+        s, _ = layouts.build_eval_index(str(root), unlabelled_queries=True)
+    assert not s.has_coordinates and s.num_queries == 24
 
 # --------------------------------------------------------- build_gt -> extract -> evaluate, per layout
 def _extract_and_evaluate(sets: dict, tmp_path):
@@ -202,7 +243,7 @@ def test_gsv_cities_and_vg_layouts_end_to_end_with_a_query_list_without_coordina
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         sets = {"pitts_test": layouts.build_eval_index(str(trees["vg"] / "images/test")),
-                "my_photos": layouts.build_eval_index(str(photos))}
+                "my_photos": layouts.build_eval_index(str(photos), unlabelled_queries=True)}
     metrics, table = _extract_and_evaluate(sets, tmp_path)
     assert "R@1" in metrics["pitts_test"] and "night" in metrics["pitts_test"]   # note field marks the night
     assert metrics["my_photos"] == dict(num_queries=24, num_database=156, queries_have_coordinates=False,

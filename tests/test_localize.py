@@ -169,10 +169,92 @@ def test_bad_inputs_give_one_line_errors(world, tmp_path, capsys):
     junk = tmp_path / "notes.jpg"
     junk.write_text("not an image")
     code, _, err = _cli(world, str(junk), "--model", world["model_path"], "--database", "city", capsys=capsys)
-    assert code == 2 and err.strip().startswith(f"error: {junk}: not a readable image") and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert f"{junk}" in err and "does not decode" in err and "pass photos" in err
     code, _, err = _cli(world, world["queries"][0], "--model", world["model_path"], "--database", "citty",
                         capsys=capsys)
     assert code == 2 and "--database citty" in err and "city" in err
     code, _, err = _cli(world, str(tmp_path / "missing"), "--model", world["model_path"], "--database", "city",
                         capsys=capsys)
     assert code == 2 and "no such photo or folder" in err
+
+
+def _truncated(source, target, keep=0.5):
+    """A JPEG cut short, as an interrupted copy leaves it: the header opens, the pixels do not decode."""
+    big = Image.open(source).convert("RGB")
+    big = big.resize((big.width * 4, big.height * 4), Image.BICUBIC)
+    big.save(target, quality=95)
+    data = open(target, "rb").read()
+    open(target, "wb").write(data[:int(len(data) * keep)])
+    with Image.open(target) as img:  # what the old check looked at: it passes
+        assert img.size == big.size
+
+
+def _warnings(err):
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def test_a_truncated_photo_is_skipped_with_a_warning_before_the_database_is_extracted(world, tiny_city, tmp_path,
+                                                                                     capsys, monkeypatch):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    shutil.copy(world["queries"][0], folder / "IMG_0001.jpg")
+    _truncated(world["queries"][1], folder / "IMG_0002.jpg")
+    shutil.copy(world["queries"][2], folder / "IMG_0003.jpg")
+    from vpr.localize import estimate
+    real, before = estimate.database_descriptors, []
+
+    def spy(*args, **kwargs):  # what was printed by the time the database is extracted
+        before.append(capsys.readouterr().err)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(estimate, "database_descriptors", spy)
+    code, out, err = _cli(world, str(folder), "--model", world["model_path"], "--database",
+                          str(tiny_city / "test" / "database"), "--json", "--no-pictures", capsys=capsys)
+    assert code == 0, err
+    assert len(before) == 1 and "extracting the" in err  # the database was extracted, after the photo check
+    warned = _warnings(before[0])
+    assert len(warned) == 1 and str(folder / "IMG_0002.jpg") in warned[0] and "does not decode" in warned[0]
+    assert "IMG_0001" not in warned[0] and "IMG_0003" not in warned[0] and not _warnings(err)
+    assert [os.path.basename(r["photo"]) for r in json.loads(out)] == ["IMG_0001.jpg", "IMG_0003.jpg"]
+
+
+def test_bad_images_of_a_database_folder_are_skipped_with_one_warning_naming_them(world, tiny_city, tmp_path,
+                                                                                   capsys):
+    database = tmp_path / "db"
+    shutil.copytree(tiny_city / "test" / "database", database)
+    good = sorted(database.rglob("*.jpg"))
+    shutil.copy(good[0], database / "IMG_9999.jpg")  # no '@' fields: no position
+    broken = good[1].parent / ("@" + "@".join(["0000001.00", "0000002.00"] + [""] * 12) + "@.jpg")
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    code, out, err = _cli(world, world["queries"][0], "--model", world["model_path"], "--database", str(database),
+                          "--out", str(tmp_path / "pics"), capsys=capsys)
+    assert code == 0, err
+    warned = _warnings(err)
+    assert len(warned) == 1 and str(database) in warned[0] and "2 images skipped" in warned[0]
+    assert "IMG_9999.jpg" in warned[0] and "without coordinates in the name" in warned[0]
+    assert broken.name in warned[0] and "does not decode" in warned[0]
+    assert world["queries"][0] in out and "estimated position:" in out  # the photo is still localized
+    assert "IMG_9999" not in out and broken.name not in out
+
+
+def test_a_database_folder_without_a_usable_image_is_one_error(world, tmp_path, capsys):
+    database = tmp_path / "db"
+    database.mkdir()
+    shutil.copy(world["queries"][0], database / "IMG_0001.jpg")
+    code, out, err = _cli(world, world["queries"][0], "--model", world["model_path"], "--database", str(database),
+                          capsys=capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: --database ")
+    assert "IMG_0001.jpg" in err and "without coordinates in the name" in err
+
+
+def test_when_no_photo_is_usable_the_run_stops_with_one_error_line(world, tmp_path, capsys, monkeypatch):
+    _truncated(world["queries"][0], tmp_path / "cut.jpg")
+    (tmp_path / "notes.png").write_text("not an image")
+    from vpr.localize import estimate
+    monkeypatch.setattr(estimate, "database_descriptors", lambda *a, **k: pytest.fail("database read"))
+    code, out, err = _cli(world, str(tmp_path / "cut.jpg"), str(tmp_path / "notes.png"), str(tmp_path / "gone.jpg"),
+                          "--model", world["model_path"], "--database", "city", capsys=capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    for name in ("cut.jpg", "notes.png", "gone.jpg"):
+        assert name in err

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vpr.data.groundtruth import Positives, positives_within
-from vpr.eval.retrieval import recall_at, recall_curve, search
+from vpr.eval.retrieval import correct_matrix, recall_at, recall_curve, search
 
 
 def reference_recalls(predictions, positives, ns):
@@ -153,3 +153,24 @@ def test_n_beyond_the_retrieved_k_is_refused_when_the_database_is_larger():
     positives = Positives.from_lists([[7]])
     with pytest.raises(ValueError, match="retrieved"):
         recall_at(search(db, db[:1], 2), positives, 8, [1, 5])
+
+
+def test_correct_matrix_with_unsorted_or_no_positives_matches_isin():
+    rng = np.random.default_rng(3)
+    preds = rng.integers(-1, 30, size=(6, 5))
+    lists = [rng.choice(30, size=size, replace=False) for size in (0, 3, 7, 1, 0, 12)]   # not sorted
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    positives = Positives(offsets, np.concatenate(lists).astype(np.int64))
+    expect = [[p >= 0 and p in set(lists[i].tolist()) for p in row] for i, row in enumerate(preds.tolist())]
+    assert correct_matrix(preds, positives, 30).tolist() == expect
+    assert not correct_matrix(preds, Positives(np.zeros(7, np.int64), np.zeros(0, np.int64)), 30).any()
+
+
+def test_recall_on_a_memory_mapped_float16_database_matches_brute_force(tmp_path):
+    rng = np.random.default_rng(4)
+    db, q, lists = _random_set(rng, 500, 40, dim=16)
+    np.save(tmp_path / "db.npy", db.astype(np.float16))
+    mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
+    ns = [1, 5, 10, 20]
+    assert recall_at(search(mapped, q, 20), Positives.from_lists(lists), len(db), ns) == pytest.approx(
+        brute_force_recalls(mapped, q, lists, ns))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from vpr.config.data import check_dataset
 from vpr.data import archives, download, sources
-from vpr.data.filenames import format_name
+from vpr.data.filenames import FETCH_MARKER, format_name
 from vpr.data.layouts import build_eval_index
 from vpr.errors import ConfigError, DataError
 
@@ -254,7 +254,7 @@ def test_path_source_links_subfolders_and_lists_files_without_copying(tmp_path):
     listed = (target / sources.FILE_LIST).read_text().splitlines()
     assert listed[0] == "path\tsize\tmtime_ns" and len(listed) == 1 + 8       # every file of the linked folders
     real_files = [p for p in target.rglob("*") if p.is_file() and not p.is_symlink() and "test" not in p.parts]
-    assert sorted(p.name for p in real_files) == sorted([sources.FILE_LIST, archives.MARKER])
+    assert sorted(p.name for p in real_files) == sorted([sources.FILE_LIST, FETCH_MARKER])
     gt, _ = build_eval_index(str(target / "test"))
     assert gt.num_database == 6
 
@@ -310,3 +310,42 @@ def test_drive_links_go_through_gdown_then_the_same_checks(tmp_path, monkeypatch
     assert len(list((tmp_path / "raw/tokyo_xs/test/database").iterdir())) == 6
     with pytest.raises(DataError, match="sha256 mismatch"):
         sources.fetch("other", dict(_spec(url), sha256="1" * 64), tmp_path / "raw", tmp_path / "dl", **FAST)
+
+
+def test_sha256_mismatch_prints_both_hashes_in_full(tmp_path):
+    path = tmp_path / "a.zip"
+    path.write_bytes(b"not what was expected")
+    expected = "0123456789abcdef" + "0" * 48                    # same first 16 digits as nothing real: full hashes
+    with pytest.raises(DataError) as err:
+        download.verify_sha256(str(path), expected.upper(), "http://x/a.zip")
+    msg = str(err.value)
+    assert f"expected {expected}, got {_sha(b'not what was expected')}" in msg and "..." not in msg
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("failure", ["404", "sha256"])
+def test_failed_fetch_leaves_no_empty_download_folders(tmp_path, server, failure):
+    data = _zip(_set_files())
+    server.files["/a.zip"] = data
+    url = server.url("missing.zip" if failure == "404" else "a.zip")
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl/keep").mkdir()                              # not this attempt's: left alone
+    with pytest.raises(DataError):
+        sources.fetch("a", dict(_spec(url), sha256="0" * 64), tmp_path / "raw", tmp_path / "dl", **FAST)
+    assert _leftovers(tmp_path / "dl") == ["keep"]
+
+
+def test_empty_queries_of_a_path_dataset_name_the_users_folder_not_the_link(tmp_path):
+    user = tmp_path / "my_sf_xs"
+    for name, data in _set_files("test").items():
+        if "/queries/" not in name:
+            (user / name).parent.mkdir(parents=True, exist_ok=True)
+            (user / name).write_bytes(data)
+    (user / "test/queries").mkdir()
+    (user / "test/queries/notes.txt").write_text("photos to come")
+    sources.fetch("sf_xs", dict(source="path", path=str(user)), tmp_path / "raw", tmp_path / "dl")
+    with pytest.raises(DataError) as err:
+        build_eval_index(str(tmp_path / "raw/sf_xs/test"))
+    msg = str(err.value)
+    assert f"{user}/test/queries" in msg and "check that folder" in msg and "\n" not in msg
+    assert "run fetch" not in msg and "fetched and extracted" not in msg   # fetching again would change nothing

@@ -54,6 +54,8 @@ GT = {
     "radius_m": positive(25.0, "a database image within this distance (UTM) is a positive"),
     "train_min_images": number(4, "training places with fewer images are dropped", 2),
     "strict": flag(False, "true: images without coordinates or that do not decode fail build_gt (else skipped)"),
+    "unlabelled_queries": flag(False, "true: a query folder whose names carry no coordinates is a query list "
+                               "(predictions, no recall); false: such a folder fails build_gt"),
     "check_images": one_of("header", "none | header (format + end marker) | decode (full decode, ~30x slower)",
                            ("none", "header", "decode")),
 }

@@ -13,16 +13,16 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 
 from tqdm import tqdm
 
+from vpr.data.filenames import FETCH_MARKER
 from vpr.errors import DataError
+from vpr.io import make_temp_dir
 from vpr.progress import quiet
 
-MARKER = ".fetch.json"   # written into every fetched folder: what was fetched, from where (vpr.data.sources)
 
 
 class UnsafeArchive(DataError):
@@ -40,7 +40,7 @@ def extract_archive(archive: str, target: str, root: str | None = None, marker: 
     """
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.extract.", dir=parent)
+    staging = make_temp_dir(parent, f".{os.path.basename(target)}.extract.")   # umask mode: may become target
     try:
         if zipfile.is_zipfile(archive):
             count = _extract_zip(archive, staging, progress)
@@ -50,7 +50,7 @@ def extract_archive(archive: str, target: str, root: str | None = None, marker: 
             raise DataError(f"{archive}: not a zip or tar archive (maybe an HTML error page or a truncated file); "
                             f"nothing was extracted")
         top = _pick_root(staging, root, archive)
-        with open(os.path.join(top, MARKER), "w") as fh:
+        with open(os.path.join(top, FETCH_MARKER), "w") as fh:
             json.dump({**(marker or {}), "files": count}, fh, indent=2)
         _replace_dir(top, target)
         return count
@@ -161,7 +161,7 @@ def _replace_dir(new: str, target: str) -> None:
     """Put ``new`` at ``target``; the old content is moved aside first and deleted last."""
     old = None
     if os.path.lexists(target):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old.", dir=os.path.dirname(os.path.abspath(target)))
+        old = make_temp_dir(os.path.dirname(os.path.abspath(target)), f".{os.path.basename(target)}.old.")
         os.replace(target, os.path.join(old, "x"))
     os.replace(new, target)
     if old:

@@ -1,11 +1,16 @@
 """Datasets over image paths: evaluation lists and training places."""
 from __future__ import annotations
 
+import struct
+
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from vpr.errors import DataError
+
+# UnidentifiedImageError (not an image) is an OSError, as are a truncated or garbled stream
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
 
 def load_image(path: str, draft_size=None) -> Image.Image:
@@ -26,9 +31,12 @@ def load_image(path: str, draft_size=None) -> Image.Image:
                 img.draft("RGB", (w, h))
             img.load()
             return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "
-                        f"delete or re-download the file") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)") from None
+    except DECODE_ERRORS as exc:   # what Pillow raises on a file it cannot decode (fuzzed files included)
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise DataError(f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
+                        "and rebuild data/gt (stage build_gt)") from None
 
 
 class ImageList(Dataset):

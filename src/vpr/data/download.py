@@ -49,7 +49,7 @@ def verify_sha256(path: str, expected: str | None, url: str = "", progress: bool
     got = sha256_of(path, progress)
     if got != expected.lower():
         os.remove(path)
-        raise DataError(f"{url or path}: sha256 mismatch (expected {expected.lower()[:16]}..., got {got[:16]}...); "
+        raise DataError(f"{url or path}: sha256 mismatch (expected {expected.lower()}, got {got}); "
                         f"the download was deleted: re-run fetch, or fix the dataset's sha256 in params.yaml")
 
 

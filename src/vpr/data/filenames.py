@@ -12,9 +12,13 @@ import numpy as np
 
 from vpr.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")   # what every image listing reads (lower-cased suffix)
+# what every image listing reads (lower-cased suffix): the formats PIL decodes without extra libraries
+FETCH_MARKER = ".fetch.json"   # in every fetched folder: what was fetched, from where (vpr.data.sources)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 FIELDS = ("utm_east", "utm_north", "utm_zone", "utm_band", "lat", "lon", "pano_id", "tile",
           "heading", "pitch", "roll", "height", "timestamp", "note")
+PATTERN = "@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading@pitch@roll@height@timestamp@note@.jpg"
+NO_COORDINATES = "without coordinates in the name"
 
 
 @dataclass(frozen=True)
@@ -35,22 +39,38 @@ class ImageName:
     note: str = ""
 
 
+def _coordinates(tokens: list[str]) -> tuple[float, float] | None:
+    """UTM east, north of the split name, or None when they are not finite numbers."""
+    try:
+        east, north = float(tokens[1]), float(tokens[2])
+    except (ValueError, IndexError):
+        return None
+    return (east, north) if np.isfinite(east) and np.isfinite(north) else None
+
+
+def name_problem(path: str | os.PathLike) -> str | None:
+    """Short reason the name does not parse (grouped in reports: ``with 13 '@' fields instead of 14``,
+    ``without coordinates in the name``), or None when it parses."""
+    tokens = os.path.basename(os.fspath(path)).split("@")
+    if tokens[0] != "" or _coordinates(tokens) is None:
+        return NO_COORDINATES
+    if len(tokens) != len(FIELDS) + 2:
+        return f"with {len(tokens) - 2} '@' fields instead of {len(FIELDS)}"
+    return None
+
+
 def parse_name(path: str | os.PathLike) -> ImageName:
-    """Fields of one image name; raises DataError naming the file when it has no coordinates."""
+    """Fields of one image name; raises DataError naming the file and what is wrong with its name."""
     base = os.path.basename(os.fspath(path))
     tokens = base.split("@")
     if len(tokens) != len(FIELDS) + 2 or tokens[0] != "":
-        raise DataError(f"{path}: expected a name '@UTM_east@UTM_north@zone@band@lat@lon@pano_id@tile@heading"
-                        f"@pitch@roll@height@timestamp@note@.ext' with {len(FIELDS)} '@' fields, "
-                        f"found {max(len(tokens) - 2, 0)}; rename the file or remove it from the folder")
-    try:
-        east, north = float(tokens[1]), float(tokens[2])
-    except ValueError:
-        raise DataError(f"{path}: UTM east/north fields '{tokens[1]}', '{tokens[2]}' are not numbers; "
-                        f"the name must start with '@<east>@<north>@'") from None
-    if not (np.isfinite(east) and np.isfinite(north)):
-        raise DataError(f"{path}: UTM coordinates must be finite numbers")
-    return ImageName(east, north, *tokens[3:len(FIELDS) + 1])
+        raise DataError(f"{path}: name has {max(len(tokens) - 2, 0)} '@' fields, expected {len(FIELDS)}: "
+                        f"{PATTERN} (any image extension); rename the file or remove it from the folder")
+    coords = _coordinates(tokens)
+    if coords is None:
+        raise DataError(f"{path}: UTM east/north fields '{tokens[1]}', '{tokens[2]}' are not finite numbers; "
+                        f"the name must start with '@<east>@<north>@' ({PATTERN})")
+    return ImageName(*coords, *tokens[3:len(FIELDS) + 1])
 
 
 def format_name(utm_east: float, utm_north: float, utm_zone: int | str = "", utm_band: str = "",

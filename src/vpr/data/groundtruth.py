@@ -20,22 +20,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpr.data.filenames import IMAGE_EXTENSIONS, parse_name
+from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS, parse_name
 from vpr.errors import DataError
 from vpr.io import atomic_dir, atomic_path
 
+
+
+def _linked_from(folder: str) -> str | None:
+    """The user's real folder when ``folder`` lies in a ``path`` dataset (linked, not copied), else None."""
+    d = os.path.abspath(folder)
+    while not os.path.isfile(os.path.join(d, FETCH_MARKER)):
+        if os.path.dirname(d) == d:
+            return None
+        d = os.path.dirname(d)
+    try:
+        with open(os.path.join(d, FETCH_MARKER)) as fh:
+            source = json.load(fh).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return os.path.realpath(folder) if source == "path" else None
+
+
+def _folder_error(folder: str, problem: str, fix: str) -> DataError:
+    """``problem`` of ``folder``; in a ``path`` dataset it names the user's folder (fetching again changes nothing)."""
+    real = _linked_from(folder)
+    if real:
+        return DataError(f"{real}: {problem} (linked as {folder}); check that folder or the dataset's path in "
+                         f"params.yaml: fetching again links the same folder")
+    return DataError(f"{folder}: {problem}; {fix}")
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
     """Sorted image paths under ``folder`` (recursive), as the reference protocol sorts them."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise DataError(f"{folder}: folder not found; run the fetch stage or fix the dataset path in params.yaml")
+        raise _folder_error(folder, "folder not found", "run the fetch stage or fix the dataset path in params.yaml")
     paths = []
     for dirpath, _, files in os.walk(folder):
         paths += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
-        raise DataError(f"{folder}: no .jpg/.png images found; check that the dataset was fetched and extracted")
+        raise _folder_error(folder, f"no {'/'.join(IMAGE_EXTENSIONS)} images found",
+                            "check that the dataset was fetched and extracted")
     return sorted(paths)
 
 

@@ -26,19 +26,31 @@ class Problems:
     def __init__(self, where: str):
         self.where = where
         self.by_reason: dict[str, list[str]] = {}
+        self.hints: dict[str, None] = {}          # said once after the names (ordered set)
 
-    def add(self, reason: str, name: str) -> None:
+    def add(self, reason: str, name: str, hint: str | None = None) -> None:
         self.by_reason.setdefault(reason, []).append(name)
+        if hint:
+            self.hints[hint] = None
+
+    def merge(self, other: "Problems") -> None:
+        for reason, names in other.by_reason.items():
+            self.by_reason.setdefault(reason, []).extend(names)
+        self.hints.update(other.hints)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_reason.values())
 
-    def message(self) -> str:
+    def summary(self) -> str:
+        """``2 with 13 '@' fields instead of 14: a.jpg, b.jpg; 1 does not decode: c.jpg; <hints>``"""
         parts = []
         for reason, names in self.by_reason.items():
             more = f", ... (+{len(names) - SHOW} more)" if len(names) > SHOW else ""
             parts.append(f"{len(names)} {reason}: {', '.join(names[:SHOW])}{more}")
-        return f"{self.where}: {len(self)} images skipped: " + "; ".join(parts)
+        return "; ".join(parts + list(self.hints))
+
+    def message(self) -> str:
+        return f"{self.where}: {len(self)} images skipped: {self.summary()}"
 
     def report(self, strict: bool) -> None:
         if not self:
@@ -51,7 +63,8 @@ class Problems:
 
 def image_problem(path: str, check: str = "header") -> str | None:
     """Why ``path`` is not a usable image, or None. ``header``: format, size and (JPEG) end marker / (PNG)
-    chunk CRCs — catches truncated files at ~0.05 ms per 512 px JPEG; ``decode``: a full decode (~1 ms)."""
+    chunk CRCs — catches truncated files at ~0.05 ms per 512 px JPEG; other formats are decoded;
+    ``decode``: a full decode (~1 ms)."""
     if check == "none":
         return None
     try:
@@ -66,6 +79,8 @@ def image_problem(path: str, check: str = "header") -> str | None:
                 fh.seek(-min(1024, os.fstat(fh.fileno()).st_size), os.SEEK_END)
                 if b"\xff\xd9" not in fh.read():
                     return "does not decode (no JPEG end marker: truncated)"
+            else:                                      # WebP, TIFF, BMP: no cheap tail check, decode them
+                img.load()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         return f"does not decode ({exc.__class__.__name__})"
     return None

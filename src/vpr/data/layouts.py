@@ -2,8 +2,9 @@
 
 Evaluation sets: ``<set>/{database,queries}/`` with ``@``-named images — the course (``sf_xs/val``,
 ``sf_xs/test``, ``tokyo_xs/test``) and the VG benchmark (``<name>/images/{train,val,test}``). A query
-folder whose names carry no coordinates at all is a query list (``--no_labels`` style): descriptors and
-predictions work, recall is skipped with a warning. Known set sizes are checked as warnings.
+folder whose names carry no coordinates at all is a DataError, or, with ``unlabelled_queries``, a query
+list (``--no_labels`` style): descriptors and predictions work, recall is skipped with a warning. Known set
+sizes are checked as warnings.
 
 Training sets: ``@``-named ``<city>/`` folders with note ``placeID_City`` (GSV-XS), or the original
 GSV-Cities layout (read by :mod:`vpr.data.gsv_cities`); extra image folders join the training places
@@ -18,7 +19,7 @@ import os
 
 import numpy as np
 
-from vpr.data.filenames import parse_name
+from vpr.data.filenames import NO_COORDINATES, PATTERN, name_problem, parse_name
 from vpr.data.groundtruth import EvalSet, Positives, list_images, positives_within, train_set_from_places
 from vpr.data.gsv_cities import gsv_cities_images
 from vpr.data.image_checks import SHOW, Problems, check_images, warn
@@ -39,7 +40,9 @@ def _coordinates(paths, problems: Problems | None, base: str):
         except DataError:
             names.append(None)
             if problems is not None:
-                problems.add("without coordinates in the name", os.path.relpath(p, base))
+                reason = name_problem(p) or NO_COORDINATES
+                problems.add(reason, os.path.relpath(p, base),
+                             hint=None if reason == NO_COORDINATES else f"expected names like {PATTERN}")
             continue
         utm[i] = n.utm_east, n.utm_north
         names.append(n)
@@ -77,9 +80,24 @@ def check_known_size(known_as: str | None, num_database: int, num_queries: int, 
              f"fetch@{dataset}")
 
 
+def _unlabelled(set_dir: str, num_queries: int, reasons: Problems, allowed: bool) -> None:
+    """No query name parses: a DataError naming what is wrong, or (``allowed``) a warning that recall is skipped."""
+    why = reasons.summary()
+    if PATTERN not in why:
+        why += f"; expected names like {PATTERN}"
+    head = f"{set_dir}/queries: none of the {num_queries} query names carries coordinates"
+    if not allowed:
+        raise DataError(f"{head} ({why}); rename them, or set gt.unlabelled_queries: true to use them as a query "
+                        f"list without recall")
+    warn(f"{head}: recall is skipped for this set; descriptors and predictions are still computed ({why})")
+
+
 def build_eval_index(set_dir: str, radius_m: float = 25.0, strict: bool = False, check: str = "header",
-                     night: dict | None = None, known_as: str | None = None, progress: bool = False):
-    """Ground truth of ``<set_dir>/{database,queries}``; returns (EvalSet, extra info for info.json)."""
+                     night: dict | None = None, known_as: str | None = None, progress: bool = False,
+                     unlabelled_queries: bool = False):
+    """Ground truth of ``<set_dir>/{database,queries}``; returns (EvalSet, extra info for info.json).
+    ``unlabelled_queries``: queries whose names carry no coordinates at all are a query list (no recall)
+    instead of a DataError."""
     set_dir = os.fspath(set_dir)
     _require_set_dir(set_dir)
     db = list_images(os.path.join(set_dir, "database"))
@@ -87,15 +105,13 @@ def build_eval_index(set_dir: str, radius_m: float = 25.0, strict: bool = False,
     check_known_size(known_as, len(db), len(qs), set_dir)
     problems = Problems(set_dir)
     db_utm, _ = _coordinates(db, problems, set_dir)
-    q_utm, q_names = _coordinates(qs, None, set_dir)
+    q_problems = Problems(f"{set_dir}/queries")
+    q_utm, q_names = _coordinates(qs, q_problems, set_dir)
     labelled = any(n is not None for n in q_names)
     if labelled:
-        for p, n in zip(qs, q_names):
-            if n is None:
-                problems.add("without coordinates in the name", os.path.relpath(p, set_dir))
+        problems.merge(q_problems)     # a few bad names: skipped with the others (or fatal with strict)
     else:
-        warn(f"{set_dir}/queries: none of the {len(qs)} query names carries coordinates: recall is skipped for "
-             f"this set; descriptors and predictions are still computed")
+        _unlabelled(set_dir, len(qs), q_problems, unlabelled_queries)
     keep_db = check_images(db, check, problems, set_dir, progress, only=np.isfinite(db_utm).all(1))
     keep_q = check_images(qs, check, problems, set_dir, progress,
                           only=np.isfinite(q_utm).all(1) if labelled else None)

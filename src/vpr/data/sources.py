@@ -24,9 +24,9 @@ import json
 import os
 from types import SimpleNamespace
 
-from vpr.data.archives import MARKER, UnsafeArchive, extract_archive
+from vpr.data.archives import UnsafeArchive, extract_archive
 from vpr.data.download import archive_name, download
-from vpr.data.filenames import IMAGE_EXTENSIONS
+from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS
 from vpr.errors import DataError
 from vpr.io import atomic_dir
 
@@ -55,26 +55,43 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
         return f"already fetched from {s.url} ({done.get('files')} files); delete {target} to fetch it again"
     # one folder per URL: a partial file is only ever resumed from the address it came from
     folder = os.path.join(downloads, name, hashlib.sha1(s.url.encode()).hexdigest()[:12])
-    archive = download(s.url, os.path.join(folder, archive_name(s.url, name)), sha256=s.sha256, retries=retries,
-                       backoff_s=backoff_s, timeout_s=timeout_s, progress=progress)
+    created = [d for d in (folder, os.path.dirname(folder), downloads) if not os.path.isdir(d)]
     try:
-        n = extract_archive(archive, target, root=s.root, marker=marker, progress=progress)
+        archive = download(s.url, os.path.join(folder, archive_name(s.url, name)), sha256=s.sha256,
+                           retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, progress=progress)
+        n = _extract(archive, target, s.root, marker, progress)
+    except BaseException:
+        _remove_empty(created)   # what this attempt created and left empty (a kept .part stays, with its folder)
+        raise
+    _remove_empty([folder, os.path.dirname(folder)])
+    return f"downloaded and extracted {n} files from {s.url}"
+
+
+def _extract(archive: str, target: str, root: str | None, marker: dict, progress: bool) -> int:
+    """Extract, then delete the archive (the extracted folder is what the pipeline and DVC keep);
+    an unusable archive is deleted too, so the next run downloads it afresh."""
+    try:
+        n = extract_archive(archive, target, root=root, marker=marker, progress=progress)
     except UnsafeArchive:
         os.remove(archive)
         raise
     except DataError as exc:
-        os.remove(archive)   # unusable: the next run downloads it afresh
+        os.remove(archive)
         raise DataError(f"{exc}; the download was deleted: re-run fetch to download it again") from None
-    os.remove(archive)       # the extracted folder is what the pipeline (and DVC) keeps
-    for empty in (folder, os.path.dirname(folder)):
-        if not os.listdir(empty):
-            os.rmdir(empty)
-    return f"downloaded and extracted {n} files from {s.url}"
+    os.remove(archive)
+    return n
+
+
+def _remove_empty(folders) -> None:
+    """Remove each folder that exists and is empty, in order (innermost first)."""
+    for d in folders:
+        if os.path.isdir(d) and not os.listdir(d):
+            os.rmdir(d)
 
 
 def read_marker(target: str) -> dict | None:
     try:
-        with open(os.path.join(target, MARKER)) as fh:
+        with open(os.path.join(target, FETCH_MARKER)) as fh:
             return json.load(fh)
     except (OSError, ValueError):
         return None
@@ -117,6 +134,6 @@ def link_folder(src: str, target: str, raw_root: str = "data/raw") -> int:
                         st = os.stat(p)
                         fh.write(f"{os.path.relpath(p, src_abs)}\t{st.st_size}\t{st.st_mtime_ns}\n")
                         count += 1
-        with open(os.path.join(tmp, MARKER), "w") as fh:
+        with open(os.path.join(tmp, FETCH_MARKER), "w") as fh:
             json.dump(dict(source="path", path=src_abs, folders=folders, files=count), fh, indent=2)
     return count

@@ -2,10 +2,12 @@
 
 ``eval.index`` in params.yaml picks the method; its settings live in ``eval.<index>`` (e.g. ``eval.ivf``).
 
-Flat search is exact (faiss IndexFlatL2, the reference protocol's ranking) and reads the database a
-chunk of rows at a time, so a memory-mapped float16 ``.npy`` of any size never has to fit in memory as
-float32: each chunk is converted, searched, merged into a running top-k (faiss ResultHeap), and its
-memory-mapped pages are handed back to the OS, so resident memory stays at about one chunk.
+Flat search is exact L2 and reads the database a chunk of rows at a time, so a memory-mapped float16 ``.npy``
+of any size never has to fit in memory as float32: each chunk is converted once (a float32 array is used in
+place), searched, and its memory-mapped pages are handed back to the OS, so resident memory stays at about
+one chunk. Per block of database rows it is one float32 distance-matrix product (faiss pairwise_L2sqr: one
+BLAS sgemm, all threads) and a scan that keeps, per query, only the distances below its current k-th best
+(see ``flat_search``); no distance matrix of the whole database is ever held.
 
 Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; they keep the vectors
 with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
@@ -22,6 +26,14 @@ import numpy as np
 from vpr.registry import Registry
 
 INDEXES = Registry("index")
+
+_PRODUCT_ENTRIES = 1 << 25   # distances per product (128 MiB of float32): query rows x database rows
+_QUERY_ROWS = 4096           # queries per matrix product (more queries: several products per block)
+_MASK_BYTES = 1 << 20        # comparison bits per scan step, in cache
+_MIN_SCAN = 1 << 20          # distances scanned per thread at least
+_FIRST_SLICE = 512           # database rows whose k-th best distance first sets each query's threshold
+_EMPTY = np.uint64(np.iinfo(np.uint64).max)   # key of a slot not filled yet
+_ROW_BITS = np.uint64(32)
 
 
 def _release_pages(chunk: np.ndarray) -> None:
@@ -40,11 +52,18 @@ def _release_pages(chunk: np.ndarray) -> None:
 
 
 def iter_chunks(database: np.ndarray, chunk_rows: int):
-    """(first row, float32 chunk) over the database. One buffer serves every chunk (a chunk is valid until the
-    next one is drawn) and memory-mapped pages are released once copied: memory stays at one chunk."""
-    buffer = np.empty((min(chunk_rows, len(database)), database.shape[1]), np.float32)
+    """(first row, float32 chunk) over the database. A C-contiguous float32 array is served in place; any other
+    is converted into one buffer that serves every chunk (a chunk is valid until the next one is drawn).
+    Memory-mapped pages are released once a chunk is done with: memory stays at one chunk."""
+    buffer = None
     for start in range(0, len(database), chunk_rows):
         view = database[start:start + chunk_rows]
+        if view.dtype == np.float32 and view.flags.c_contiguous:
+            yield start, view
+            _release_pages(view)
+            continue
+        if buffer is None:
+            buffer = np.empty((min(chunk_rows, len(database)), database.shape[1]), np.float32)
         chunk = buffer[:len(view)]
         np.copyto(chunk, view, casting="same_kind")
         _release_pages(view)
@@ -53,21 +72,133 @@ def iter_chunks(database: np.ndarray, chunk_rows: int):
 
 def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536) -> np.ndarray:
     """Exact k nearest database rows (L2) of each query, nearest first: (num_queries, min(k, n)) int64.
-    faiss flat L2 search (as IndexFlatL2) of one chunk of rows at a time, merged in a faiss ResultHeap."""
+
+    Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them
+    (one sgemm), then a scan (``_scan``) that keeps the few below each query's current k-th best, the queries
+    shared among threads. Equal distances: the lower database row first.
+    """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, len(database))
-    if k == 0 or len(queries) == 0:
-        return np.zeros((len(queries), k), np.int64)
-    if len(database) <= chunk_rows:       # one chunk: no merging
-        (_, chunk), = iter_chunks(database, chunk_rows)
-        return faiss.knn(queries, chunk, k, faiss.METRIC_L2)[1].astype(np.int64)
-    heap = faiss.ResultHeap(len(queries), k, keep_max=False)
-    for start, chunk in iter_chunks(database, chunk_rows):
-        # faiss.knn = IndexFlatL2's search without copying the chunk into an index
-        dist, idx = faiss.knn(queries, chunk, k, faiss.METRIC_L2)   # -1 / inf beyond a short chunk's size
-        heap.add_result(dist, np.where(idx >= 0, idx + start, -1))
-    heap.finalize()
-    return heap.I.astype(np.int64)
+    n, nq = len(database), len(queries)
+    k = min(k, n)
+    if k == 0 or nq == 0:
+        return np.zeros((nq, k), np.int64)
+    if n >= 1 << 32:
+        raise ValueError(f"flat search packs database rows in 32 bits: {n} rows are too many")
+    top = np.full((nq, k), _EMPTY)                  # per query its k best (distance, row) keys so far, unsorted
+    q_rows = min(nq, _QUERY_ROWS)
+    most = min(n, max(_PRODUCT_ENTRIES // q_rows, 2 * k))
+    dist = np.empty(q_rows * most, np.float32)      # only the part a product writes is ever touched
+    masks = np.zeros((len(_parts(q_rows, most)), _MASK_BYTES + 8), bool)   # + 8: read 8 at a time (_nonzero)
+    with ThreadPoolExecutor(len(masks)) as pool:
+        for start, chunk in iter_chunks(database, chunk_rows):
+            cols = -(-len(chunk) // -(-len(chunk) // most))     # equal blocks of at most ``most`` rows
+            for lo in range(0, len(chunk), cols):
+                block = chunk[lo:lo + cols]
+                for q0 in range(0, nq, q_rows):
+                    q, q_top = queries[q0:q0 + q_rows], top[q0:q0 + q_rows]
+                    product = dist[:len(q) * len(block)].reshape(len(q), len(block))
+                    faiss.pairwise_L2sqr(q.shape[1], len(q), faiss.swig_ptr(q), len(block), faiss.swig_ptr(block),
+                                         faiss.swig_ptr(product))
+                    list(pool.map(lambda part, mask: _scan(product[part], q_top[part], start + lo, mask),
+                                  _parts(len(q), len(block)), masks))
+    top.sort(axis=1)                                # keys order by distance (nearest first), then by row
+    return np.where(top == _EMPTY, -1, (top & np.uint64(0xFFFFFFFF)).astype(np.int64))
+
+
+def _parts(rows: int, cols: int) -> list[slice]:
+    """Rows split among the CPUs this process may use (a thread per _MIN_SCAN distances at least)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = max(1, min(cpus, rows, rows * cols // _MIN_SCAN))
+    bounds = np.linspace(0, rows, count + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _scan(dist: np.ndarray, top: np.ndarray, first_row: int, mask: np.ndarray) -> None:
+    """Merge a block's distances into ``top`` in column slices as wide as the rows seen so far (the first
+    ``_FIRST_SLICE``): each slice is compared with the thresholds the previous ones left, so a query meets
+    about k candidates per slice, in log2(n / _FIRST_SLICE) slices."""
+    k, lo = top.shape[1], 0
+    while lo < dist.shape[1]:
+        seen = first_row + lo
+        hi = min(dist.shape[1], lo + max(_FIRST_SLICE, 2 * k, seen))
+        rows, cols, values = _candidates(dist[:, lo:hi], _thresholds(top), k, mask)
+        _merge(top, rows, _keys(values, cols + seen))
+        lo = hi
+
+
+def _candidates(dist, thr, k, mask):
+    """(query, column, distance) of the slice's entries below ``thr`` (query order). Queries without k results
+    yet, or with too many candidates (database rows in decreasing order of distance), first lower their
+    threshold to just above the k-th smallest distance of this slice."""
+    if dist.shape[1] > k:
+        fresh = np.isposinf(thr)
+        if fresh.all():
+            thr[:] = _above_kth(dist, k)
+        elif fresh.any():
+            thr[fresh] = _above_kth(dist[fresh], k)
+    rows, cols, values = _below(dist, thr, mask)
+    heavy = np.flatnonzero(np.bincount(rows, minlength=len(thr)) > 16 * k + 64)
+    if heavy.size:
+        thr[heavy] = np.minimum(thr[heavy], _above_kth(dist[heavy], k))
+        rows, cols, values = _below(dist, thr, mask)
+    return rows, cols, values
+
+
+def _above_kth(dist: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the float32 just above the k-th smallest value: ``< result`` keeps the k best and their ties."""
+    return np.nextafter(np.partition(dist, k - 1, axis=1)[:, k - 1], np.float32(np.inf))
+
+
+def _below(dist, thr, mask):
+    """(query, column, distance) of the entries < thr, a group of query rows at a time (the comparison bits fit
+    ``mask``, in cache)."""
+    nq, width = dist.shape
+    group, found = max(1, (len(mask) - 8) // width), []
+    for r0 in range(0, nq, group):
+        part = dist[r0:r0 + group]
+        np.less(part, thr[r0:r0 + group, None], out=mask[:part.size].reshape(part.shape))
+        rows, cols = np.divmod(_nonzero(mask, part.size), width)
+        found.append((rows + r0, cols, part[rows, cols]))      # while the part is in cache
+    return tuple(np.concatenate(x) for x in zip(*found))
+
+
+def _nonzero(mask: np.ndarray, size: int) -> np.ndarray:
+    """np.flatnonzero(mask[:size]) for a sparse mask, 8 bytes at a time (``mask`` has 8 spare entries)."""
+    words = -(-size // 8)
+    mask[size:words * 8] = False
+    packed = mask[:words * 8].view(np.uint64)
+    hit = np.flatnonzero(packed != 0)
+    bits = np.flatnonzero(packed[hit].view(np.bool_))
+    return hit[bits >> 3] * 8 + (bits & 7)
+
+
+def _keys(dist: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(distance, database row) packed in a uint64 that orders by distance, then row."""
+    bits = (dist + np.float32(0)).view(np.int32)                    # + 0: -0.0 becomes 0.0
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)                      # int32 order = float order
+    return ((ordered.view(np.uint32) ^ np.uint32(1 << 31)).astype(np.uint64) << _ROW_BITS) | rows.astype(np.uint64)
+
+
+def _thresholds(top: np.ndarray) -> np.ndarray:
+    """Per query, the distance of its k-th best key (inf while it has fewer than k): what a new row must beat."""
+    worst = top.max(axis=1)
+    ordered = ((worst >> _ROW_BITS).astype(np.uint32) ^ np.uint32(1 << 31)).view(np.int32)
+    dist = (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).view(np.float32)
+    return np.where(worst == _EMPTY, np.float32(np.inf), dist)
+
+
+def _merge(top: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> None:
+    """Put each query's new keys (``rows`` ascending) with its current k and keep the k smallest."""
+    if not rows.size:
+        return
+    k, counts = top.shape[1], np.bincount(rows, minlength=len(top))
+    touched = np.flatnonzero(counts)
+    n = counts[touched]
+    padded = np.full((len(touched), k + int(n.max())), _EMPTY)
+    padded[:, :k] = top[touched]
+    local = rows if len(touched) == len(top) else np.repeat(np.arange(len(touched)), n)
+    padded[local, np.arange(len(rows)) - np.repeat(np.cumsum(n) - n - k, n)] = keys
+    top[touched] = np.partition(padded, k - 1, axis=1)[:, :k]
 
 
 def _train_sample(database: np.ndarray, count: int, seed: int = 0) -> np.ndarray:

@@ -12,8 +12,9 @@ from vpr.eval.knn import flat_search
 
 
 def search(database: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices (num_queries, k) of the ``k`` nearest database descriptors (L2), nearest first.
-    Exact (faiss IndexFlatL2), a chunk of the database at a time (vpr.eval.knn): any size, float16 or not."""
+    """Indices (num_queries, k) of the ``k`` nearest database descriptors (L2), nearest first; equal distances:
+    the lower database row first. Exact (the float32 distances faiss IndexFlatL2 computes, one matrix product
+    per block), a chunk of the database at a time (vpr.eval.knn.flat_search): any size, float16 or not."""
     return flat_search(database, queries, k)
 
 
@@ -46,8 +47,13 @@ def correct_matrix(predictions: np.ndarray, positives: Positives, num_database: 
     """Boolean (num_queries, k): is prediction [q, r] a positive of query q."""
     nq = len(predictions)
     pos_keys = np.repeat(np.arange(nq, dtype=np.int64), positives.counts) * num_database + positives.indices
+    if not pos_keys.size:
+        return np.zeros(predictions.shape, bool)
+    if (pos_keys[1:] < pos_keys[:-1]).any():     # Positives.from_lists sorts each query's list already
+        pos_keys = np.sort(pos_keys)
     pred_keys = np.arange(nq, dtype=np.int64)[:, None] * num_database + predictions
-    return np.isin(pred_keys, pos_keys) & (predictions >= 0)   # -1: an approximate index found fewer than k
+    at = np.minimum(np.searchsorted(pos_keys, pred_keys), len(pos_keys) - 1)
+    return (pos_keys[at] == pred_keys) & (predictions >= 0)   # -1: an approximate index found fewer than k
 
 
 NO_HIT = np.iinfo(np.int64).max   # first-correct rank of a query with no positive among its retrieved images

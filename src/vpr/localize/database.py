@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpr.data.filenames import parse_name
+from vpr.data.filenames import NO_COORDINATES, PATTERN, name_problem, parse_name
 from vpr.data.groundtruth import list_images, load_eval_set
+from vpr.data.image_checks import Problems, check_images, warn
 from vpr.errors import DataError
 
 
@@ -30,7 +31,7 @@ def open_database(database: str, gt_root: str = "data/gt", features_root: str = 
         paths = load_eval_set(os.path.join(gt_root, database)).database_paths
         features_dir = os.path.join(features_root, database)
     elif os.path.isdir(database):
-        paths, features_dir = np.array(list_images(database)), None
+        paths, features_dir = np.array(_usable_images(database)), None
     else:
         have = sorted(d for d in os.listdir(gt_root) if d != "train") if os.path.isdir(gt_root) else []
         raise DataError(f"--database {database}: neither an evaluation set under {gt_root} "
@@ -40,6 +41,27 @@ def open_database(database: str, gt_root: str = "data/gt", features_root: str = 
     zones = [(n.utm_zone, n.utm_band) for n in names]
     latlon = np.array([_latlon(n) for n in names], dtype=np.float64).reshape(-1, 2)
     return Database(np.asarray(paths), utm_xy, zones, latlon, features_dir, database)
+
+
+def _usable_images(folder: str) -> list[str]:
+    """The images of a database folder whose names carry coordinates and that decode; the others are skipped
+    with one DataWarning naming them (DataError when none is left). Checked before anything is extracted."""
+    paths = list_images(folder)
+    problems = Problems(folder)
+    named = np.ones(len(paths), dtype=bool)
+    for i, p in enumerate(paths):
+        reason = name_problem(p)
+        if reason:
+            named[i] = False
+            problems.add(reason, os.path.relpath(p, folder),
+                         hint=None if reason == NO_COORDINATES else f"expected names like {PATTERN}")
+    keep = check_images(paths, "decode", problems, folder, only=named)
+    if not keep.any():
+        raise DataError(f"--database {problems.message().replace('images skipped', 'bad images, none usable')}; "
+                        f"rename or replace them")
+    if problems:
+        warn(problems.message())
+    return [p for p, k in zip(paths, keep) if k]
 
 
 def _latlon(name) -> tuple[float, float]:

@@ -7,33 +7,39 @@ import numpy as np
 
 from vpr.data.filenames import IMAGE_EXTENSIONS
 from vpr.data.groundtruth import list_images
+from vpr.data.image_checks import Problems, image_problem, warn
 from vpr.errors import DataError
 from vpr.localize.database import Database, database_descriptors, to_latlon
 
 
 def collect_photos(items) -> list[str]:
-    """Files as given, folders expanded (recursively, sorted); everything checked before any work."""
-    photos = []
+    """Files as given, folders expanded (recursively, sorted), each photo fully decoded before any work. Bad
+    ones (missing, not an image, truncated) are skipped with one DataWarning naming them; DataError when
+    none is left."""
+    problems, photos = Problems("photos"), []
     for item in items:
         if os.path.isdir(item):
-            photos += list_images(item)
+            try:
+                photos += list_images(item)
+            except DataError:
+                problems.add("folders without photos", str(item))
         elif os.path.isfile(item):
             photos.append(item)
         else:
-            raise DataError(f"{item}: no such photo or folder")
+            problems.add("no such photo or folder", str(item))
+    good = []
     for p in photos:
-        _check_photo(p)
-    return photos
-
-
-def _check_photo(path: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path):
-            pass
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}); pass photos "
-                        f"({', '.join(IMAGE_EXTENSIONS)}) or folders of photos") from None
+        why = image_problem(p, "decode")
+        if why:
+            problems.add(why.split(" (")[0], p)
+        else:
+            good.append(p)
+    if not good:
+        raise DataError(f"{problems.message().replace('images skipped', 'bad, none usable')}; pass photos "
+                        f"({', '.join(IMAGE_EXTENSIONS)}) or folders of photos")
+    if problems:
+        warn(problems.message())
+    return good
 
 
 def photo_descriptors(model, photos, prep, device: str, dtype: str = "float32", method: dict | None = None,
