@@ -79,21 +79,10 @@ def run(main) -> None:
     disk, permissions) ``error: <file>: <problem> (<fix>)`` and status 2, Ctrl-C ``interrupted`` and status 130
     (outputs are written to temporaries and renamed, vpr.io: nothing half-written stays). Anything else is a
     bug: its traceback."""
-    import warnings
-
-    from vpr.errors import DataWarning, VPRError
-    default_show = warnings.showwarning
-
-    def show(message, category, *args, **kwargs):  # data warnings as one line, like errors
-        if issubclass(category, DataWarning):
-            print(f"warning: {message}", file=sys.stderr, flush=True)
-        else:
-            default_show(message, category, *args, **kwargs)
-
-    warnings.showwarning = show
-    warnings.simplefilter("always", DataWarning)
+    from vpr.errors import VPRError, data_warnings_as_lines
     try:
-        main()
+        with data_warnings_as_lines():
+            main()
     except VPRError as exc:
         _exit(f"error: {message(exc)}", 2)
     except OSError as exc:

@@ -1,4 +1,7 @@
 """Errors that carry a one-line message naming the offending file or key and the fix."""
+import contextlib
+import sys
+import warnings
 
 
 class VPRError(Exception):
@@ -19,3 +22,20 @@ class TrainingError(VPRError):
 
 class DataWarning(UserWarning):
     """A data problem that does not stop the stage (skipped images, unexpected set sizes, no coordinates)."""
+
+
+@contextlib.contextmanager
+def data_warnings_as_lines():
+    """DataWarnings as ``warning: <message>`` lines on stderr (every one, like errors); other warnings as usual."""
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            if issubclass(category, DataWarning):
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                default_show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", DataWarning)
+        yield

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import warnings
 
 from vpr.device import resolve_device
-from vpr.errors import DataWarning, VPRError
+from vpr.errors import VPRError, data_warnings_as_lines
 from vpr.localize.database import open_database
 from vpr.localize.estimate import collect_photos, localize
 from vpr.localize.pictures import write_pictures
@@ -90,27 +88,9 @@ def _asked_prep(args, model):
                      args.resize_side or base.side)
 
 
-@contextlib.contextmanager
-def _one_line_warnings():
-    """DataWarnings (skipped photos / database images) as ``warning: <message>`` lines on stderr, like the
-    stages print them; other warnings as usual."""
-    with warnings.catch_warnings():
-        default_show = warnings.showwarning
-
-        def show(message, category, *args, **kwargs):
-            if issubclass(category, DataWarning):
-                print(f"warning: {message}", file=sys.stderr, flush=True)
-            else:
-                default_show(message, category, *args, **kwargs)
-
-        warnings.showwarning = show
-        warnings.simplefilter("always", DataWarning)
-        yield
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with _one_line_warnings():
+    with data_warnings_as_lines():
         return _run(args)
 
 
