@@ -101,7 +101,7 @@ class Kind:
 
 
 KINDS = {
-    "backbone": Kind("backbone", "backbones", choices.BACKBONES, "resnet18"),
+    "backbone": Kind("backbone", "backbones", choices.BACKBONES, "efficientnet_lite0"),
     "aggregator": Kind("aggregator", "aggregators", choices.AGGREGATORS, "gem"),
     "loss": Kind("loss", "losses", choices.LOSSES, "multisimilarity"),
     "miner": Kind("miner", "miners", choices.MINERS, "multisimilarity"),

