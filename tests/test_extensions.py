@@ -44,7 +44,7 @@ def test_multiscale_extraction_fuses_the_single_scale_descriptors(tiny_city):
     model = build_model(model_spec(config().raw, SIZE)).eval()
     paths = eval_set(tiny_city / "test").queries_paths[:6]
     multi = compute_descriptors(model, paths, SIZE, scales=[0.75, 1.0, 1.5], fusion="max")
-    assert multi.shape == (6, 256) and np.allclose(np.linalg.norm(multi, axis=1), 1, atol=1e-5)
+    assert multi.shape == (6, model.descriptor_dim) and np.allclose(np.linalg.norm(multi, axis=1), 1, atol=1e-5)
     single = compute_descriptors(model, paths, SIZE)
     assert not np.allclose(multi, single, atol=1e-3)           # the other scales changed something
     same = compute_descriptors(model, paths, SIZE, scales=[1.0, 1.0], fusion="avg")
@@ -170,7 +170,8 @@ def test_describe_combines_an_ensemble_multiscale_and_pca(tiny_city):
     avg = build_model(model_spec(config(aggregator="avg").raw, SIZE)).eval()
     parts = {"database": s.database_paths[:40], "queries": s.queries_paths[:10]}
     out = describe([(gem, 1.0), (avg, 0.5)], parts, SIZE, scales=[1.0, 0.8], fusion="avg")
-    assert out["database"].shape == (40, 512) and out["queries"].shape == (10, 512)
+    dim = gem.descriptor_dim + avg.descriptor_dim
+    assert out["database"].shape == (40, dim) and out["queries"].shape == (10, dim)
     reduced = describe([(gem, 1.0)], parts, SIZE, pca={"dim": 16, "fit_on": "database", "whiten": True})
     assert reduced["queries"].shape == (10, 16)
     assert np.allclose(np.linalg.norm(reduced["queries"], axis=1), 1, atol=1e-5)

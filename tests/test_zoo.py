@@ -67,7 +67,7 @@ def test_every_backbone_trains(name, train_set):
 
 
 def test_freezing_stages_stops_their_gradients(train_set):
-    training = build_training(config(backbones__resnet18__freeze=2), train_set)
+    training = build_training(config(backbone="resnet18", backbones__resnet18__freeze=2), train_set)
     stages = training.model.backbone.stages
     assert not any(p.requires_grad for s in stages[:2] for p in s.parameters())
     assert all(p.requires_grad for s in stages[2:] for p in s.parameters())
@@ -80,7 +80,7 @@ def test_every_aggregator_trains(name, train_set):
 
 def test_netvlad_and_mixvpr_sizes_follow_their_formulas(train_set):
     netvlad = build_training(config(aggregator="netvlad", aggregators__netvlad__clusters=16), train_set).model
-    assert netvlad.descriptor_dim == 16 * 256 and netvlad.aggregator.initialized    # K * C, k-means initialised
+    assert netvlad.descriptor_dim == 16 * netvlad.backbone.out_channels and netvlad.aggregator.initialized    # K * C, k-means initialised
     mix = build_training(config(aggregator="mixvpr", aggregators__mixvpr__out_channels=64,
                               aggregators__mixvpr__out_rows=3), train_set).model
     assert mix.descriptor_dim == 64 * 3

@@ -20,8 +20,9 @@ def load_image(path: str, draft_size=None) -> Image.Image:
     than decoding in full and then shrinking)."""
     try:
         with Image.open(path) as img:
+            orientation = img.getexif().get(0x0112, 1)
             if draft_size and img.format == "JPEG":
-                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)   # stored rotated: EXIF turns it later
+                turned = orientation in (5, 6, 7, 8)   # stored rotated: EXIF turns it later
                 if callable(draft_size):
                     w, h = img.size
                     draft_size = draft_size(*((w, h) if turned else (h, w)))
@@ -30,7 +31,9 @@ def load_image(path: str, draft_size=None) -> Image.Image:
                     h, w = w, h
                 img.draft("RGB", (w, h))
             img.load()
-            return ImageOps.exif_transpose(img).convert("RGB")
+            if orientation not in (None, 1):      # (each of these steps copies the image: only when needed)
+                img = ImageOps.exif_transpose(img)
+            return img if img.mode == "RGB" else img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)") from None
     except DECODE_ERRORS as exc:   # what Pillow raises on a file it cannot decode (fuzzed files included)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
 from vpr.data.datasets import load_image
-from vpr.data.transforms import augmentations
+from vpr.data.transforms import augmentations, split_for_pil
 
 
 def image_seeds(seed: int, epoch: int, number: int, count: int) -> np.ndarray:
@@ -77,7 +77,9 @@ class PlaceBatchImages(Dataset):
         self.image_size = tuple(image_size) if image_size else None    # None: native size (all images alike)
         self.resize = v2.Compose([v2.ToImage()] + ([v2.Resize(self.image_size, antialias=True)]
                                                    if self.image_size else []))
-        self.augment = v2.Compose(augment) if augment else None
+        on_pil, on_tensor = split_for_pil(list(augment or []))
+        self.augment_pil = v2.Compose(on_pil) if on_pil else None        # after the resize, on the PIL image
+        self.augment = v2.Compose(on_tensor) if on_tensor else None      # then on the uint8 tensor
         self.seed, self.rank, self.world = seed, rank, world
 
     def __len__(self) -> int:
@@ -99,8 +101,13 @@ class PlaceBatchImages(Dataset):
                     raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
                                     f"{tuple(images.shape[2:])}; train.image_size: null (native size) needs training "
                                     "images of one size: set train.image_size")
+                if self.augment_pil is not None or self.augment is not None:
+                    # every draw here is on the CPU generator; torch.manual_seed would also queue CUDA seeding,
+                    # which records a Python stack on each call (about a millisecond per image)
+                    torch.default_generator.manual_seed(int(s))
+                if self.augment_pil is not None:
+                    image = v2.functional.pil_to_tensor(self.augment_pil(v2.functional.to_pil_image(image)))
                 if self.augment is not None:
-                    torch.manual_seed(int(s))
                     image = self.augment(image)
                 images[j] = image
         return {"images": images, "labels": self.labels[list(indices)], "seeds": torch.from_numpy(seeds)}

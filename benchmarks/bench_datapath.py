@@ -1,0 +1,123 @@
+"""Training data path at real-photo size, no model: 640x480 JPEG street photos -> 320x320 training batches
+with RandAugment(3), two loader workers. Images per second of
+
+  * ours: vpr.data.loading.PlaceBatches' loader (a whole batch per item, decoding, resize, RandAugment,
+    uint8 stacking), exactly as the train stage builds it;
+  * pure decode: the same files, the same two workers, batches of the same size, each image only decoded
+    (``Image.open(path).convert("RGB")``), nothing returned but a count;
+  * the course template (gmberton/Simple_VPR_codebase): one item per place, ``Image.open().convert("RGB")``,
+    RandAugment(num_ops=3), ToTensor, Normalize in the workers, default collation of float tensors.
+
+The three loaders run in turns, repeated; the figures are medians of the per-turn ratios.
+
+    python benchmarks/bench_datapath.py [--quick]
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+from common import standalone, Figure, fmt_spread, spread, synthetic_city
+
+PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, images_per_place=4, val_blocks=2,
+              test_blocks=2, val_queries=10, test_queries=10)
+SIZE = (320, 320)
+PLACES, PER_PLACE, WORKERS = 16, 4, 2
+
+
+class _PureDecode:
+    """Items = lists of paths; each image decoded in full, as the template's loader does before augmenting."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        for path in self.batches[i]:
+            with Image.open(path) as img:
+                img.convert("RGB")
+        return len(self.batches[i])
+
+
+class _TemplatePlaces:
+    """The course template's TrainDataset.__getitem__ with its training transform, over fixed places."""
+
+    def __init__(self, places):
+        from vpr.compat import torchvision  # noqa: F401  (shim first)
+        import torchvision.transforms as tfm
+        self.places = places
+        self.transform = tfm.Compose([tfm.RandAugment(num_ops=3), tfm.ToTensor(),
+                                      tfm.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+
+    def __len__(self):
+        return len(self.places)
+
+    def __getitem__(self, i):
+        import torch
+        from PIL import Image
+        images = [self.transform(Image.open(p).convert("RGB")) for p in self.places[i]]
+        return torch.stack(images), torch.tensor(i).repeat(len(images))
+
+
+def _rate(loader, count_images) -> float:
+    start = time.perf_counter()
+    n = sum(count_images(item) for item in loader)
+    return n / (time.perf_counter() - start)
+
+
+def _loaders(city):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from vpr.data.groundtruth import build_train_set
+    from vpr.data.loading import PlaceBatches
+    from vpr.data.samplers import PlaceBatchSampler
+
+    train_set = build_train_set(city / "train")
+    sampler = PlaceBatchSampler(train_set.place_offsets, train_set.place_images, PLACES, PER_PLACE, seed=0)
+    ours = PlaceBatches(train_set, sampler, [{"name": "randaugment", "num_ops": 3}], SIZE, (0.5,) * 3, (0.5,) * 3,
+                        seed=0, num_workers=WORKERS)
+    batches = [[train_set.paths[i] for i in indices] for indices in sampler]   # epoch 0's batches, as paths
+    pure = DataLoader(_PureDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True)
+    places = [b[k:k + PER_PLACE] for b in batches for k in range(0, len(b), PER_PLACE)]
+    template = DataLoader(_TemplatePlaces(places), batch_size=PLACES, num_workers=WORKERS, persistent_workers=True)
+    our_loader = ours.loader   # the loader the training loop iterates (uint8 batches; float on the device)
+    ours.keys.set_epoch(0)
+    return dict(ours=(our_loader, lambda b: len(b["images"])),
+                pure=(pure, lambda n: n),
+                template=(template, lambda b: len(b[0]) * b[0].shape[1])), len(batches), torch.get_num_threads()
+
+
+def run(quick: bool = False) -> list[Figure]:
+    from PIL import Image
+    city = synthetic_city("photos_640x480", **PHOTOS)
+    loaders, n_batches, threads = _loaders(city)
+    first = next((city / "train").rglob("*.jpg"))
+    with Image.open(first) as img:
+        photo = f"{img.width}x{img.height}"
+    for loader, count in loaders.values():   # start the persistent workers, warm the page cache
+        _rate(loader, count)
+    rates = {name: [] for name in loaders}
+    for _ in range(2 if quick else 5):
+        for name, (loader, count) in loaders.items():
+            rates[name].append(_rate(loader, count))
+    vs_decode = spread(o / p for o, p in zip(rates["ours"], rates["pure"]))
+    vs_template = spread(o / t for o, t in zip(rates["ours"], rates["template"]))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    common = (f"{photo} JPEGs -> {SIZE[0]}x{SIZE[1]}, RandAugment(3), {WORKERS} workers, batches of "
+              f"{PLACES}x{PER_PLACE}, {n_batches} batches per turn")
+    return [
+        Figure("data path images/s / pure JPEG decode images/s", f"{vs_decode['median']:.3f}", ">= 0.8",
+               vs_decode["median"] >= 0.8, f"{common}; {fmt_spread(vs_decode)}; {med['ours']:.0f} vs "
+               f"{med['pure']:.0f} images/s", rates),
+        Figure("data path images/s / course template's data path images/s", f"{vs_template['median']:.2f}",
+               ">= 2", vs_template["median"] >= 2, f"{common}; {fmt_spread(vs_template, 2)}; {med['ours']:.0f} vs "
+               f"{med['template']:.0f} images/s (template: full-size RandAugment, float32 tensors)", rates),
+    ]
+
+
+if __name__ == "__main__":
+    standalone(__doc__, run)
