@@ -75,7 +75,8 @@ def write_results(sections: dict, info: dict, started: str, args) -> None:
             lines.append(f"| {f['name']} | {f['measured']} | {f['target']} | {verdict} | {f['detail']} |")
     lines.append("")
     for name, sec in sections.items():
-        lines += [f"### {name}", "", f"Target: {TARGETS[name]}.", "",
+        kept = f" Measured {sec['when']} (kept: not rerun in the latest run)." if sec.get("when") != started else ""
+        lines += [f"### {name}", "", f"Target: {TARGETS[name]}.{kept}", "",
                   f"Load average before: {' / '.join(f'{x:.2f}' for x in sec['load_before'])}; after: "
                   f"{' / '.join(f'{x:.2f}' for x in sec['load_after'])}; {sec['seconds']:.0f} s.", ""]
         if sec.get("error"):

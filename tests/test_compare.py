@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vpr.eval import compare as cmp
-from vpr.eval.experiments import Run, flatten
+from vpr.eval.experiments import Run, flatten, stale_params
 
 
 def _run(name, seed, ranks, night=None, **params):
@@ -87,3 +87,21 @@ def test_runs_on_other_queries_cannot_be_paired():
 
 def test_params_are_flattened_to_dotted_keys():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+
+
+def test_a_commit_whose_lock_ran_other_params_is_stale():
+    params = flatten({"backbone": "lite", "backbones": {"lite": {"freeze": 3}}, "seed": 0, "augment": []})
+    lock = """stages:
+  train:
+    params:
+      params.yaml:
+        backbone: {backbone}
+        backbones:
+          lite: {{freeze: 3}}
+        seed: 0
+        augment: []
+"""
+    assert stale_params(lock.format(backbone="lite"), params) == []
+    assert stale_params(lock.format(backbone="resnet18"), params) == ["backbone"]
+    assert stale_params(lock.format(backbone="lite").replace("seed: 0", "seed: 1"), params) == ["seed"]
+    assert stale_params(None, params) == []           # no lock: nothing to check against

@@ -112,6 +112,9 @@ def run(args) -> str:
         notes.append(f"runs come from CPUs with different kernels ({', '.join(sorted(kinds))}): their float rounding "
                      "differs, which adds noise beyond the seeds'; compare runs of one machine kind")
     notes += [f"not included ({state.lower()}): {', '.join(names)}" for state, names in store.pending.items()]
+    if store.stale:
+        notes.append("not included (stale: its dvc.lock ran other params than its params.yaml): "
+                     + "; ".join(f"{name} ({keys})" for name, keys in store.stale.items()))
     if store.skipped:
         notes.append(f"not included (no per-query results): {', '.join(store.skipped)}")
     text = "\n\n".join(lines + ["\n".join(f"- {n}" for n in notes)])

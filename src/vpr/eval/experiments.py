@@ -60,16 +60,40 @@ def _eval_sets(repo: str, rev: str) -> list[str]:
     return sorted(n[:-len(".queries.tsv")] for n in names if n.endswith(".queries.tsv"))
 
 
+def stale_params(lock_text: str | None, params: dict) -> list[str]:
+    """Dotted keys whose value in dvc.lock (what the stages ran with) differs from params.yaml: a commit whose
+    metrics were not reproduced after a params change (an experiment's never are)."""
+    lock = yaml.safe_load(lock_text or "") or {}
+    stale = set()
+    for stage in (lock.get("stages") or {}).values():
+        for key, value in ((stage.get("params") or {}).get("params.yaml") or {}).items():
+            ran = flatten(value, key + ".") if isinstance(value, dict) and value else {key: value}
+            stale.update(k for k, v in ran.items() if params.get(k, _MISSING) != v)
+    return sorted(stale)
+
+
+_MISSING = object()
+
+
 def load_run(repo: str, name: str, rev: str) -> Run | None:
-    """The run's params and per-query results (None when the commit has no per-query results)."""
+    """The run's params and per-query results (None when the commit has no per-query results). A commit whose
+    dvc.lock ran other params than its params.yaml says raises StaleRun: its metrics belong to other params."""
     from vpr.eval.evaluate import read_queries
     params_text = _read(repo, rev, "params.yaml")
     sets = _eval_sets(repo, rev)
     if params_text is None or not sets:
         return None
+    params = flatten(yaml.safe_load(params_text) or {})
+    stale = stale_params(_read(repo, rev, "dvc.lock"), params)
+    if stale:
+        raise StaleRun(", ".join(stale[:3]) + (", ..." if len(stale) > 3 else ""))
     metrics = json.loads(_read(repo, rev, "metrics/train/metrics.json") or "{}")
     rows = {s: read_queries(io.StringIO(_read(repo, rev, f"metrics/eval/{s}.queries.tsv"))) for s in sets}
-    return Run(name, rev, flatten(yaml.safe_load(params_text) or {}), rows, metrics.get("environment") or {})
+    return Run(name, rev, params, rows, metrics.get("environment") or {})
+
+
+class StaleRun(Exception):
+    """The committed metrics were produced with other params than the commit's params.yaml."""
 
 
 def commit_params(repo: str, rev: str | None) -> dict | None:
@@ -83,6 +107,7 @@ class Store:
     runs: list[Run]
     pending: dict                  # state (Queued, Running, Failed, ...) -> experiment names
     skipped: list[str]             # finished rows without per-query results (made before they existed)
+    stale: dict = field(default_factory=dict)   # name -> params its dvc.lock ran differently (not reproduced)
 
 
 def read_store(repo: str = ".", all_commits: bool = False, workspace: bool = False, rev: str | None = None) -> Store:
@@ -94,7 +119,7 @@ def read_store(repo: str = ".", all_commits: bool = False, workspace: bool = Fal
         rows = dvc.api.exp_show(repo=repo, revs=rev, num=-1 if all_commits else 1, force=True)
     except DvcException as exc:
         raise DataError(f"{repo}: cannot read the DVC experiments ({exc}); run from the repository root") from None
-    runs, pending, skipped = [], {}, []
+    runs, pending, skipped, stale = [], {}, [], {}
     for row in rows:
         state, rev = row.get("State"), row.get("rev")
         if rev == "workspace" and not workspace:
@@ -103,6 +128,10 @@ def read_store(repo: str = ".", all_commits: bool = False, workspace: bool = Fal
             pending.setdefault(state, []).append(row.get("Experiment") or rev)
             continue
         name = row.get("Experiment") or rev
-        run = load_run(repo, name, rev)
+        try:
+            run = load_run(repo, name, rev)
+        except StaleRun as exc:
+            stale[name] = str(exc)
+            continue
         (runs.append(run) if run else skipped.append(name))
-    return Store(runs, pending, skipped)
+    return Store(runs, pending, skipped, stale)
