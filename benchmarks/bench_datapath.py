@@ -69,7 +69,6 @@ def _rate(loader, count_images) -> float:
 
 
 def _loaders(city):
-    import torch
     from torch.utils.data import DataLoader
 
     from vpr.data.groundtruth import build_train_set
@@ -88,13 +87,13 @@ def _loaders(city):
     ours.keys.set_epoch(0)
     return dict(ours=(our_loader, lambda b: len(b["images"])),
                 pure=(pure, lambda n: n),
-                template=(template, lambda b: len(b[0]) * b[0].shape[1])), len(batches), torch.get_num_threads()
+                template=(template, lambda b: len(b[0]) * b[0].shape[1])), len(batches)
 
 
 def run(quick: bool = False) -> list[Figure]:
     from PIL import Image
     city = synthetic_city("photos_640x480", **PHOTOS)
-    loaders, n_batches, threads = _loaders(city)
+    loaders, n_batches = _loaders(city)
     first = next((city / "train").rglob("*.jpg"))
     with Image.open(first) as img:
         photo = f"{img.width}x{img.height}"

@@ -60,6 +60,9 @@ def _eval_sets(repo: str, rev: str) -> list[str]:
     return sorted(n[:-len(".queries.tsv")] for n in names if n.endswith(".queries.tsv"))
 
 
+_MISSING = object()
+
+
 def stale_params(lock_text: str | None, params: dict) -> list[str]:
     """Dotted keys whose value in dvc.lock (what the stages ran with) differs from params.yaml: a commit whose
     metrics were not reproduced after a params change (an experiment's never are)."""
@@ -70,9 +73,6 @@ def stale_params(lock_text: str | None, params: dict) -> list[str]:
             ran = flatten(value, key + ".") if isinstance(value, dict) and value else {key: value}
             stale.update(k for k, v in ran.items() if params.get(k, _MISSING) != v)
     return sorted(stale)
-
-
-_MISSING = object()
 
 
 def load_run(repo: str, name: str, rev: str) -> Run | None:
