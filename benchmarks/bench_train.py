@@ -70,9 +70,9 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
         raw["augment"] = augment
     cfg = validate(raw)
     t = cfg.train
-    original = loading.load_image
+    original = loading.load_rgb
     if not draft:   # decode in full, then resize (what the data path did before); workers fork after this
-        loading.load_image = lambda path, draft_size=None: original(path)
+        loading.load_rgb = lambda path, draft_size=None: original(path)
     try:
         r = build_training(cfg, build_train_set(city / "train"), device)
         batch_size = t.places_per_batch * t.images_per_place
@@ -87,7 +87,7 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
             loop = LoopConfig(epochs=epochs, checkpoint_dir=tmp, patience=0, device=device, seed=cfg.seed, amp=t.amp)
             result = fit(r, loop, lambda model: {"R@1": 0.0}, on_epoch_end=pure.block)
     finally:
-        loading.load_image = original
+        loading.load_rgb = original
     step = [row["seconds"] / steps for row in result.history[1:]]
     around = lambda values, e: (values[e] + values[e + 1]) / 2   # noqa: E731  pure blocks before / after epoch e+1
     ratio = [s / around(pure.fwd_bwd, e) for e, s in enumerate(step)]

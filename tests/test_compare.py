@@ -105,3 +105,57 @@ def test_a_commit_whose_lock_ran_other_params_is_stale():
     assert stale_params(lock.format(backbone="resnet18"), params) == ["backbone"]
     assert stale_params(lock.format(backbone="lite").replace("seed: 0", "seed: 1"), params) == ["seed"]
     assert stale_params(None, params) == []           # no lock: nothing to check against
+
+
+def _seeds_with_model_noise(rng, truth, seeds, spread):
+    """Outcomes of ``seeds`` trainings: each seed shifts every query's hit probability by one draw of
+    N(0, spread) (training noise shared by all queries), then each query is a coin flip."""
+    shifts = rng.normal(0, spread, size=(seeds, 1))
+    return rng.random((seeds, len(truth))) < np.clip(truth + shifts, 0, 1)
+
+
+def test_seeds_to_resolve_a_margin_gives_an_interval_of_about_that_margin():
+    rng = np.random.default_rng(3)
+    truth = rng.random(1500) * 0.6
+    a, b = (_seeds_with_model_noise(rng, truth, 12, 0.02) for _ in range(2))   # 2 points of seed spread each
+    n = cmp.seeds_to_resolve(a, b, margin=2.0)
+    assert 5 <= n <= 16                                 # (1.96/2)^2 * 2 * 2^2 = 7.7 + the query part
+    halves = []
+    for _ in range(6):                                  # fresh trainings with that many seeds per variant
+        a, b = (_seeds_with_model_noise(rng, truth, n, 0.02) for _ in range(2))
+        _, low, high = cmp.paired_bootstrap(a, b, 1000)
+        halves.append((high - low) / 2)
+    assert 1.3 < np.mean(halves) < 2.6
+
+
+def test_seeds_to_resolve_grows_with_the_spread_and_needs_a_measured_one():
+    rng = np.random.default_rng(4)
+    truth = rng.random(1500) * 0.6
+    steady = [_seeds_with_model_noise(rng, truth, 5, 0.005) for _ in range(2)]
+    noisy = [_seeds_with_model_noise(rng, truth, 5, 0.04) for _ in range(2)]
+    assert cmp.seeds_to_resolve(*steady) < cmp.seeds_to_resolve(*noisy)
+    assert cmp.seeds_to_resolve(steady[0][:1], steady[1]) is None          # one seed: no spread measured
+    few = [_seeds_with_model_noise(rng, truth[:100], 5, 0.0) for _ in range(2)]
+    assert cmp.seeds_to_resolve(*few, margin=2.0) is None                  # 100 queries: the query noise alone is wider
+
+
+def test_a_within_noise_verdict_says_how_many_seeds_would_resolve_two_points():
+    from vpr.compare import comparison_rows, resolution_notes
+    rng = np.random.default_rng(5)
+    truth = rng.random(1500) * 0.6
+    runs = [_run(f"{loss}{s}", s, [1 if hit else None for hit in hits], loss=loss)
+            for loss in ("ms", "circle") for s, hits in enumerate(_seeds_with_model_noise(rng, truth, 4, 0.02))]
+    variants = cmp.group_variants(runs)
+    base = cmp.pick_baseline(variants, "loss=ms")
+    cmp.label_variants(variants, base)
+    rows = comparison_rows(variants, base, "city", [1], False, 1000)
+    assert rows[1]["verdict"] == "within noise" and rows[1]["seeds_needed"] >= 4
+    assert resolution_notes({"city": rows}) == [
+        f"city, loss=circle: within noise; about {rows[1]['seeds_needed']} seeds per variant would narrow the "
+        "interval to ±2 R@1 (from the spread measured)"]
+    one_seed = dict(rows[1], seeds=[0], seeds_needed=None)
+    few_queries = dict(rows[1], queries=100, seeds_needed=None)
+    assert resolution_notes({"city": [rows[0], one_seed, few_queries]}) == [
+        "city, loss=circle: within noise; a side has one seed, so the spread over seeds is unmeasured: run more seeds",
+        "city, loss=circle: within noise; the query noise alone exceeds ±2 R@1 on 100 queries: more queries are "
+        "needed, not seeds"]

@@ -38,6 +38,8 @@ def test_compare_groups_a_queued_seed_grid_and_gives_intervals_and_verdicts(repo
         assert cells[1] == "2" and all("±" in c for c in cells[2:6])      # 2 seeds: mean ± std per R@N
     circle = [c.strip() for c in rows[1].strip("|").split("|")]
     assert circle[6].count("[") == 1 and circle[7] in ("better", "worse", "within noise")
+    if circle[7] == "within noise":                                # and how many seeds would resolve 2 points
+        assert "synth_test, loss=circle: within noise; " in out
     assert "not included (queued)" in out and "dropped repeated runs" in out   # HEAD's repro = seed 0 again
     page = (dest / "reports/compare/index.html").read_text()
     assert "<svg" in page and "loss=circle" in page and (dest / "reports/compare/compare.md").is_file()

@@ -84,3 +84,59 @@ def test_large_jpegs_are_decoded_at_the_training_size(tmp_path):
     assert load_image(str(path), draft_size=(96, 128)).size == (160, 120)   # 1/4 scale: still >= 96 x 128
     assert load_image(str(path), draft_size=(240, 320)).size == (320, 240)
     assert load_image(str(path), draft_size=(300, 400)).size == (640, 480)  # no power of two fits: full size
+
+
+def _upscaled_copy(tiny_city, dest, size_of=lambda k: (160, 120)):
+    """The tiny city's training images re-saved larger (PIL size (W, H) per image number k)."""
+    for k, src in enumerate(sorted((tiny_city / "train").rglob("*.jpg"))):
+        out = dest / src.relative_to(tiny_city / "train")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(src).resize(size_of(k), Image.BILINEAR).save(out, quality=95)
+    return build_train_set(dest)
+
+
+def test_on_the_device_workers_only_decode_and_the_batch_is_resized_there_to_the_same_pixels(tiny_city, tmp_path):
+    """augment_on: device ships batches at their decoded size (the workers' work is decoding) and resizes them on
+    the device in one operation: the same pixels as resizing image by image in the workers."""
+    big = _upscaled_copy(tiny_city, tmp_path / "big")
+    tensor_only = AUGMENT[1:]
+    for augment in ((), tensor_only):
+        in_workers, _ = _batches(big, augment)
+        on_device, _ = _batches(big, augment, augment_on="device")
+        for a, b in zip(in_workers, on_device):
+            assert a["images"].shape == (8, 3, *SIZE) and torch.equal(a["images"], b["images"])
+    sampler = PlaceBatchSampler(big.place_offsets, big.place_images, 4, 2, seed=7, batches_per_epoch=1)
+    shipped = next(iter(PlaceBatches(big, sampler, [], SIZE, [0.5] * 3, [0.25] * 3, augment_on="device",
+                                     num_workers=0).loader))["images"]
+    # decoded at the JPEG draft scale that stays >= the training size (1/2 here), not resized yet
+    assert shipped.dtype == torch.uint8 and shipped.shape == (8, 3, 60, 80)
+
+
+def test_on_the_device_a_batch_of_mixed_sizes_is_resized_in_the_workers(tiny_city, tmp_path):
+    mixed = _upscaled_copy(tiny_city, tmp_path / "mixed", lambda k: (160, 120) if k % 2 else (100, 80))
+    for a, b in zip(_batches(mixed)[0], _batches(mixed, augment_on="device")[0]):
+        assert torch.equal(a["images"], b["images"])
+
+
+def test_training_decoding_gives_pillows_pixels_for_every_kind_of_image(tiny_city, tmp_path):
+    """load_rgb (libjpeg-turbo straight into an array for plain JPEGs) equals Pillow's decoding through
+    load_image, draft scale included, and falls back to it for everything else."""
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from vpr.data.datasets import load_rgb
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    cases = {"baseline.jpg": dict(quality=90), "progressive.jpg": dict(quality=80, progressive=True),
+             "no_subsampling.jpg": dict(quality=95, subsampling=0), "photo.png": {}}
+    for name, options in cases.items():
+        photo.save(tmp_path / name, **options)
+    photo.convert("L").save(tmp_path / "gray.jpg")
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6                                   # stored rotated: shown turned by 90 degrees
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    paths = sorted(tmp_path.iterdir()) + sorted((tiny_city / "train").rglob("*.jpg"))[:20]
+    for path in paths:
+        for draft in (None, (48, 64), (96, 128), (240, 320), (300, 400)):
+            got, want = load_rgb(str(path), draft), pil_to_tensor(load_image(str(path), draft))
+            assert got.shape == want.shape and got.stride() == want.stride() and torch.equal(got, want), (path, draft)

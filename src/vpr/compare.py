@@ -6,7 +6,8 @@
 Experiments that differ only by ``seed`` form one variant. Per evaluation set (and its night queries), it
 prints mean ± std over seeds of R@1/5/10/20, and for every variant against the baseline the R@1 difference
 with a 95 % confidence interval (paired bootstrap over queries, seeds resampled within each variant) and a
-verdict: better, worse or within noise. ``--out`` also writes the table and a figure as one offline page.
+verdict: better, worse or within noise; for a "within noise", about how many seeds per variant would resolve
+a 2-point difference at the spread measured. ``--out`` also writes the table and a figure as one offline page.
 """
 from __future__ import annotations
 
@@ -17,6 +18,28 @@ import sys
 
 from vpr.errors import DataError, VPRError
 from vpr.eval import compare as cmp
+
+
+RESOLVE_POINTS = 2.0     # the R@1 difference a comparison should be able to tell from noise
+
+
+def resolution_notes(blocks: dict[str, list[dict]]) -> list[str]:
+    """For each "within noise" verdict, how many seeds per variant would resolve ±RESOLVE_POINTS."""
+    notes = []
+    for title, rows in blocks.items():
+        for r in rows:
+            if "seeds_needed" not in r:
+                continue
+            if r["seeds_needed"]:
+                how = (f"about {r['seeds_needed']} seeds per variant would narrow the interval to "
+                       f"±{RESOLVE_POINTS:g} R@1 (from the spread measured)")
+            elif min(len(r["seeds"]), len(rows[0]["seeds"])) < 2:
+                how = "a side has one seed, so the spread over seeds is unmeasured: run more seeds"
+            else:
+                how = (f"the query noise alone exceeds ±{RESOLVE_POINTS:g} R@1 on {r['queries']} queries: more "
+                       "queries are needed, not seeds")
+            notes.append(f"{title}, {r['variant']}: within noise; {how}")
+    return notes
 
 
 def _fmt(mean: float, std: float | None) -> str:
@@ -37,6 +60,8 @@ def comparison_rows(variants, baseline, eval_set: str, ns, night: bool, resample
         if v is not baseline:
             diff, low, high = cmp.paired_bootstrap(ranks <= 1, base_ranks <= 1, resamples)
             row.update(diff=diff, low=low, high=high, verdict=cmp.verdict(low, high))
+            if row["verdict"] == "within noise":
+                row["seeds_needed"] = cmp.seeds_to_resolve(ranks <= 1, base_ranks <= 1, RESOLVE_POINTS)
         rows.append(row)
     return rows
 
@@ -104,6 +129,7 @@ def run(args) -> str:
             lines.append(markdown(f"{title}: {rows[0]['queries']} queries", rows, args.recall_values))
     notes = [f"{len(store.runs)} runs in {len(variants)} variants; 95 % intervals from {args.resamples} paired "
              "bootstrap resamples (queries paired, seeds resampled per variant)."]
+    notes += resolution_notes(blocks)
     notes += [f"{v.label}: dropped repeated runs {', '.join(v.duplicates)} (same params and seed)"
               for v in variants if v.duplicates]
     notes += [f"{v.label}: one seed, so its interval holds query noise only" for v in variants if len(v.runs) == 1]

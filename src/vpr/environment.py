@@ -13,8 +13,10 @@ def environment() -> dict:
     import faiss
     import numpy
     import PIL
+    import simplejpeg
     import torch
     return dict(cpu_capability=torch.backends.cpu.get_cpu_capability(), torch=torch.__version__,
-                numpy=numpy.__version__, pillow=PIL.__version__, faiss=faiss.__version__,
+                numpy=numpy.__version__, pillow=PIL.__version__, simplejpeg=simplejpeg.__version__,
+                faiss=faiss.__version__,
                 python=platform.python_version(), machine=platform.machine(),
                 cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)

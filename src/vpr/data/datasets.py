@@ -1,8 +1,11 @@
 """Datasets over image paths: evaluation lists and training places."""
 from __future__ import annotations
 
+import io
 import struct
 
+import numpy as np
+import simplejpeg
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
@@ -40,6 +43,49 @@ def load_image(path: str, draft_size=None) -> Image.Image:
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise DataError(f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
                         "and rebuild data/gt (stage build_gt)") from None
+
+
+def load_rgb(path: str, draft_size=None) -> torch.Tensor:
+    """load_image's pixels as a uint8 (3, H, W) tensor, a view of an (H, W, 3) array (as torchvision's
+    pil_to_tensor gives). ``draft_size``: (H, W) or None. A plain JPEG (colour, no EXIF rotation) is decoded
+    by libjpeg-turbo straight into the array (simplejpeg): Pillow's very pixels at Pillow's draft scale,
+    without Pillow's image object and its copies; anything else goes through load_image."""
+    jpeg = PlainJpeg.of(path, draft_size)
+    array = jpeg.decode() if jpeg else None
+    if array is None:
+        array = np.array(load_image(path, draft_size))
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+class PlainJpeg:
+    """A colour JPEG without EXIF rotation, read but not decoded, and the (H, W) Pillow's draft mode would
+    decode it at; ``of`` gives None for anything else (load_image's case)."""
+
+    def __init__(self, data: bytes, size: tuple):
+        self.data, self.size = data, size
+
+    @classmethod
+    def of(cls, path: str, draft_size=None):
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            with Image.open(io.BytesIO(data)) as img:   # the header only: format, mode, EXIF, draft size
+                if img.format != "JPEG" or img.mode != "RGB" or img.getexif().get(0x0112, 1) not in (None, 1):
+                    return None
+                if draft_size:
+                    img.draft("RGB", (draft_size[1], draft_size[0]))
+                return cls(data, (img.height, img.width))
+        except DECODE_ERRORS:   # unreadable or damaged: load_image names the problem
+            return None
+
+    def decode(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        """(H, W, 3) uint8 array (written into ``out`` when given); None if the stream turns out damaged."""
+        h, w = self.size
+        try:
+            array = simplejpeg.decode_jpeg(self.data, colorspace="RGB", min_height=h, min_width=w, buffer=out)
+        except DECODE_ERRORS:
+            return None
+        return array if array.shape == (h, w, 3) else None
 
 
 class ImageList(Dataset):

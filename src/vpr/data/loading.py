@@ -7,8 +7,9 @@ Keeping the network busy is the point: decoding, augmentation and batching must 
   * Workers persist across epochs and prefetch; on CUDA the batch sits in pinned memory and is copied
     asynchronously.
   * On the device the batch becomes float and normalised in one operation (and channels-last on CUDA).
-  * ``train.augment_on: device`` augments there too (as CosPlace does on the GPU), image by image, so a
-    couple of CPU workers only decode; ``workers`` (default) augments in the workers.
+  * ``train.augment_on: device`` resizes (the whole batch at once) and augments (image by image) there too,
+    as CosPlace does on the GPU, so a couple of CPU workers only decode (at the smallest JPEG draft scale
+    that stays at least the training size); ``workers`` (default) resizes and augments in the workers.
 Augmentation draws from a seed per image derived from ``(seed, epoch, batch number, position in the
 batch)``, so the images of a batch do not depend on the number of workers, on which worker built it, or on
 the number of processes (DDP: each rank builds its share of the global batch, see ``rank`` / ``world``).
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
-from vpr.data.datasets import load_image
+from vpr.data.datasets import PlainJpeg, load_rgb
 from vpr.data.transforms import augmentations, split_for_pil
 
 
@@ -66,17 +67,31 @@ def _main_process_guard():
         torch.set_num_threads(threads)
 
 
+def _uint8_batch(shape, channels_last: bool) -> torch.Tensor:
+    """An empty uint8 batch (B, C, H, W). In a loader worker it lives in shared memory from the start, as the
+    loader's own collation does it (``_new_shared``), so handing it to the main process copies nothing;
+    ``channels_last``: laid out (B, H, W, C) like a decoded image, so each image lands with one plain copy."""
+    b, c, h, w = shape
+    strides = (h * w * c, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
+    if get_worker_info() is None:
+        return torch.empty_strided(shape, strides, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(b * c * h * w)
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
+
+
 class PlaceBatchImages(Dataset):
     """Builds this process's share of a global batch from its key: images decoded at ``image_size`` (H, W),
     augmented per image when ``augment`` is given, stacked as uint8; labels of the *whole* global batch (a
     metric loss on the global batch needs them); the per-image seeds (for augmentation on the device)."""
 
-    def __init__(self, paths, labels, image_size, augment=None, seed: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, paths, labels, image_size, augment=None, seed: int = 0, rank: int = 0, world: int = 1,
+                 resize_here: bool = True):
         self.paths = [str(p) for p in paths]
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.image_size = tuple(image_size) if image_size else None    # None: native size (all images alike)
         self.resize = v2.Compose([v2.ToImage()] + ([v2.Resize(self.image_size, antialias=True)]
                                                    if self.image_size else []))
+        self.resize_here = resize_here   # False: a batch whose images share one decoded size is resized on the device
         on_pil, on_tensor = split_for_pil(list(augment or []))
         self.augment_pil = v2.Compose(on_pil) if on_pil else None        # after the resize, on the PIL image
         self.augment = v2.Compose(on_tensor) if on_tensor else None      # then on the uint8 tensor
@@ -90,12 +105,17 @@ class PlaceBatchImages(Dataset):
         share = len(indices) // self.world
         mine = slice(self.rank * share, (self.rank + 1) * share)
         seeds = image_seeds(self.seed, epoch, number, len(indices))[mine]
-        images = None
+        labels = self.labels[list(indices)]
+        images = None if self.resize_here else self._decoded_jpegs(indices[mine])
+        if images is not None:
+            return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds)}
         with _main_process_guard():
-            for j, (i, s) in enumerate(zip(indices[mine], seeds)):
-                image = self.resize(load_image(self.paths[i], draft_size=self.image_size))
+            decoded = [load_rgb(self.paths[i], draft_size=self.image_size) for i in indices[mine]]
+            ship_decoded = not self.resize_here and len({im.shape for im in decoded}) == 1
+            for j, (i, s, image) in enumerate(zip(indices[mine], seeds, decoded)):
+                image = image if ship_decoded else self.resize(image)
                 if images is None:
-                    images = torch.empty((share, *image.shape), dtype=torch.uint8)
+                    images = _uint8_batch((share, *image.shape), channels_last=ship_decoded)
                 elif image.shape != images.shape[1:]:
                     from vpr.errors import DataError
                     raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
@@ -110,7 +130,19 @@ class PlaceBatchImages(Dataset):
                 if self.augment is not None:
                     image = self.augment(image)
                 images[j] = image
-        return {"images": images, "labels": self.labels[list(indices)], "seeds": torch.from_numpy(seeds)}
+        return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds)}
+
+    def _decoded_jpegs(self, indices):
+        """For the device to resize: a batch of plain JPEGs of one decoded size, each decoded straight into its
+        place in the (shared-memory) batch; None when the images are not all that (the general path then)."""
+        jpegs = [PlainJpeg.of(self.paths[i], self.image_size) for i in indices]
+        if not all(jpegs) or len({j.size for j in jpegs}) != 1:
+            return None
+        images = _uint8_batch((len(jpegs), 3, *jpegs[0].size), channels_last=True)
+        for slot, jpeg in zip(images, jpegs):
+            if jpeg.decode(out=slot.permute(1, 2, 0).numpy()) is None:
+                return None
+        return images
 
 
 class PlaceBatches:
@@ -124,7 +156,8 @@ class PlaceBatches:
         on_device = augment_on == "device"
         self.keys = BatchKeys(batch_sampler)
         self.dataset = PlaceBatchImages(train_set.paths, train_set.place_of_image, image_size,
-                                        None if on_device else steps, seed, rank, world)
+                                        None if on_device else steps, seed, rank, world, resize_here=not on_device)
+        self.device_size = list(image_size) if on_device and image_size else None
         self.device_augment = v2.Compose(steps) if on_device and steps else None
         self.device = torch.device(device)
         self.mean, self.std = list(mean), list(std)
@@ -146,6 +179,8 @@ class PlaceBatches:
     def finish(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> (augmented on the device,) float, normalised, channels-last if asked."""
         images = images.to(self.device, non_blocking=True)
+        if self.device_size is not None:   # one batched resize (a no-op when the workers already resized)
+            images = v2.functional.resize(images, self.device_size, antialias=True)
         if self.device_augment is not None:
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):

@@ -134,6 +134,20 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: 
     return float((a.mean() - b.mean()) * 100), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
 
 
+def seeds_to_resolve(a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float = 1.96) -> int | None:
+    """Seeds per variant at which the 95 % interval of the R@1 difference of outcome matrices ``a`` and ``b``
+    (seeds, queries) would be about ±``margin`` points: the seed-mean difference has the variance of both
+    variants' spread over seeds divided by the seeds, plus the paired query noise, which seeds do not remove.
+    None when a variant has one seed (no spread measured) or the query noise alone exceeds ``margin``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    seed_var = np.var(a.mean(1) * 100, ddof=1) + np.var(b.mean(1) * 100, ddof=1)
+    query_var = np.var((a.mean(0) - b.mean(0)) * 100, ddof=1) / a.shape[1]
+    room = (margin / z) ** 2 - query_var
+    return max(2, int(np.ceil(seed_var / room))) if room > 0 else None
+
+
 def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "within noise"
 
