@@ -139,6 +139,17 @@ def test_seeds_to_resolve_grows_with_the_spread_and_needs_a_measured_one():
     assert cmp.seeds_to_resolve(*few, margin=2.0) is None                  # 100 queries: the query noise alone is wider
 
 
+def test_the_spread_over_seeds_splits_into_query_sample_and_training_parts():
+    rng = np.random.default_rng(6)
+    truth = rng.random(4000) * 0.6
+    shared = [cmp.spread_parts(_seeds_with_model_noise(rng, truth, 12, 0.03))[2] for _ in range(5)]
+    assert 2.0 < np.median(shared) < 4.0                 # the 3-point training shift shared by every query
+    total, query, shared = cmp.spread_parts(_seeds_with_model_noise(rng, truth, 12, 0.0))
+    expected = np.sqrt((truth * (1 - truth)).mean() / 4000) * 100     # coin flips alone: ~0.66 points
+    assert abs(query - expected) < 0.25 and shared < 0.5 and query <= total
+    assert cmp.spread_parts(np.ones((1, 10))) is None
+
+
 def test_a_within_noise_verdict_says_how_many_seeds_would_resolve_two_points():
     from vpr.compare import comparison_rows, resolution_notes
     rng = np.random.default_rng(5)
@@ -150,12 +161,14 @@ def test_a_within_noise_verdict_says_how_many_seeds_would_resolve_two_points():
     cmp.label_variants(variants, base)
     rows = comparison_rows(variants, base, "city", [1], False, 1000)
     assert rows[1]["verdict"] == "within noise" and rows[1]["seeds_needed"] >= 4
-    assert resolution_notes({"city": rows}) == [
+    notes = resolution_notes({"city": rows})
+    assert notes[0].startswith("city, baseline: its R@1 spread over 4 seeds, std ") and "in quadrature" in notes[0]
+    assert notes[1:] == [
         f"city, loss=circle: within noise; about {rows[1]['seeds_needed']} seeds per variant would narrow the "
         "interval to ±2 R@1 (from the spread measured)"]
     one_seed = dict(rows[1], seeds=[0], seeds_needed=None)
     few_queries = dict(rows[1], queries=100, seeds_needed=None)
-    assert resolution_notes({"city": [rows[0], one_seed, few_queries]}) == [
+    assert resolution_notes({"city": [rows[0], one_seed, few_queries]})[1:] == [
         "city, loss=circle: within noise; a side has one seed, so the spread over seeds is unmeasured: run more seeds",
         "city, loss=circle: within noise; the query noise alone exceeds ±2 R@1 on 100 queries: more queries are "
         "needed, not seeds"]

@@ -24,9 +24,15 @@ RESOLVE_POINTS = 2.0     # the R@1 difference a comparison should be able to tel
 
 
 def resolution_notes(blocks: dict[str, list[dict]]) -> list[str]:
-    """For each "within noise" verdict, how many seeds per variant would resolve ±RESOLVE_POINTS."""
+    """Where the baseline's spread comes from (queries or training), and for each "within noise" verdict, how
+    many seeds per variant would resolve ±RESOLVE_POINTS."""
     notes = []
     for title, rows in blocks.items():
+        parts = rows[0].get("spread_parts")
+        if parts:
+            notes.append(f"{title}, baseline: its R@1 spread over {len(rows[0]['seeds'])} seeds, std {parts[0]:.1f}, is "
+                         f"{parts[1]:.1f} from the {rows[0]['queries']} queries (more queries shrink it) and "
+                         f"{parts[2]:.1f} shared by all queries (training: more seeds average it out), in quadrature")
         for r in rows:
             if "seeds_needed" not in r:
                 continue
@@ -57,7 +63,9 @@ def comparison_rows(variants, baseline, eval_set: str, ns, night: bool, resample
             raise DataError(f"{eval_set}: {v.label} has {ranks.shape[1]} queries, the baseline "
                             f"{base_ranks.shape[1]}; compare runs of the same evaluation set")
         row = dict(variant=v.label, seeds=v.seeds, queries=len(names), summary=cmp.recall_summary(ranks, ns))
-        if v is not baseline:
+        if v is baseline:
+            row["spread_parts"] = cmp.spread_parts(ranks <= 1)
+        else:
             diff, low, high = cmp.paired_bootstrap(ranks <= 1, base_ranks <= 1, resamples)
             row.update(diff=diff, low=low, high=high, verdict=cmp.verdict(low, high))
             if row["verdict"] == "within noise":

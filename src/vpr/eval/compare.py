@@ -148,6 +148,20 @@ def seeds_to_resolve(a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float
     return max(2, int(np.ceil(seed_var / room))) if room > 0 else None
 
 
+def spread_parts(hits: np.ndarray) -> tuple[float, float, float] | None:
+    """The std over seeds of recall (percent) of outcome matrix ``hits`` (seeds, queries), split in quadrature
+    into the finite query sample's part (queries a seed gets right by chance; more queries shrink it) and the
+    part shared by all queries (a better or worse model: only more seeds average it out). None for one seed."""
+    hits = np.asarray(hits, np.float64)
+    seeds, queries = hits.shape
+    if seeds < 2:
+        return None
+    total = np.var(hits.mean(1) * 100, ddof=1)
+    p = hits.mean(0)
+    query = (p * (1 - p)).mean() * seeds / (seeds - 1) / queries * 1e4
+    return float(np.sqrt(total)), float(np.sqrt(min(query, total))), float(np.sqrt(max(total - query, 0.0)))
+
+
 def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "within noise"
 
