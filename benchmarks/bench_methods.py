@@ -52,7 +52,6 @@ def epoch_seconds(data, overrides: dict) -> tuple[float, int]:
 
 def run(quick: bool = False) -> list[Figure]:
     synth = dict(shipped_params()["synthetic"], extra_sets=["mining"], val_queries=20, test_queries=20)
-    synth.pop("seed", None)
     data = _training_data(synthetic_city("methods_city", **synth))
     seconds = {name: [] for name in METHODS}
     steps = {}

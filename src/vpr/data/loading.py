@@ -8,8 +8,9 @@ Keeping the network busy is the point: decoding, augmentation and batching must 
     asynchronously.
   * On the device the batch becomes float and normalised in one operation (and channels-last on CUDA).
   * ``train.augment_on: device`` resizes (the whole batch at once) and augments (image by image) there too,
-    as CosPlace does on the GPU, so a couple of CPU workers only decode (at the smallest JPEG draft scale
-    that stays at least the training size); ``workers`` (default) resizes and augments in the workers.
+    as CosPlace does on the GPU, so a couple of CPU workers only decode plain JPEGs (at the smallest draft
+    scale that stays at least the training size; other images are resized in the workers); ``workers``
+    (default) resizes and augments in the workers.
 Augmentation draws from a seed per image derived from ``(seed, epoch, batch number, position in the
 batch)``, so the images of a batch do not depend on the number of workers, on which worker built it, or on
 the number of processes (DDP: each rank builds its share of the global batch, see ``rank`` / ``world``).
@@ -91,7 +92,7 @@ class PlaceBatchImages(Dataset):
         self.image_size = tuple(image_size) if image_size else None    # None: native size (all images alike)
         self.resize = v2.Compose([v2.ToImage()] + ([v2.Resize(self.image_size, antialias=True)]
                                                    if self.image_size else []))
-        self.resize_here = resize_here   # False: a batch whose images share one decoded size is resized on the device
+        self.resize_here = resize_here   # False: a batch of plain JPEGs of one decoded size is resized on the device
         on_pil, on_tensor = split_for_pil(list(augment or []))
         self.augment_pil = v2.Compose(on_pil) if on_pil else None        # after the resize, on the PIL image
         self.augment = v2.Compose(on_tensor) if on_tensor else None      # then on the uint8 tensor
@@ -110,12 +111,10 @@ class PlaceBatchImages(Dataset):
         if images is not None:
             return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds)}
         with _main_process_guard():
-            decoded = [load_rgb(self.paths[i], draft_size=self.image_size) for i in indices[mine]]
-            ship_decoded = not self.resize_here and len({im.shape for im in decoded}) == 1
-            for j, (i, s, image) in enumerate(zip(indices[mine], seeds, decoded)):
-                image = image if ship_decoded else self.resize(image)
+            for j, (i, s) in enumerate(zip(indices[mine], seeds)):
+                image = self.resize(load_rgb(self.paths[i], draft_size=self.image_size))
                 if images is None:
-                    images = _uint8_batch((share, *image.shape), channels_last=ship_decoded)
+                    images = _uint8_batch((share, *image.shape), channels_last=False)
                 elif image.shape != images.shape[1:]:
                     from vpr.errors import DataError
                     raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
