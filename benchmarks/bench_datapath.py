@@ -7,7 +7,8 @@ with RandAugment(3), two loader workers. Images per second of
     the same loader, whose workers now only decode and stack; resize and RandAugment run on the GPU batch,
     which this figure leaves out (it is the GPU's work: bench_train measures a step with it on a GPU);
   * pure decode: the same files, the same two workers, batches of the same size, each image only decoded
-    (``Image.open(path).convert("RGB")``), nothing returned but a count;
+    (``Image.open(path).convert("RGB")``), nothing returned but a count; and the same with libjpeg-turbo
+    (simplejpeg, the decoder ours uses for plain JPEGs), for comparison;
   * the course template (gmberton/Simple_VPR_codebase): one item per place, ``Image.open().convert("RGB")``,
     RandAugment(num_ops=3), ToTensor, Normalize in the workers, default collation of float tensors.
 
@@ -45,6 +46,17 @@ class _PureDecode:
         return len(self.batches[i])
 
 
+class _PureTurboDecode(_PureDecode):
+    """The same, decoded by libjpeg-turbo straight into arrays (simplejpeg: the decoder our loader uses)."""
+
+    def __getitem__(self, i):
+        import simplejpeg
+        for path in self.batches[i]:
+            with open(path, "rb") as fh:
+                simplejpeg.decode_jpeg(fh.read(), colorspace="RGB")
+        return len(self.batches[i])
+
+
 class _TemplatePlaces:
     """The course template's TrainDataset.__getitem__ with its training transform, over fixed places."""
 
@@ -65,9 +77,9 @@ class _TemplatePlaces:
         return torch.stack(images), torch.tensor(i).repeat(len(images))
 
 
-def _rate(loader, count_images) -> float:
+def _rate(batches, count_images) -> float:
     start = time.perf_counter()
-    n = sum(count_images(item) for item in loader)
+    n = sum(count_images(item) for item in batches())
     return n / (time.perf_counter() - start)
 
 
@@ -84,18 +96,18 @@ def _loaders(city):
                         seed=0, num_workers=WORKERS)
     batches = [[train_set.paths[i] for i in indices] for indices in sampler]   # epoch 0's batches, as paths
     pure = DataLoader(_PureDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True)
+    turbo = DataLoader(_PureTurboDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True)
     places = [b[k:k + PER_PLACE] for b in batches for k in range(0, len(b), PER_PLACE)]
     template = DataLoader(_TemplatePlaces(places), batch_size=PLACES, num_workers=WORKERS, persistent_workers=True)
     on_device = PlaceBatches(train_set, sampler, [{"name": "randaugment", "num_ops": 3}], SIZE, (0.5,) * 3,
                              (0.5,) * 3, seed=0, num_workers=WORKERS, augment_on="device")
-    ours.keys.set_epoch(0)
-    on_device.keys.set_epoch(0)
-    # the loaders the training loop iterates (uint8 batches; float, and with augment_on: device resized and
-    # augmented, on the device)
-    return dict(ours=(ours.loader, lambda b: len(b["images"])),
-                ours_device=(on_device.loader, lambda b: len(b["images"])),
-                pure=(pure, lambda n: n),
-                template=(template, lambda b: len(b[0]) * b[0].shape[1])), len(batches)
+    # the uint8 batches the training loop gets (and then makes float, and with augment_on: device resizes and
+    # augments, on the device), each buffer handed back to its worker when the next batch is asked for
+    return dict(ours=(lambda: ours.uint8_batches(0), lambda b: len(b["images"])),
+                ours_device=(lambda: on_device.uint8_batches(0), lambda b: len(b["images"])),
+                pure=(lambda: iter(pure), lambda n: n),
+                pure_turbo=(lambda: iter(turbo), lambda n: n),
+                template=(lambda: iter(template), lambda b: len(b[0]) * b[0].shape[1])), len(batches)
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -114,6 +126,7 @@ def run(quick: bool = False) -> list[Figure]:
     vs_decode = spread(o / p for o, p in zip(rates["ours"], rates["pure"]))
     vs_template = spread(o / t for o, t in zip(rates["ours"], rates["template"]))
     device_vs_decode = spread(o / p for o, p in zip(rates["ours_device"], rates["pure"]))
+    device_vs_turbo = spread(o / p for o, p in zip(rates["ours_device"], rates["pure_turbo"]))
     med = {k: statistics.median(v) for k, v in rates.items()}
     common = (f"{photo} JPEGs -> {SIZE[0]}x{SIZE[1]}, RandAugment(3), {WORKERS} workers, batches of "
               f"{PLACES}x{PER_PLACE}, {n_batches} batches per turn")
@@ -123,6 +136,11 @@ def run(quick: bool = False) -> list[Figure]:
                f"{common}; the workers decode and stack, the resize and RandAugment run on the GPU batch (not "
                f"counted: the GPU's work); {fmt_spread(device_vs_decode)}; {med['ours_device']:.0f} vs "
                f"{med['pure']:.0f} images/s", rates),
+        Figure("data path images/s / pure libjpeg-turbo decode images/s, augment_on: device",
+               f"{device_vs_turbo['median']:.3f}", "for comparison", None,
+               f"{common}; the same files decoded by simplejpeg (our decoder) into arrays, nothing returned: what "
+               f"passing the batches to the main process costs; {fmt_spread(device_vs_turbo)}; "
+               f"{med['ours_device']:.0f} vs {med['pure_turbo']:.0f} images/s", rates),
         Figure("data path images/s / pure JPEG decode images/s, augment_on: workers (CPU training)",
                f"{vs_decode['median']:.3f}", "for comparison", None, f"{common}; resize and RandAugment in the "
                f"workers; {fmt_spread(vs_decode)}; {med['ours']:.0f} vs {med['pure']:.0f} images/s", rates),

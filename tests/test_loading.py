@@ -140,3 +140,35 @@ def test_training_decoding_gives_pillows_pixels_for_every_kind_of_image(tiny_cit
         for draft in (None, (48, 64), (96, 128), (240, 320), (300, 400)):
             got, want = load_rgb(str(path), draft), pil_to_tensor(load_image(str(path), draft))
             assert got.shape == want.shape and got.stride() == want.stride() and torch.equal(got, want), (path, draft)
+
+
+def _source(train_set, workers, augment_on="device", count=8):
+    sampler = PlaceBatchSampler(train_set.place_offsets, train_set.place_images, 4, 2, seed=7, batches_per_epoch=count)
+    return PlaceBatches(train_set, sampler, [], SIZE, [0.5] * 3, [0.25] * 3, seed=7, num_workers=workers,
+                        augment_on=augment_on)
+
+
+@pytest.mark.parametrize("augment_on", ["device", "workers"])
+def test_workers_reuse_their_shared_batch_buffers_once_handed_back_and_every_batch_stays_right(train_set, augment_on):
+    """A fresh shared buffer costs its first write (page faults, zeroing); the workers reuse a few, each one
+    written again only after the main process has asked for the next batch."""
+    expected = [b["images"].clone() for b in _source(train_set, 0, augment_on).uint8_batches(0)]
+    source = _source(train_set, 2, augment_on)
+    for epoch in (0, 0, 1):
+        slots = []
+        for batch, want in zip(source.uint8_batches(epoch), expected):
+            slots.append(int(batch["slot"]))
+            if epoch == 0:
+                assert torch.equal(batch["images"], want)
+        assert len(slots) == 8 and min(slots) >= 0 and len(set(slots)) < len(slots)   # reused, never fresh
+    assert not source.dataset.slots.in_use.any()   # all handed back at the end of the epoch
+
+
+def test_a_consumer_that_keeps_every_batch_gets_fresh_buffers_not_overwritten_ones(train_set):
+    expected = [b["images"].clone() for b in _source(train_set, 0, count=14).uint8_batches(0)]
+    source = _source(train_set, 2, count=14)
+    source.keys.set_epoch(0)
+    kept = list(source.loader)   # never handed back
+    assert [int(b["slot"]) for b in kept].count(-1) == 14 - source.dataset.slots.in_use.numel() > 0
+    for batch, want in zip(kept, expected):
+        assert torch.equal(batch["images"], want)

@@ -29,6 +29,9 @@ from vpr.data.datasets import PlainJpeg, load_rgb
 from vpr.data.transforms import augmentations, split_for_pil
 
 
+PREFETCH = 2   # batches each loader worker prepares ahead (the DataLoader's default)
+
+
 def image_seeds(seed: int, epoch: int, number: int, count: int) -> np.ndarray:
     """One augmentation seed per position of batch ``number`` of ``epoch``."""
     return np.random.SeedSequence([seed, epoch, number]).generate_state(count).astype(np.int64)
@@ -68,16 +71,49 @@ def _main_process_guard():
         torch.set_num_threads(threads)
 
 
-def _uint8_batch(shape, channels_last: bool) -> torch.Tensor:
-    """An empty uint8 batch (B, C, H, W). In a loader worker it lives in shared memory from the start, as the
-    loader's own collation does it (``_new_shared``), so handing it to the main process copies nothing;
-    ``channels_last``: laid out (B, H, W, C) like a decoded image, so each image lands with one plain copy."""
+class SharedBatchSlots:
+    """Shared-memory batch buffers that the loader workers reuse. The first write to a fresh shared buffer costs
+    about as much as decoding the batch's JPEGs (a page fault, and the kernel zeroing the page, for every 4 KiB),
+    so each worker keeps ``per_worker`` buffers, and the main process hands one back (``release``) once it is done
+    with the batch in it. A worker whose buffers are all in use takes a fresh one: a consumer that never hands
+    batches back loses speed, not data."""
+
+    def __init__(self, workers: int, per_worker: int):
+        self.per_worker = per_worker
+        self.in_use = torch.zeros(workers * per_worker, dtype=torch.int32).share_memory_()
+        self._buffers = {}   # filled in each worker: its own slot -> storage
+
+    def take(self, nbytes: int):
+        """In a worker: (a shared storage of at least ``nbytes``, its slot; -1 for a fresh one, not to hand back)."""
+        flags = self.in_use.numpy()
+        first = get_worker_info().id * self.per_worker
+        for slot in range(first, first + self.per_worker):
+            if flags[slot] == 0:
+                flags[slot] = 1
+                storage = self._buffers.get(slot)
+                if storage is None or storage.nbytes() < nbytes:
+                    storage = self._buffers[slot] = torch.UntypedStorage._new_shared(nbytes)
+                return storage, slot
+        return torch.UntypedStorage._new_shared(nbytes), -1
+
+    def release(self, slot: int) -> None:
+        """In the main process: the batch in ``slot`` is no longer read; its worker may write the next one there."""
+        if slot >= 0:
+            self.in_use[slot] = 0
+
+
+def _uint8_batch(shape, channels_last: bool, slots: SharedBatchSlots | None = None):
+    """An empty uint8 batch (B, C, H, W) and its slot (-1: none). In a loader worker it lives in shared memory
+    from the start, as the loader's own collation does it (``_new_shared``), so handing it to the main process
+    copies nothing; reused from ``slots`` when given. ``channels_last``: laid out (B, H, W, C) like a decoded
+    image, so each image lands with one plain copy."""
     b, c, h, w = shape
     strides = (h * w * c, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
     if get_worker_info() is None:
-        return torch.empty_strided(shape, strides, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(b * c * h * w)
-    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
+        return torch.empty_strided(shape, strides, dtype=torch.uint8), -1
+    storage, slot = slots.take(b * c * h * w) if slots is not None else (
+        torch.UntypedStorage._new_shared(b * c * h * w), -1)
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides), slot
 
 
 class PlaceBatchImages(Dataset):
@@ -97,6 +133,7 @@ class PlaceBatchImages(Dataset):
         self.augment_pil = v2.Compose(on_pil) if on_pil else None        # after the resize, on the PIL image
         self.augment = v2.Compose(on_tensor) if on_tensor else None      # then on the uint8 tensor
         self.seed, self.rank, self.world = seed, rank, world
+        self.slots: SharedBatchSlots | None = None   # set by the owner of the loader, which hands buffers back
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -107,14 +144,14 @@ class PlaceBatchImages(Dataset):
         mine = slice(self.rank * share, (self.rank + 1) * share)
         seeds = image_seeds(self.seed, epoch, number, len(indices))[mine]
         labels = self.labels[list(indices)]
-        images = None if self.resize_here else self._decoded_jpegs(indices[mine])
+        images, slot = (None, -1) if self.resize_here else self._decoded_jpegs(indices[mine])
         if images is not None:
-            return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds)}
+            return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds), "slot": torch.tensor(slot)}
         with _main_process_guard():
             for j, (i, s) in enumerate(zip(indices[mine], seeds)):
                 image = self.resize(load_rgb(self.paths[i], draft_size=self.image_size))
                 if images is None:
-                    images = _uint8_batch((share, *image.shape), channels_last=False)
+                    images, slot = _uint8_batch((share, *image.shape), channels_last=False, slots=self.slots)
                 elif image.shape != images.shape[1:]:
                     from vpr.errors import DataError
                     raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
@@ -129,19 +166,22 @@ class PlaceBatchImages(Dataset):
                 if self.augment is not None:
                     image = self.augment(image)
                 images[j] = image
-        return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds)}
+        return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds), "slot": torch.tensor(slot)}
 
     def _decoded_jpegs(self, indices):
         """For the device to resize: a batch of plain JPEGs of one decoded size, each decoded straight into its
-        place in the (shared-memory) batch; None when the images are not all that (the general path then)."""
+        place in the (shared-memory) batch, and its slot; (None, -1) when the images are not all that (the general
+        path then)."""
         jpegs = [PlainJpeg.of(self.paths[i], self.image_size) for i in indices]
         if not all(jpegs) or len({j.size for j in jpegs}) != 1:
-            return None
-        images = _uint8_batch((len(jpegs), 3, *jpegs[0].size), channels_last=True)
-        for slot, jpeg in zip(images, jpegs):
-            if jpeg.decode(out=slot.permute(1, 2, 0).numpy()) is None:
-                return None
-        return images
+            return None, -1
+        images, slot = _uint8_batch((len(jpegs), 3, *jpegs[0].size), channels_last=True, slots=self.slots)
+        for place, jpeg in zip(images, jpegs):
+            if jpeg.decode(out=place.permute(1, 2, 0).numpy()) is None:
+                if self.slots is not None:
+                    self.slots.release(slot)
+                return None, -1
+        return images, slot
 
 
 class PlaceBatches:
@@ -161,23 +201,36 @@ class PlaceBatches:
         self.device = torch.device(device)
         self.mean, self.std = list(mean), list(std)
         self.channels_last = channels_last
+        # per worker: its prefetched batches, the one the main process is using and one being pinned
+        self.dataset.slots = SharedBatchSlots(num_workers, PREFETCH + 2) if num_workers > 0 else None
         # its own generator: the loader's worker seeds do not consume the global random state of the loop
         self.loader = DataLoader(self.dataset, batch_size=None, sampler=self.keys, num_workers=num_workers,
                                  pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
+                                 prefetch_factor=PREFETCH if num_workers > 0 else None,
                                  generator=torch.Generator().manual_seed(seed))
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __call__(self, epoch: int):
-        self.keys.set_epoch(epoch)
-        for batch in self.loader:
+        for batch in self.uint8_batches(epoch):
+            # finish() always writes a new tensor (the float batch), so the worker's buffer can be reused after it
             yield {"images": self.finish(batch["images"], batch["seeds"]),
                    "labels": batch["labels"].to(self.device, non_blocking=True)}
 
+    def uint8_batches(self, epoch: int):
+        """The workers' uint8 batches of ``epoch`` (dicts: images, labels, seeds, slot), before ``finish``. Each one
+        lives in a buffer that its worker reuses once the next batch is asked for: use it before that, or copy it."""
+        self.keys.set_epoch(epoch)
+        for batch in self.loader:
+            yield batch
+            if self.dataset.slots is not None:
+                self.dataset.slots.release(int(batch["slot"]))
+
     def finish(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> (augmented on the device,) float, normalised, channels-last if asked."""
-        images = images.to(self.device, non_blocking=True)
+        # asynchronous only from pinned memory (CUDA): the source buffer is handed back to its worker afterwards
+        images = images.to(self.device, non_blocking=self.loader.pin_memory)
         if self.device_size is not None:   # one batched resize (a no-op when the workers already resized)
             images = v2.functional.resize(images, self.device_size, antialias=True)
         if self.device_augment is not None:
