@@ -94,7 +94,7 @@ def test_empty_or_missing_folder_is_reported(tmp_path):
 def test_webp_tiff_and_bmp_images_are_listed_checked_and_decoded(tmp_path, ext, fmt, mode):
     from PIL import Image
 
-    from vpr.data.datasets import load_image
+    from vpr.data.images import load_image
     from vpr.data.image_checks import image_problem
     path = tmp_path / "s" / format_name(10.0, 20.0, 33, "T", ext=ext)
     path.parent.mkdir()

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vpr.data.datasets import PlaceImages, load_image
+from vpr.data.datasets import PlaceImages
+from vpr.data.images import load_image
 from vpr.data.groundtruth import build_train_set
 from vpr.data.loading import PlaceBatches
 from vpr.data.samplers import PlaceBatchSampler

@@ -9,7 +9,7 @@ from tests.test_config import ROOT
 from vpr.config import READS
 
 SRC = ROOT / "src"
-LIGHT = ("fetch", "build_gt", "evaluate", "recall_table")   # must start without torch
+LIGHT = ("fetch", "build_gt", "evaluate", "recall_table", "visualize", "report")   # must start without torch
 
 
 def _module_file(name: str):

@@ -1,9 +1,9 @@
-"""Put on PYTHONPATH by the end-to-end pipeline test: a light stage (fetch, build_gt, evaluate, recall_table)
-that imports torch fails there, so `dvc repro` proves those stages start without it."""
+"""Put on PYTHONPATH by the end-to-end pipeline test: a light stage (fetch, build_gt, evaluate, recall_table,
+visualize, report) that imports torch fails there, so `dvc repro` proves those stages start without it."""
 import os
 import sys
 
-LIGHT_STAGES = {"fetch.py", "build_gt.py", "evaluate.py", "recall_table.py"}
+LIGHT_STAGES = {"fetch.py", "build_gt.py", "evaluate.py", "recall_table.py", "visualize.py", "report.py"}
 
 
 class _ForbidTorchInLightStages:

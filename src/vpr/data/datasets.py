@@ -1,48 +1,11 @@
 """Datasets over image paths: evaluation lists and training places."""
 from __future__ import annotations
 
-import io
-import struct
-
 import numpy as np
-import simplejpeg
 import torch
-from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from vpr.errors import DataError
-
-# UnidentifiedImageError (not an image) is an OSError, as are a truncated or garbled stream
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
-
-
-def load_image(path: str, draft_size=None) -> Image.Image:
-    """RGB image, with EXIF rotation applied; DataError naming the file if it cannot be decoded.
-    ``draft_size`` (H, W), or a function of the image's (H, W) after rotation giving it: a JPEG is decoded
-    directly at a power-of-two reduction that stays at least that large (draft mode: several times faster
-    than decoding in full and then shrinking)."""
-    try:
-        with Image.open(path) as img:
-            orientation = img.getexif().get(0x0112, 1)
-            if draft_size and img.format == "JPEG":
-                turned = orientation in (5, 6, 7, 8)   # stored rotated: EXIF turns it later
-                if callable(draft_size):
-                    w, h = img.size
-                    draft_size = draft_size(*((w, h) if turned else (h, w)))
-                h, w = draft_size
-                if turned:
-                    h, w = w, h
-                img.draft("RGB", (w, h))
-            img.load()
-            if orientation not in (None, 1):      # (each of these steps copies the image: only when needed)
-                img = ImageOps.exif_transpose(img)
-            return img if img.mode == "RGB" else img.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)") from None
-    except DECODE_ERRORS as exc:   # what Pillow raises on a file it cannot decode (fuzzed files included)
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        raise DataError(f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
-                        "and rebuild data/gt (stage build_gt)") from None
+from vpr.data.images import PlainJpeg, load_image
 
 
 def load_rgb(path: str, draft_size=None) -> torch.Tensor:
@@ -55,37 +18,6 @@ def load_rgb(path: str, draft_size=None) -> torch.Tensor:
     if array is None:
         array = np.array(load_image(path, draft_size))
     return torch.from_numpy(array).permute(2, 0, 1)
-
-
-class PlainJpeg:
-    """A colour JPEG without EXIF rotation, read but not decoded, and the (H, W) Pillow's draft mode would
-    decode it at; ``of`` gives None for anything else (load_image's case)."""
-
-    def __init__(self, data: bytes, size: tuple):
-        self.data, self.size = data, size
-
-    @classmethod
-    def of(cls, path: str, draft_size=None):
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            with Image.open(io.BytesIO(data)) as img:   # the header only: format, mode, EXIF, draft size
-                if img.format != "JPEG" or img.mode != "RGB" or img.getexif().get(0x0112, 1) not in (None, 1):
-                    return None
-                if draft_size:
-                    img.draft("RGB", (draft_size[1], draft_size[0]))
-                return cls(data, (img.height, img.width))
-        except DECODE_ERRORS:   # unreadable or damaged: load_image names the problem
-            return None
-
-    def decode(self, out: np.ndarray | None = None) -> np.ndarray | None:
-        """(H, W, 3) uint8 array (written into ``out`` when given); None if the stream turns out damaged."""
-        h, w = self.size
-        try:
-            array = simplejpeg.decode_jpeg(self.data, colorspace="RGB", min_height=h, min_width=w, buffer=out)
-        except DECODE_ERRORS:
-            return None
-        return array if array.shape == (h, w, 3) else None
 
 
 class ImageList(Dataset):

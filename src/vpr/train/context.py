@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vpr.data.datasets import load_image
+from vpr.data.images import load_image
 from vpr.data.groundtruth import TrainingData
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vpr.data.datasets import load_image
+from vpr.data.images import load_image
 
 GREEN, RED, GREY = (40, 180, 60), (220, 40, 40), (120, 120, 120)
 
