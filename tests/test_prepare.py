@@ -128,3 +128,29 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_metho
     assert len(localized) == test_set.num_queries
     for q, (row, ranking) in enumerate(zip(evaluated, localized)):
         assert ranking == row["top"][:top_k], f"query {q} ({row['name']}) under {policy}, {query_method}"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_extraction_inputs_are_pillows_pixels_prepared_by_the_policy(policy, tmp_path, tiny_city):
+    """Extraction decodes plain JPEGs by libjpeg-turbo (load_rgb) and prepares the tensor: the same input as
+    preparing Pillow's image, at every draft scale and for every kind of file."""
+    from vpr.data.datasets import PreparedImages
+    from vpr.data.images import load_image
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    photo.save(tmp_path / "plain.jpg", quality=90)
+    photo.resize((300, 400)).save(tmp_path / "portrait.jpg", quality=90)
+    photo.save(tmp_path / "progressive.jpg", quality=80, progressive=True)
+    photo.convert("L").save(tmp_path / "gray.jpg")
+    photo.save(tmp_path / "photo.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    paths = sorted(str(p) for p in tmp_path.iterdir()) + [str(p) for p in sorted(tiny_city.rglob("*.jpg"))[:6]]
+    for size in (SIZE, (96, 128), None):
+        prep = ImagePrep(size, policy)
+        images = PreparedImages(paths, prep)
+        for i, path in enumerate(paths):
+            want = prep(load_image(path, prep.resized if size else None))
+            got = images[i][0]
+            assert got.shape == want.shape and torch.equal(got, want), (path, size)

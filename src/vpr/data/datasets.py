@@ -10,7 +10,7 @@ from vpr.data.images import PlainJpeg, load_image
 
 def load_rgb(path: str, draft_size=None) -> torch.Tensor:
     """load_image's pixels as a uint8 (3, H, W) tensor, a view of an (H, W, 3) array (as torchvision's
-    pil_to_tensor gives). ``draft_size``: (H, W) or None. A plain JPEG (colour, no EXIF rotation) is decoded
+    pil_to_tensor gives). ``draft_size``: as load_image's. A plain JPEG (colour, no EXIF rotation) is decoded
     by libjpeg-turbo straight into the array (simplejpeg): Pillow's very pixels at Pillow's draft scale,
     without Pillow's image object and its copies; anything else goes through load_image."""
     jpeg = PlainJpeg.of(path, draft_size)
@@ -37,10 +37,14 @@ class ImageList(Dataset):
 
 class PreparedImages(ImageList):
     """Images as uint8 network inputs by an image-preparation policy (vpr.eval.prepare.ImagePrep), JPEGs
-    decoded in draft mode at the size the policy resizes them to; yields (image, index)."""
+    decoded in draft mode at the size the policy resizes them to (plain JPEGs by libjpeg-turbo, load_rgb);
+    yields (image, index)."""
 
     def __init__(self, paths, prep):
         super().__init__(paths, prep, draft_size=prep.resized if prep.size else None)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.paths[i], self.draft_size)), i
 
 
 class PlaceImages(Dataset):

@@ -59,6 +59,8 @@ class PlainJpeg:
             with Image.open(io.BytesIO(data)) as img:   # the header only: format, mode, EXIF, draft size
                 if img.format != "JPEG" or img.mode != "RGB" or img.getexif().get(0x0112, 1) not in (None, 1):
                     return None
+                if callable(draft_size):   # (no EXIF rotation here: stored as shown)
+                    draft_size = draft_size(img.height, img.width)
                 if draft_size:
                     img.draft("RGB", (draft_size[1], draft_size[0]))
                 return cls(data, (img.height, img.width))

@@ -80,13 +80,15 @@ class ImagePrep:
         return self._scaled(*self.size) if self.fixed_size else self.resized(height, width)
 
     def __call__(self, image):
-        """A PIL image (already decoded, EXIF-rotated) -> uint8 tensor (3, H, W) of ``output`` size."""
+        """A decoded, EXIF-rotated image (PIL, or a uint8 tensor (3, H, W)) -> uint8 tensor (3, H, W) of
+        ``output`` size."""
         from vpr.compat import torchvision  # noqa: F401  (shim first)
         from torchvision.transforms import v2
 
         tensor = v2.functional.to_image(image)
-        h, w = self.resized(image.height, image.width)
-        if (h, w) != (image.height, image.width):
+        height, width = tensor.shape[-2:]
+        h, w = self.resized(height, width)
+        if (h, w) != (height, width):
             tensor = v2.functional.resize(tensor, [h, w], antialias=True)
         if self.policy == "cover_crop" and self.size is not None:
             tensor = v2.functional.center_crop(tensor, list(self._scaled(*self.size)))
