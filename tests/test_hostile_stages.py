@@ -70,8 +70,11 @@ def test_ctrl_c_in_a_stage_prints_interrupted_and_leaves_nothing(box):
     fifo = gt / "database_paths.npy"
     os.mkfifo(fifo)
     before = _files(box)
+    # Ctrl-C as in a terminal: SIGINT at its default even when the tests run as a background job (a shell
+    # starts those with SIGINT ignored, and a child inherits that)
     proc = subprocess.Popen([sys.executable, "stages/evaluate.py", "synth_test"], cwd=box, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     writer, deadline = None, time.monotonic() + 120
     while writer is None:   # a non-blocking open for writing succeeds once the stage has it open for reading
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -5,7 +5,9 @@ Keeping the network busy is the point: decoding, augmentation and batching must 
     decodes, resizes (JPEG draft mode: the decoder itself shrinks by a power of two) and stacks the images
     as uint8 — a quarter of the bytes of float32 to pass between processes and to copy to the GPU.
   * Workers persist across epochs and prefetch; on CUDA the batch sits in pinned memory and is copied
-    asynchronously.
+    asynchronously. Each worker reuses a few shared-memory batch buffers (``SharedBatchSlots``), each handed
+    back when the training loop asks for the next batch: writing into fresh shared memory costs about as much
+    as decoding.
   * On the device the batch becomes float and normalised in one operation (and channels-last on CUDA).
   * ``train.augment_on: device`` resizes (the whole batch at once) and augments (image by image) there too,
     as CosPlace does on the GPU, so a couple of CPU workers only decode plain JPEGs (at the smallest draft
@@ -98,7 +100,8 @@ class SharedBatchSlots:
         return torch.UntypedStorage._new_shared(nbytes), -1
 
     def release(self, slot: int) -> None:
-        """In the main process: the batch in ``slot`` is no longer read; its worker may write the next one there."""
+        """The batch in ``slot`` is no longer read (main process), or was never sent (its worker): the worker may
+        write its next batch there."""
         if slot >= 0:
             self.in_use[slot] = 0
 
