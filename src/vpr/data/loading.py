@@ -87,7 +87,7 @@ class SharedBatchSlots:
         self._buffers = {}   # filled in each worker: its own slot -> storage
 
     def take(self, nbytes: int):
-        """In a worker: (a shared storage of at least ``nbytes``, its slot; -1 for a fresh one, not to hand back)."""
+        """In a worker: (a free shared storage of at least ``nbytes``, its slot), or (None, -1) if all are in use."""
         flags = self.in_use.numpy()
         first = get_worker_info().id * self.per_worker
         for slot in range(first, first + self.per_worker):
@@ -97,7 +97,7 @@ class SharedBatchSlots:
                 if storage is None or storage.nbytes() < nbytes:
                     storage = self._buffers[slot] = torch.UntypedStorage._new_shared(nbytes)
                 return storage, slot
-        return torch.UntypedStorage._new_shared(nbytes), -1
+        return None, -1
 
     def release(self, slot: int) -> None:
         """The batch in ``slot`` is no longer read (main process), or was never sent (its worker): the worker may
@@ -115,8 +115,9 @@ def _uint8_batch(shape, channels_last: bool, slots: SharedBatchSlots | None = No
     strides = (h * w * c, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
     if get_worker_info() is None:
         return torch.empty_strided(shape, strides, dtype=torch.uint8), -1
-    storage, slot = slots.take(b * c * h * w) if slots is not None else (
-        torch.UntypedStorage._new_shared(b * c * h * w), -1)
+    storage, slot = slots.take(b * c * h * w) if slots is not None else (None, -1)
+    if storage is None:   # a fresh one, not to hand back
+        storage = torch.UntypedStorage._new_shared(b * c * h * w)
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides), slot
 
 
@@ -147,15 +148,21 @@ class PlaceBatchImages(Dataset):
         share = len(indices) // self.world
         mine = slice(self.rank * share, (self.rank + 1) * share)
         seeds = image_seeds(self.seed, epoch, number, len(indices))[mine]
-        labels = self.labels[list(indices)]
         images, slot = (None, -1) if self.resize_here else self._decoded_jpegs(indices[mine])
-        if images is not None:
-            return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds), "slot": torch.tensor(slot)}
+        if images is None:
+            images, slot = self._prepared(indices[mine], seeds)
+        return {"images": images, "labels": self.labels[list(indices)], "seeds": torch.from_numpy(seeds),
+                "slot": torch.tensor(slot)}
+
+    def _prepared(self, indices, seeds):
+        """The general path: each image decoded, resized and augmented here, then copied into the batch; and
+        the batch's slot."""
+        images, slot = None, -1
         with _main_process_guard():
-            for j, (i, s) in enumerate(zip(indices[mine], seeds)):
+            for j, (i, s) in enumerate(zip(indices, seeds)):
                 image = self.resize(load_rgb(self.paths[i], draft_size=self.image_size))
                 if images is None:
-                    images, slot = _uint8_batch((share, *image.shape), channels_last=False, slots=self.slots)
+                    images, slot = _uint8_batch((len(indices), *image.shape), channels_last=False, slots=self.slots)
                 elif image.shape != images.shape[1:]:
                     from vpr.errors import DataError
                     raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
@@ -170,7 +177,7 @@ class PlaceBatchImages(Dataset):
                 if self.augment is not None:
                     image = self.augment(image)
                 images[j] = image
-        return {"images": images, "labels": labels, "seeds": torch.from_numpy(seeds), "slot": torch.tensor(slot)}
+        return images, slot
 
     def _decoded_jpegs(self, indices):
         """For the device to resize: a batch of plain JPEGs of one decoded size, each decoded straight into its

@@ -134,6 +134,11 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: 
     return float((a.mean() - b.mean()) * 100), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
 
 
+def _seed_variance(hits: np.ndarray) -> float:
+    """Variance over seeds of recall in percent, for an outcome matrix (seeds, queries)."""
+    return float(np.var(hits.mean(1) * 100, ddof=1))
+
+
 def seeds_to_resolve(a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float = 1.96) -> int | None:
     """Seeds per variant at which the 95 % interval of the R@1 difference of outcome matrices ``a`` and ``b``
     (seeds, queries) would be about ±``margin`` points: the seed-mean difference has the variance of both
@@ -142,7 +147,7 @@ def seeds_to_resolve(a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
         return None
-    seed_var = np.var(a.mean(1) * 100, ddof=1) + np.var(b.mean(1) * 100, ddof=1)
+    seed_var = _seed_variance(a) + _seed_variance(b)
     query_var = np.var((a.mean(0) - b.mean(0)) * 100, ddof=1) / a.shape[1]
     room = (margin / z) ** 2 - query_var
     return max(2, int(np.ceil(seed_var / room))) if room > 0 else None
@@ -156,7 +161,7 @@ def spread_parts(hits: np.ndarray) -> tuple[float, float, float] | None:
     seeds, queries = hits.shape
     if seeds < 2:
         return None
-    total = np.var(hits.mean(1) * 100, ddof=1)
+    total = _seed_variance(hits)
     p = hits.mean(0)
     query = (p * (1 - p)).mean() * seeds / (seeds - 1) / queries * 1e4
     return float(np.sqrt(total)), float(np.sqrt(min(query, total))), float(np.sqrt(max(total - query, 0.0)))
