@@ -151,6 +151,6 @@ def test_extraction_inputs_are_pillows_pixels_prepared_by_the_policy(policy, tmp
         prep = ImagePrep(size, policy)
         images = PreparedImages(paths, prep)
         for i, path in enumerate(paths):
-            want = prep(load_image(path, prep.resized if size else None))
+            want = prep(load_image(path, prep.resized if size else None), oriented_size(path))
             got = images[i][0]
             assert got.shape == want.shape and torch.equal(got, want), (path, size)

@@ -38,13 +38,24 @@ class ImageList(Dataset):
 class PreparedImages(ImageList):
     """Images as uint8 network inputs by an image-preparation policy (vpr.eval.prepare.ImagePrep), JPEGs
     decoded in draft mode at the size the policy resizes them to (plain JPEGs by libjpeg-turbo, load_rgb);
-    yields (image, index)."""
+    yields (image, index).
+
+    A draft decode rounds each side of the reduced image up, so its aspect ratio is not the file's: the policy
+    sizes the output from the size the header gives (which the decoder passes to the draft-size function), as
+    vpr.eval.prepare.size_batches does when it groups images of one output size into a batch."""
 
     def __init__(self, paths, prep):
         super().__init__(paths, prep, draft_size=prep.resized if prep.size else None)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.paths[i], self.draft_size)), i
+        header_sizes = []
+
+        def draft_size(height, width):      # called by the decoder with the header's size, after EXIF rotation
+            header_sizes.append((height, width))
+            return self.draft_size(height, width)
+
+        image = load_rgb(self.paths[i], draft_size if self.draft_size else None)
+        return self.transform(image, header_sizes[-1] if header_sizes else None), i
 
 
 class PlaceImages(Dataset):

@@ -79,15 +79,17 @@ class ImagePrep:
         """(H, W) of the network input made from an image of ``height`` x ``width``."""
         return self._scaled(*self.size) if self.fixed_size else self.resized(height, width)
 
-    def __call__(self, image):
+    def __call__(self, image, source_size=None):
         """A decoded, EXIF-rotated image (PIL, or a uint8 tensor (3, H, W)) -> uint8 tensor (3, H, W) of
-        ``output`` size."""
+        ``output(*source_size)`` size. ``source_size``: the image's (H, W) as its file header gives it (after
+        EXIF rotation), when the decoder reduced it (JPEG draft mode): the output size is computed from the
+        header's size, as ``size_batches`` computes it, never from the reduced one (whose rounding differs)."""
         from vpr.compat import torchvision  # noqa: F401  (shim first)
         from torchvision.transforms import v2
 
         tensor = v2.functional.to_image(image)
         height, width = tensor.shape[-2:]
-        h, w = self.resized(height, width)
+        h, w = self.resized(*(source_size or (height, width)))
         if (h, w) != (height, width):
             tensor = v2.functional.resize(tensor, [h, w], antialias=True)
         if self.policy == "cover_crop" and self.size is not None:

@@ -41,11 +41,11 @@ class FiveCrops:
     def at_scale(self, factor: float) -> "FiveCrops":
         return FiveCrops(self.keep.size, self.keep.scale * factor)
 
-    def __call__(self, image):
+    def __call__(self, image, source_size=None):
         import torch
         from vpr.compat import torchvision  # noqa: F401  (shim first)
         from torchvision.transforms import v2
-        return torch.stack(v2.functional.five_crop(self.keep(image), [self.side, self.side]))
+        return torch.stack(v2.functional.five_crop(self.keep(image, source_size), [self.side, self.side]))
 
 
 def query_prep(prep: ImagePrep, method: str):
