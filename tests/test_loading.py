@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from vpr.data.datasets import PlaceImages
-from vpr.data.images import load_image
+from vpr.data.images import DRAFT_GAP, load_image
 from vpr.data.groundtruth import build_train_set
 from vpr.data.loading import PlaceBatches
 from vpr.data.samplers import PlaceBatchSampler
@@ -82,9 +82,10 @@ def test_large_jpegs_are_decoded_at_the_training_size(tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(path, quality=90)
     assert load_image(str(path)).size == (640, 480)
-    assert load_image(str(path), draft_size=(96, 128)).size == (160, 120)   # 1/4 scale: still >= 96 x 128
-    assert load_image(str(path), draft_size=(240, 320)).size == (320, 240)
-    assert load_image(str(path), draft_size=(300, 400)).size == (640, 480)  # no power of two fits: full size
+    assert DRAFT_GAP == 2    # decoded at a power-of-two scale that stays >= twice the size asked for
+    assert load_image(str(path), draft_size=(48, 64)).size == (160, 120)    # 1/4 scale: still >= 96 x 128
+    assert load_image(str(path), draft_size=(96, 128)).size == (320, 240)   # 1/2
+    assert load_image(str(path), draft_size=(240, 320)).size == (640, 480)  # no power of two fits: full size
 
 
 def _upscaled_copy(tiny_city, dest, size_of=lambda k: (160, 120)):
@@ -109,8 +110,8 @@ def test_on_the_device_workers_only_decode_and_the_batch_is_resized_there_to_the
     sampler = PlaceBatchSampler(big.place_offsets, big.place_images, 4, 2, seed=7, batches_per_epoch=1)
     shipped = next(iter(PlaceBatches(big, sampler, [], SIZE, [0.5] * 3, [0.25] * 3, augment_on="device",
                                      num_workers=0).loader))["images"]
-    # decoded at the JPEG draft scale that stays >= the training size (1/2 here), not resized yet
-    assert shipped.dtype == torch.uint8 and shipped.shape == (8, 3, 60, 80)
+    # decoded at the JPEG draft scale that stays >= twice the training size (full size here), not resized yet
+    assert shipped.dtype == torch.uint8 and shipped.shape == (8, 3, 120, 160)
 
 
 def test_on_the_device_a_batch_of_mixed_sizes_is_resized_in_the_workers(tiny_city, tmp_path):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from vpr.data.datasets import PreparedImages
 from vpr.data.filenames import format_name
+from vpr.data.images import DRAFT_GAP
 from vpr.data.groundtruth import EvalSet, Positives
 from vpr.eval.extract import compute_descriptors
 from vpr.eval.prepare import POLICIES, SIDES, ImagePrep, oriented_size, size_batches
@@ -26,8 +27,8 @@ from vpr.train.checkpoint import save_checkpoint
 # GSV-Cities / CosPlace-style test sizes
 IMAGE_SIZES = [(72, 96), (160, 160), (240, 320), (320, 320)]
 # sizes of real photos and ones whose draft-reduced sides round differently from the header's
-ODD_SIZES = [(479, 320), (481, 321), (1001, 667), (960, 641), (333, 500), (640, 427), (1023, 767), (150, 113),
-             (100, 75), (200, 150), (210, 280), (97, 1000), (2000, 37)]
+ODD_SIZES = [(479, 320), (481, 321), (1001, 667), (960, 641), (333, 500), (640, 427), (1023, 767), (1920, 1280),
+             (100, 75), (400, 300), (420, 560), (97, 1000), (2000, 37)]
 
 
 def _photo(rng, width, height):
@@ -72,17 +73,18 @@ def _draft_reduction(path, prep) -> int:
         full = img.size
         turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
         h, w = prep.resized(*oriented_size(path))
-        img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", (h, w) if turned else (w, h))
+        box = (h * DRAFT_GAP, w * DRAFT_GAP) if turned else (w * DRAFT_GAP, h * DRAFT_GAP)
+        img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", box)
         return 2 ** round(np.log2(full[0] / img.size[0]))     # sides round up: 57 px at 1/8 -> 8 px
 
 
 def test_every_prepared_image_has_the_size_its_batch_was_formed_for(tmp_path):
-    """Random sizes from 40 to 1400 px, every policy, side and image size: the prepared tensor has exactly the
+    """Random sizes from 40 to 2600 px, every policy, side and image size: the prepared tensor has exactly the
     size size_batches grouped it by, at every draft scale (1, 1/2, 1/4, 1/8)."""
     rng = np.random.default_rng(7)
     paths = []
     for i in range(60):
-        w, h = (int(x) for x in rng.integers(40, 1400, 2))
+        w, h = (int(x) for x in rng.integers(40, 2600, 2))
         paths.append(str(tmp_path / f"{i}_{w}x{h}.jpg"))
         _photo(rng, w, h).save(paths[-1], quality=80)
     reductions = set()

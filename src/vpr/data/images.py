@@ -11,15 +11,22 @@ from PIL import Image, ImageOps
 
 from vpr.errors import DataError
 
+# A JPEG is decoded at a reduced scale (draft mode) only while it stays at least DRAFT_GAP times the size it is
+# then resized to, so the resize filters as a full decode + resize would (Pillow's thumbnail keeps the same gap,
+# reducing_gap=2). Decoding straight down to the target size leaves the filtering to the DCT scaling, and changed
+# recall on real photos: Cambridge test at 160 x 160 from 320 x 320 JPEGs, untrained EfficientNet-Lite0 + GeM,
+# R@1 55.2 with a 1/2 draft, 58.1 decoded in full (the reference computation decodes in full).
+DRAFT_GAP = 2
+
 # UnidentifiedImageError (not an image) is an OSError, as are a truncated or garbled stream
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
 
 def load_image(path: str, draft_size=None) -> Image.Image:
     """RGB image, with EXIF rotation applied; DataError naming the file if it cannot be decoded.
-    ``draft_size`` (H, W), or a function of the image's (H, W) after rotation giving it: a JPEG is decoded
-    directly at a power-of-two reduction that stays at least that large (draft mode: several times faster
-    than decoding in full and then shrinking)."""
+    ``draft_size`` (H, W), or a function of the image's (H, W) after rotation giving it: the size the image is
+    about to be resized to. A JPEG is decoded directly at a power-of-two reduction that stays at least DRAFT_GAP
+    times that large (draft mode: several times faster than decoding in full and then shrinking)."""
     try:
         with Image.open(path) as img:
             orientation = img.getexif().get(0x0112, 1)
@@ -31,7 +38,7 @@ def load_image(path: str, draft_size=None) -> Image.Image:
                 h, w = draft_size
                 if turned:
                     h, w = w, h
-                img.draft("RGB", (w, h))
+                img.draft("RGB", (w * DRAFT_GAP, h * DRAFT_GAP))
             img.load()
             if orientation not in (None, 1):      # (each of these steps copies the image: only when needed)
                 img = ImageOps.exif_transpose(img)
@@ -62,7 +69,7 @@ class PlainJpeg:
                 if callable(draft_size):   # (no EXIF rotation here: stored as shown)
                     draft_size = draft_size(img.height, img.width)
                 if draft_size:
-                    img.draft("RGB", (draft_size[1], draft_size[0]))
+                    img.draft("RGB", (draft_size[1] * DRAFT_GAP, draft_size[0] * DRAFT_GAP))
                 return cls(data, (img.height, img.width))
         except DECODE_ERRORS:   # unreadable or damaged: load_image names the problem
             return None
