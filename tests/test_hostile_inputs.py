@@ -199,3 +199,48 @@ def test_a_zip_member_flagged_utf8_but_not_utf8_is_refused(tmp_path, monkeypatch
     line = one_line(str(err.value).splitlines(), str(tmp_path / "dl"))
     assert "member 'ds/test/caf\\xe9\\xe9.jpg': its name is not valid UTF-8" in line and "re-pack" in line
     assert _tree(tmp_path) == [("dl", True), ("raw", True)]
+
+
+# ----------------------------------------------------------------------------------- 2b. 16-bit pictures
+def _png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG of ``array`` (H, W) grey or (H, W, 3) RGB, written by hand: Pillow writes only 16-bit grey."""
+    h, w = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    rows = array.reshape(h, w * channels).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)          # filter 0 on every row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2}[channels], 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _levels(shape) -> np.ndarray:
+    """uint16 pixels around 120 of 255 on 8 bits (a mid-grey picture), with every low byte."""
+    rng = np.random.default_rng(0)
+    return rng.integers(60 * 256, 180 * 256, shape, dtype=np.uint16)
+
+
+@pytest.mark.parametrize("kind", ["grey png", "rgb png", "grey tiff", "32-bit tiff"])
+def test_16_bit_pictures_decode_to_their_8_bit_values(tmp_path, kind):
+    from vpr.data.datasets import load_rgb
+    pixels = _levels((30, 40, 3) if kind == "rgb png" else (30, 40))
+    path = tmp_path / ("x.tif" if "tiff" in kind else "x.png")
+    if kind == "grey tiff":
+        Image.fromarray(pixels).save(path)               # Pillow reads it back as mode I;16
+    elif kind == "32-bit tiff":                          # mode I, as older Pillow gives for a 16-bit PNG
+        Image.fromarray(pixels.astype(np.int32), "I").save(path)
+    else:
+        path.write_bytes(_png16(pixels))
+    want = (pixels >> 8).astype(int)
+    want = want if want.ndim == 3 else np.repeat(want[..., None], 3, axis=2)
+    decoded = np.asarray(load_image(str(path))).astype(int)
+    assert decoded.shape == want.shape and np.abs(decoded - want).max() <= 1
+    assert np.abs(load_rgb(str(path)).permute(1, 2, 0).numpy().astype(int) - want).max() <= 1
+
+
+def test_the_brightness_of_a_16_bit_picture_is_its_8_bit_one(tmp_path):
+    from vpr.data.night import mean_brightness
+    pixels = _levels((30, 40))
+    (tmp_path / "x.png").write_bytes(_png16(pixels))
+    assert abs(mean_brightness(str(tmp_path / "x.png")) - (pixels >> 8).mean()) < 1

@@ -56,8 +56,9 @@ def extract_archive(archive: str, target: str, root: str | None = None, marker: 
     """Extract a zip or tar archive so that ``target`` is replaced only if everything succeeds.
 
     Members are checked first (absolute names, ``..``, links leaving the target or passed through, device
-    files, names that are not UTF-8): one bad member refuses the whole archive. ``root``: the archive folder that becomes ``target``
-    (null: a single top-level folder is unwrapped, as in ``sf_xs.zip -> sf_xs/``; ``"."``: keep all).
+    files, names that are not UTF-8): one bad member refuses the whole archive. ``root``: the archive folder
+    that becomes ``target`` (null: a single top-level folder is unwrapped, as in ``sf_xs.zip -> sf_xs/``;
+    ``"."``: keep all).
     Returns the number of files.
     """
     parent = os.path.dirname(os.path.abspath(target))
