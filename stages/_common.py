@@ -20,7 +20,7 @@ DEFAULT_FIX = "free some space / check permissions"
 def load_config(stage: str):
     """params.yaml, validated as far as ``stage`` reads it (vpr.config.READS)."""
     from vpr.config import load_config as load
-    return load(ROOT / "params.yaml", stage)
+    return load("params.yaml", stage)   # relative (the working folder is ROOT): messages name it as DVC does
 
 
 def argument(stage: str, key: str, names, what: str) -> str:

@@ -244,3 +244,62 @@ def test_the_brightness_of_a_16_bit_picture_is_its_8_bit_one(tmp_path):
     pixels = _levels((30, 40))
     (tmp_path / "x.png").write_bytes(_png16(pixels))
     assert abs(mean_brightness(str(tmp_path / "x.png")) - (pixels >> 8).mean()) < 1
+
+
+# ------------------------------------------------------------------------- 2c. a key the stage reads is missing
+def _required(stage: str):
+    """The keys of params.yaml the stage lists (dvc.yaml), as paths; ``datasets.*``: the datasets section."""
+    return [key.removesuffix(".*") for key in READS[stage] if key != "*"]
+
+
+@pytest.mark.parametrize("stage,key", [(s, k) for s in READS for k in _required(s)])
+def test_a_missing_key_a_stage_reads_is_one_line_naming_it(tmp_path, stage, key):
+    raw = yaml.safe_load(PARAMS_TEXT)
+    *parents, last = key.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    del node[last]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "params.yaml", stage)
+    line = one_line(str(err.value).splitlines(), f"{tmp_path / 'params.yaml'}: missing key '{key}'")
+    assert f"the {stage} stage reads it" in line and "add it" in line
+
+
+@pytest.mark.parametrize("text,missing", [
+    (PARAMS_TEXT.replace("\nbackbone: efficientnet_lite0\n", "\n"), "missing key 'backbone'"),
+    ("", "missing keys 'seed', 'backbone', ")])
+def test_train_without_backbone_or_with_an_empty_params_file_is_one_line(tmp_path, text, missing):
+    assert text != PARAMS_TEXT
+    box = _stage_box(tmp_path, text)
+    proc = run_unchanged(box, "stages/train.py")
+    line = one_line(proc.stderr.splitlines(), f"error: params.yaml: {missing}")
+    assert proc.returncode == 2 and "the train stage reads" in line, line
+
+
+# ------------------------------------------------------------------------------- 2d. a key given twice
+def test_a_top_level_key_given_twice_is_one_line_with_both_lines(tmp_path):
+    lines = PARAMS_TEXT.splitlines()
+    first = lines.index("loss: multisimilarity") + 1
+    (tmp_path / "params.yaml").write_text(PARAMS_TEXT + "loss: circle\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(tmp_path / "params.yaml")
+    assert str(err.value) == (f"{tmp_path / 'params.yaml'} line {len(lines) + 1}: duplicate key 'loss' (first at "
+                              f"line {first}); YAML keeps only the last one: remove one of them")
+
+
+def test_a_nested_key_given_twice_is_refused_but_a_merge_key_is_not(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base: &b {lr: 1}\nadam:\n  <<: *b\n  lr: 2\ntrain:\n  epochs: 1\n  amp: false\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"line 8: duplicate key 'epochs' \(first at line 6\)"):
+        load_params(path)
+    path.write_text("base: &b {lr: 1}\nadam:\n  <<: *b\n  lr: 2\n")
+    assert load_params(path)["adam"] == {"lr": 2}       # overriding a merged key is what '<<' is for
+
+
+def test_train_with_loss_given_twice_stops_before_training(tmp_path):
+    box = _stage_box(tmp_path, PARAMS_TEXT + "loss: circle\n")
+    proc = run_unchanged(box, "stages/train.py")
+    line = one_line(proc.stderr.splitlines(), "error: params.yaml line ")
+    assert proc.returncode == 2 and "duplicate key 'loss'" in line
