@@ -303,3 +303,34 @@ def test_train_with_loss_given_twice_stops_before_training(tmp_path):
     proc = run_unchanged(box, "stages/train.py")
     line = one_line(proc.stderr.splitlines(), "error: params.yaml line ")
     assert proc.returncode == 2 and "duplicate key 'loss'" in line
+
+
+# -------------------------------------------------------------------------------------- 2e. --help, --foo
+@pytest.fixture(scope="module")
+def help_box(tmp_path_factory):
+    return _stage_box(tmp_path_factory.mktemp("help"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_stage_answers_help_with_its_usage_and_touches_nothing(help_box, stage, flag):
+    proc = run_unchanged(help_box, f"stages/{stage}.py", flag)
+    assert proc.returncode == 0 and proc.stderr == ""
+    doc = (ROOT / "stages" / f"{stage}.py").read_text().split('"""')[1].split("\n")[0]
+    takes = {"fetch": "<dataset>", "extract": "<set>", "evaluate": "<set>", "visualize": "<set>"}.get(stage)
+    assert proc.stdout.startswith(f"usage: python stages/{stage}.py{' ' + takes if takes else ''}\n"), proc.stdout
+    assert doc in proc.stdout
+    if takes:
+        assert ("data.fetch" if stage == "fetch" else "data.test") in proc.stdout
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_an_unknown_option_is_one_error_line(help_box, stage):
+    proc = run_unchanged(help_box, f"stages/{stage}.py", "--foo")
+    line = one_line(proc.stderr.splitlines(), "error: unrecognized arguments: --foo")
+    assert proc.returncode == 2 and f"python stages/{stage}.py --help" in line and proc.stdout == ""
+
+
+def test_an_extra_argument_is_one_error_line(help_box):
+    proc = run_unchanged(help_box, "stages/train.py", "synth")
+    assert proc.returncode == 2 and one_line(proc.stderr.splitlines(), "error: unrecognized arguments: synth")

@@ -106,11 +106,12 @@ def test_a_bug_keeps_its_traceback(box):
 
 LOADERS = """import sys; sys.path.insert(0, "stages")
 from _common import run
+ARGS, sys.argv[1:] = sys.argv[1:], []   # this script's own arguments: run() reads a stage's command line
 def main():
     import torch
     from torch.utils.data import DataLoader
-    paths = sys.argv[2:]
-    if sys.argv[1] == "extract":   # what stages/extract.py runs, with two loader workers
+    paths = ARGS[1:]
+    if ARGS[0] == "extract":   # what stages/extract.py runs, with two loader workers
         from vpr.eval.extract import compute_descriptors
         model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         compute_descriptors(model, paths, prep=(48, 64), batch_size=2, num_workers=2)
