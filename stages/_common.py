@@ -1,6 +1,8 @@
-"""Shared by the stage scripts: find the library, validate what the stage reads, report errors in one line."""
+"""Shared by the stage scripts: find the library, read the command line (``--help``), validate what the stage
+reads, report errors in one line."""
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
@@ -20,20 +22,46 @@ DEFAULT_FIX = "free some space / check permissions"
 def load_config(stage: str):
     """params.yaml, validated as far as ``stage`` reads it (vpr.config.READS)."""
     from vpr.config import load_config as load
-    return load(ROOT / "params.yaml", stage)
+    return load("params.yaml", stage)   # relative (the working folder is ROOT): messages name it as DVC does
 
 
-def argument(stage: str, key: str, names, what: str) -> str:
-    """The one argument of ``python stages/<stage>.py <what>``: a name listed in params ``key``; a
-    ConfigError naming ``key`` when it is missing or not listed there (DVC always passes a listed one)."""
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # argparse's usage line + message: one line instead, as every stage error
+        _exit(f"error: {message} ({self.prog} --help shows the usage)", 2)
+
+
+_COMMAND_LINE: dict = {}   # what run() parsed: the stage's name, its argument's (what, key) and value
+
+
+def _parse_command_line(takes) -> None:
+    """``--help``: the stage's docstring and argument, exit 0, before anything is read or written; an unknown
+    option or an extra argument: one error line, exit 2. ``takes``: (what, key) of the stage's one argument,
+    a name listed under params ``key`` (DVC passes each one), or None."""
+    script = sys.modules["__main__"]
+    stage = Path(script.__file__).stem
+    what, key = takes or (None, None)
+    prog = f"python stages/{stage}.py"
+    parser = _Parser(prog=prog, usage=prog + (f" <{what}>" if what else ""), description=script.__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    if what:   # optional for argparse: argument() names the choices when it is missing
+        parser.add_argument(what, nargs="?", metavar=f"<{what}>",
+                            help=f"a {what} name listed under {key} in params.yaml")
+    args = parser.parse_args()
+    _COMMAND_LINE.update(stage=stage, what=what, key=key, value=getattr(args, what) if what else None)
+
+
+def argument(names) -> str:
+    """The stage's one argument (run's ``takes``): a name listed in its params key; a ConfigError naming that
+    key when it is missing or not listed there (DVC always passes a listed one)."""
     from vpr.errors import ConfigError
+    stage, what, key, value = (_COMMAND_LINE[k] for k in ("stage", "what", "key", "value"))
     names = [str(n) for n in names]
     usage = f"usage: python stages/{stage}.py <{what}> (one of {key}: {', '.join(names) or 'none listed'})"
-    if len(sys.argv) != 2:
+    if value is None:
         raise ConfigError(usage)
-    if sys.argv[1] not in names:
-        raise ConfigError(f"{key}: no {what} '{sys.argv[1]}' there; {usage}")
-    return sys.argv[1]
+    if value not in names:
+        raise ConfigError(f"{key}: no {what} '{value}' there; {usage}")
+    return value
 
 
 def eval_set_names(cfg) -> list:
@@ -74,11 +102,13 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}: {what} ({fix})" if where else f"{what} ({fix})"
 
 
-def run(main) -> None:
-    """Call ``main()``: a VPRError becomes ``error: <message>`` on stderr and exit status 2, an OSError (full
-    disk, permissions) ``error: <file>: <problem> (<fix>)`` and status 2, Ctrl-C ``interrupted`` and status 130
-    (outputs are written to temporaries and renamed, vpr.io: nothing half-written stays). Anything else is a
-    bug: its traceback."""
+def run(main, takes: tuple[str, str] | None = None) -> None:
+    """Read the command line (``takes``: the (what, params key) of the stage's one argument, which ``main``
+    gets from ``argument``; ``--help`` answers and exits here), then call ``main()``: a VPRError becomes
+    ``error: <message>`` on stderr and exit status 2, an OSError (full disk, permissions) ``error: <file>:
+    <problem> (<fix>)`` and status 2, Ctrl-C ``interrupted`` and status 130 (outputs are written to temporaries
+    and renamed, vpr.io: nothing half-written stays). Anything else is a bug: its traceback."""
+    _parse_command_line(takes)
     from vpr.errors import VPRError, data_warnings_as_lines
     try:
         with data_warnings_as_lines():

@@ -6,7 +6,7 @@ from _common import argument, eval_set_names, run, load_config
 
 def main():
     cfg = load_config("evaluate")
-    name = argument("evaluate", "data.test", eval_set_names(cfg), "set")
+    name = argument(eval_set_names(cfg))
     from vpr.eval.evaluate import evaluate_features, write_queries
     from vpr.io import write_json
     result = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
@@ -25,4 +25,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes=("set", "data.test"))

@@ -41,7 +41,7 @@ def ensemble_members(members, device):
 
 def main():
     cfg = load_config("extract")
-    name = argument("extract", "data.test", eval_set_names(cfg), "set")   # before importing torch
+    name = argument(eval_set_names(cfg))   # before importing torch
     from vpr.device import resolve_device
     from vpr.eval.extract_set import extract_set
     e = cfg.extract
@@ -52,4 +52,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes=("set", "data.test"))

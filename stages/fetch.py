@@ -6,9 +6,9 @@ def main():
     from vpr.data.sources import fetch
 
     cfg = load_config("fetch")
-    name = argument("fetch", "data.fetch", [n for n in cfg.data.fetch if n in cfg.datasets], "dataset")
+    name = argument([n for n in cfg.data.fetch if n in cfg.datasets])
     print(f"fetch@{name}: " + fetch(name, cfg.datasets[name], synthetic=cfg.synthetic), flush=True)
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes=("dataset", "data.fetch"))

@@ -5,7 +5,7 @@ from _common import argument, eval_set_names, run, load_config
 
 def main():
     cfg = load_config("visualize")
-    name = argument("visualize", "data.test", eval_set_names(cfg), "set")
+    name = argument(eval_set_names(cfg))
     from vpr.viz.report import visualize_set
     v = cfg.viz
     written = visualize_set(f"data/features/{name}", f"data/gt/{name}", f"reports/predictions/{name}",
@@ -15,4 +15,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, takes=("set", "data.test"))

@@ -1,14 +1,13 @@
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from tests.conftest import stage_sandbox
 from vpr.config import KINDS, load_params, validate
 from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import ConfigError
@@ -87,23 +86,13 @@ def test_images_per_place_larger_than_the_smallest_place_is_refused():
         PlaceBatchSampler(offsets, np.arange(12), places_per_batch=2, images_per_place=4)
 
 
-def _stage_sandbox(tmp_path, raw):
-    for d in ("stages", "src"):
-        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    with open(tmp_path / "params.yaml", "w") as fh:
-        yaml.safe_dump(raw, fh)
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "best.pt").write_bytes(b"previous model")
-    return tmp_path
-
-
 @pytest.mark.parametrize("stage,path,value", [("train", "optimizers.adam.lr", -1.0),
                                               ("train", "train.epochz", 1),
                                               ("fetch", "datasets.synth.source", "ftp"),
                                               ("build_gt", "data.test", {}),
                                               ("evaluate", "eval.recall_values", [5, 1])])
 def test_stages_stop_before_any_work_with_exit_code_2(tmp_path, stage, path, value):
-    box = _stage_sandbox(tmp_path, with_change(path, value))
+    box = stage_sandbox(tmp_path, with_change(path, value))
     before = sorted(p.relative_to(box) for p in box.rglob("*") if "__pycache__" not in p.parts)
     args = [sys.executable, f"stages/{stage}.py"] + (["synth"] if stage == "fetch" else [])
     proc = subprocess.run(args, cwd=box, capture_output=True, text=True, timeout=120,

@@ -5,59 +5,43 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_config import _stage_sandbox
+from tests.conftest import ROOT, STAGE_ENV, files_under, one_line, run_unchanged, stage_sandbox
 from vpr.config import load_params
 from vpr.io import atomic_dir, atomic_file, atomic_path
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TQDM_DISABLE": "1"}
 
 
 @pytest.fixture
 def box(tmp_path):
-    return _stage_sandbox(tmp_path / "box", load_params(ROOT / "params.yaml"))
-
-
-def _files(box):
-    return sorted((str(p.relative_to(box)), p.stat().st_size if p.is_file() else None)
-                  for p in box.rglob("*") if "__pycache__" not in p.parts)
+    return stage_sandbox(tmp_path / "box", load_params(ROOT / "params.yaml"))
 
 
 def _run(box, *args, timeout=180):
     """Run ``python <args>`` in the sandbox: (exit status, stderr lines); nothing may change there."""
-    before = _files(box)
-    proc = subprocess.run([sys.executable, *args], cwd=box, capture_output=True, text=True, timeout=timeout, env=ENV)
-    assert _files(box) == before, "the stage wrote or removed files"
+    proc = run_unchanged(box, *args, timeout=timeout)
     return proc.returncode, proc.stderr.splitlines()
-
-
-def _one_line(lines, start):
-    assert len(lines) == 1 and lines[0].startswith(start), "\n".join(lines)
-    return lines[0]
 
 
 def test_fetch_without_its_argument_shows_the_usage(box):
     status, lines = _run(box, "stages/fetch.py")
     assert status == 2
-    assert _one_line(lines, "error: ") == "error: usage: python stages/fetch.py <dataset> (one of data.fetch: synth)"
+    assert one_line(lines, "error: ") == "error: usage: python stages/fetch.py <dataset> (one of data.fetch: synth)"
 
 
 def test_fetch_of_a_dataset_not_listed(box):
     status, lines = _run(box, "stages/fetch.py", "tokyo")
-    assert status == 2 and "data.fetch: no dataset 'tokyo'" in _one_line(lines, "error: ")
+    assert status == 2 and "data.fetch: no dataset 'tokyo'" in one_line(lines, "error: ")
 
 
 @pytest.mark.parametrize("stage", ["extract", "evaluate", "visualize"])
 @pytest.mark.parametrize("args", [[], ["nope"]])
 def test_set_stages_name_data_test_for_a_missing_or_unknown_set(box, stage, args):
     status, lines = _run(box, f"stages/{stage}.py", *args)
-    line = _one_line(lines, "error: ")
+    line = one_line(lines, "error: ")
     assert status == 2 and "data.test" in line and "synth_test" in line, line
     assert f"usage: python stages/{stage}.py <set>" in line
 
@@ -69,10 +53,10 @@ def test_ctrl_c_in_a_stage_prints_interrupted_and_leaves_nothing(box):
     np.save(gt / "positives_offsets.npy", np.zeros(1, np.int64))
     fifo = gt / "database_paths.npy"
     os.mkfifo(fifo)
-    before = _files(box)
+    before = files_under(box)
     # Ctrl-C as in a terminal: SIGINT at its default even when the tests run as a background job (a shell
     # starts those with SIGINT ignored, and a child inherits that)
-    proc = subprocess.Popen([sys.executable, "stages/evaluate.py", "synth_test"], cwd=box, env=ENV,
+    proc = subprocess.Popen([sys.executable, "stages/evaluate.py", "synth_test"], cwd=box, env=STAGE_ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     writer, deadline = None, time.monotonic() + 120
@@ -89,7 +73,7 @@ def test_ctrl_c_in_a_stage_prints_interrupted_and_leaves_nothing(box):
         os.close(writer)
     assert proc.returncode == 130, err
     assert err.splitlines() == ["interrupted"]
-    assert _files(box) == before
+    assert files_under(box) == before
 
 
 DISK_FULL = """import sys; sys.path.insert(0, "stages")
@@ -111,7 +95,7 @@ run(main)
 def test_os_errors_are_one_line_naming_the_file(box, exc, line):
     (box / "oserror.py").write_text(DISK_FULL.format(exc=exc))
     status, lines = _run(box, "oserror.py")
-    assert status == 2 and _one_line(lines, "error: ") == line
+    assert status == 2 and one_line(lines, "error: ") == line
 
 
 def test_a_bug_keeps_its_traceback(box):
@@ -122,11 +106,12 @@ def test_a_bug_keeps_its_traceback(box):
 
 LOADERS = """import sys; sys.path.insert(0, "stages")
 from _common import run
+ARGS, sys.argv[1:] = sys.argv[1:], []   # this script's own arguments: run() reads a stage's command line
 def main():
     import torch
     from torch.utils.data import DataLoader
-    paths = sys.argv[2:]
-    if sys.argv[1] == "extract":   # what stages/extract.py runs, with two loader workers
+    paths = ARGS[1:]
+    if ARGS[0] == "extract":   # what stages/extract.py runs, with two loader workers
         from vpr.eval.extract import compute_descriptors
         model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         compute_descriptors(model, paths, prep=(48, 64), batch_size=2, num_workers=2)
@@ -160,7 +145,7 @@ def test_an_image_that_does_not_decode_in_a_loader_worker_is_one_line(tmp_path, 
     (box / "loaders.py").write_text(LOADERS)
     paths = [str(pictures / n) for n in ("a.jpg", "b.jpg", bad, "a.jpg")]
     status, lines = _run(box, "loaders.py", loader, *paths)
-    line = _one_line(lines, "error: ")
+    line = one_line(lines, "error: ")
     assert status == 2 and line.startswith(f"error: {pictures / bad}: does not decode ({why}"), line
     assert line.endswith("; replace it, or delete it and rebuild data/gt (stage build_gt)")
 

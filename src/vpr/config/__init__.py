@@ -17,7 +17,7 @@ from vpr.config.data import check_data, check_data_profiles, check_datasets
 from vpr.config.loader import SEED, TOP_LEVEL, _choice, check_augment, check_settings, entry_settings, unknown
 from vpr.errors import ConfigError
 
-__all__ = ["load_config", "load_params", "validate", "Config", "READS", "KINDS"]
+__all__ = ["load_config", "load_params", "missing_keys", "validate", "Config", "READS", "KINDS"]
 
 # What each stage reads (the params: list of its dvc.yaml entry; a test keeps the two equal).
 _TRAINING = ("seed", *TOP_LEVEL_CHOICES, "model", *(KINDS[k].section for k in TOP_LEVEL_CHOICES), "augment", "train",
@@ -107,13 +107,42 @@ def _eval_indexes(section: dict) -> dict:
     return {name: entry_settings("index", name, section.get(name), f"eval.{name}") for name in KINDS["index"].entries}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (at any depth), where PyYAML keeps the
+    last silently and DVC rejects the file: training would use a value the user did not mean."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # '<<: *defaults' is overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:   # an unhashable key (a list): the base class says what is wrong
+                pass
+        return super().construct_mapping(node, deep)
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, line: int):
+        super().__init__(f"duplicate key '{key}'")
+        self.key, self.first, self.line = key, first, line
+
+
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: params file not found; run from the repository root")
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+    except DuplicateKey as exc:
+        raise ConfigError(f"{path} line {exc.line}: duplicate key '{exc.key}' (first at line {exc.first}); YAML "
+                          f"keeps only the last one: remove one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -123,6 +152,34 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return raw
 
 
+def missing_keys(raw: dict, reads) -> list[str]:
+    """The keys of ``reads`` (a stage's params, e.g. ``extract.batch_size``; ``datasets.*``: the section;
+    ``*``: the whole file) that ``raw`` does not have."""
+    missing = []
+    for key in reads:
+        node = raw
+        for part in key.split("."):
+            if part == "*":
+                break
+            if not isinstance(node, dict) or part not in node:
+                missing.append(key.removesuffix(".*"))
+                break
+            node = node[part]
+    return missing
+
+
 def load_config(path: str | os.PathLike = "params.yaml", stage: str | None = None) -> Config:
-    """Load and validate params.yaml: everything, or what ``stage`` reads (READS)."""
-    return validate(load_params(path), READS[stage] if stage else None)
+    """Load and validate params.yaml: everything, or what ``stage`` reads (READS).
+
+    A key the stage reads must be in the file, as DVC requires of the params a stage lists (it refuses to run
+    the stage otherwise): a stage run on its own fails the same way instead of running on defaults or crashing
+    later. Settings inside a section the stage reads may be left out: they take their documented defaults."""
+    raw = load_params(path)
+    missing = missing_keys(raw, READS[stage]) if stage else []
+    if missing:
+        shown = ", ".join(f"'{k}'" for k in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        one = len(missing) == 1
+        raise ConfigError(f"{os.fspath(path)}: missing key{'' if one else 's'} {shown}: the {stage} stage reads "
+                          f"{'it' if one else 'them'} (its params in dvc.yaml); add {'it' if one else 'them'} "
+                          f"(git diff {os.fspath(path)} shows what changed)")
+    return validate(raw, READS[stage] if stage else None)

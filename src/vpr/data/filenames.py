@@ -48,6 +48,25 @@ def _coordinates(tokens: list[str]) -> tuple[float, float] | None:
     return (east, north) if np.isfinite(east) and np.isfinite(north) else None
 
 
+def shown_if_not_utf8(name: str) -> str | None:
+    """``name`` with its bytes that are not UTF-8 written ``\\xe9``, or None when it is valid UTF-8.
+
+    Python keeps such bytes (a 'café.jpg' written on a Latin-1 system) as lone surrogates, which no UTF-8 file
+    list, ground-truth array or page can hold. Image names are parsed and written out by every later stage, and
+    guessing their encoding would name a file that does not exist on disk: the caller refuses the name instead,
+    showing it this way, and the user renames it."""
+    try:
+        name.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = name.encode("utf-8", "surrogateescape")           # the bytes on disk
+    except UnicodeEncodeError:                                  # a surrogate that stands for no byte: its code
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def name_problem(path: str | os.PathLike) -> str | None:
     """Short reason the name does not parse (grouped in reports: ``with 13 '@' fields instead of 14``,
     ``without coordinates in the name``), or None when it parses."""

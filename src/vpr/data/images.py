@@ -42,13 +42,26 @@ def load_image(path: str, draft_size=None) -> Image.Image:
             img.load()
             if orientation not in (None, 1):      # (each of these steps copies the image: only when needed)
                 img = ImageOps.exif_transpose(img)
-            return img if img.mode == "RGB" else img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)") from None
     except DECODE_ERRORS as exc:   # what Pillow raises on a file it cannot decode (fuzzed files included)
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise DataError(f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
                         "and rebuild data/gt (stage build_gt)") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow opens a 16-bit grey PNG or TIFF as mode I;16 (older Pillow: I) and its convert clips
+    those values to 255, which turns a mid-grey picture white: they are scaled instead, value >> 8 (65535 ->
+    255), as Pillow itself reads 16-bit colour PNGs (their high bytes). A 32-bit integer image (mode I from a
+    TIFF) is taken as 16-bit too, its values clipped to 0..65535 first."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        pixels = np.clip(np.asarray(img), 0, 65535).astype(np.uint32) >> 8
+        img = Image.fromarray(pixels.astype(np.uint8), "L")
+    return img.convert("RGB")
 
 
 class PlainJpeg:

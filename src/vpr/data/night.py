@@ -15,6 +15,10 @@ def mean_brightness(path: str) -> float:
     """Mean grey level (0-255); JPEGs are decoded at 1/8 scale, which leaves the mean almost unchanged."""
     with Image.open(path) as img:
         img.draft("L", (max(img.width // 8, 1), max(img.height // 8, 1)))
+        # 16-bit grey: convert("L") would clip it to white. 8 bits by vpr.data.images.to_rgb's rule (value >> 8),
+        # not imported from there: build_gt, which runs this, does not depend on that module
+        if img.mode == "I" or img.mode.startswith("I;16"):
+            return float((np.clip(np.asarray(img), 0, 65535) >> 8).mean())
         return float(ImageStat.Stat(img.convert("L")).mean[0])
 
 

@@ -24,9 +24,9 @@ import json
 import os
 from types import SimpleNamespace
 
-from vpr.data.archives import UnsafeArchive, extract_archive
+from vpr.data.archives import RefusedArchive, extract_archive
 from vpr.data.download import archive_name, download
-from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS
+from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS, shown_if_not_utf8
 from vpr.errors import DataError
 from vpr.io import atomic_dir
 
@@ -69,10 +69,11 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
 
 def _extract(archive: str, target: str, root: str | None, marker: dict, progress: bool) -> int:
     """Extract, then delete the archive (the extracted folder is what the pipeline and DVC keep);
-    an unusable archive is deleted too, so the next run downloads it afresh."""
+    an unusable archive is deleted too, so the next run downloads it afresh (a refused one: downloading it
+    again would change nothing, so the message does not suggest it)."""
     try:
         n = extract_archive(archive, target, root=root, marker=marker, progress=progress)
-    except UnsafeArchive:
+    except RefusedArchive:
         os.remove(archive)
         raise
     except DataError as exc:
@@ -120,20 +121,34 @@ def link_folder(src: str, target: str, raw_root: str = "data/raw") -> int:
     if not folders:
         raise DataError(f"{src}: no subfolders; point path at the dataset root (e.g. the folder containing val/ "
                         f"and test/)")
-    count = 0
+    listing = _file_list(src, src_abs, folders)   # before anything is made: a bad name leaves nothing behind
     with atomic_dir(target) as tmp:
         for e in folders:
             os.symlink(os.path.join(src_abs, e), os.path.join(tmp, e))
-        with open(os.path.join(tmp, FILE_LIST), "w") as fh:
+        with open(os.path.join(tmp, FILE_LIST), "w", encoding="utf-8") as fh:
             fh.write("path\tsize\tmtime_ns\n")
-            for e in folders:
-                for dirpath, dirnames, files in os.walk(os.path.join(src_abs, e)):
-                    dirnames.sort()
-                    for f in sorted(files):
-                        p = os.path.join(dirpath, f)
-                        st = os.stat(p)
-                        fh.write(f"{os.path.relpath(p, src_abs)}\t{st.st_size}\t{st.st_mtime_ns}\n")
-                        count += 1
+            fh.writelines(listing)
         with open(os.path.join(tmp, FETCH_MARKER), "w") as fh:
-            json.dump(dict(source="path", path=src_abs, folders=folders, files=count), fh, indent=2)
-    return count
+            json.dump(dict(source="path", path=src_abs, folders=folders, files=len(listing)), fh, indent=2)
+    return len(listing)
+
+
+def _file_list(src: str, src_abs: str, folders: list[str]) -> list[str]:
+    """The FILE_LIST lines (path, size, mtime_ns) of every file under ``folders``; DataError naming (under
+    ``src`` as the user wrote it) the first file whose name is not UTF-8 (vpr.data.filenames.shown_if_not_utf8
+    says why such a name is refused)."""
+    lines = []
+    for e in folders:
+        for dirpath, dirnames, files in os.walk(os.path.join(src_abs, e)):
+            dirnames.sort()
+            for f in sorted(files):
+                p = os.path.join(dirpath, f)
+                rel = os.path.relpath(p, src_abs)
+                shown = shown_if_not_utf8(rel)
+                if shown is not None:
+                    raise DataError(f"{os.path.join(src, shown)}: file name is not valid UTF-8 (image names are "
+                                    f"parsed and listed as text); rename it in UTF-8, e.g. convmv -f latin1 -t utf8 "
+                                    f"-r --notest {src}")
+                st = os.stat(p)
+                lines.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n")
+    return lines
