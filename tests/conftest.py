@@ -2,6 +2,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,81 @@ def one_line(lines, start):
     """The only line of ``lines`` (stderr of a stage), which starts with ``start``."""
     assert len(lines) == 1 and lines[0].startswith(start), "\n".join(lines)
     return lines[0]
+
+
+class Server:
+    """A tiny file server on 127.0.0.1 whose misbehaviour each test sets: fail the first N requests with
+    503, cut the first response after N bytes, ignore Range. Records the Range header of every request."""
+
+    def __init__(self):
+        self.files, self.ranges = {}, []
+        self.fail_first = 0
+        self.truncate_first_at = None
+        self.honour_range = True
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.ranges.append(self.headers.get("Range"))
+                if self.path not in server.files:
+                    self.send_error(404)
+                    return
+                if server.fail_first > 0:
+                    server.fail_first -= 1
+                    self.send_error(503)
+                    return
+                body = server.files[self.path]
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and server.honour_range:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                payload = body[start:]
+                if server.truncate_first_at is not None:
+                    payload, server.truncate_first_at = payload[:server.truncate_first_at], None
+                    self.close_connection = True
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    s.thread.start()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def cambridge_copy() -> Path | None:
+    """The developers' and CI's copy of the Cambridge street-view photos (never on a user's machine, never
+    committed): $VPR_CAMBRIDGE_SV, else shared/data/cambridge_streetview beside the repository or above it."""
+    env = os.environ.get("VPR_CAMBRIDGE_SV")
+    candidates = [Path(env)] if env else [p / "shared" / "data" / "cambridge_streetview" for p in ROOT.parents]
+    return next((c for c in candidates if (c / "data" / "coordinates").is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def cambridge_source():
+    """The shared Cambridge copy; skipped with a reason where it is absent, a failure under CI=true."""
+    found = cambridge_copy()
+    if found is None:
+        why = ("the Cambridge street-view copy (../shared/data/cambridge_streetview, or $VPR_CAMBRIDGE_SV) is not on "
+               "this machine")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; CI must run the real-photo tests")
+        pytest.skip(why)
+    return found

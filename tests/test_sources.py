@@ -3,9 +3,7 @@ import hashlib
 import io
 import os
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -18,63 +16,6 @@ from vpr.data.layouts import build_eval_index
 from vpr.errors import ConfigError, DataError
 
 FAST = dict(retries=4, backoff_s=0.01, timeout_s=10, progress=False)
-
-
-class Server:
-    """A tiny file server on 127.0.0.1 whose misbehaviour each test sets: fail the first N requests with
-    503, cut the first response after N bytes, ignore Range. Records the Range header of every request."""
-
-    def __init__(self):
-        self.files, self.ranges = {}, []
-        self.fail_first = 0
-        self.truncate_first_at = None
-        self.honour_range = True
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.ranges.append(self.headers.get("Range"))
-                if self.path not in server.files:
-                    self.send_error(404)
-                    return
-                if server.fail_first > 0:
-                    server.fail_first -= 1
-                    self.send_error(503)
-                    return
-                body = server.files[self.path]
-                start = 0
-                rng = self.headers.get("Range")
-                if rng and server.honour_range:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
-                payload = body[start:]
-                if server.truncate_first_at is not None:
-                    payload, server.truncate_first_at = payload[:server.truncate_first_at], None
-                    self.close_connection = True
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 def _jpeg(seed: int) -> bytes:

@@ -11,6 +11,7 @@ SYNTHETIC_EXTRAS = ("mining", "target_night", "night_copies")
 NIGHT_RULES = ("note", "brightness", "list")
 NIGHT_LISTS_DIR = "data/lists"
 SOURCES = ("synthetic", "url", "path")
+CONVERTERS = ("cambridge_sv",)
 
 
 def _aspects(v):
@@ -58,6 +59,11 @@ GT = {
                                "(predictions, no recall); false: such a folder fails build_gt"),
     "check_images": one_of("header", "none | header (format + end marker) | decode (full decode, ~30x slower)",
                            ("none", "header", "decode")),
+    "train_places": one_of("note", "how training images form places: note (the name's note field placeID_City, "
+                                   "GSV-XS) | cells (UTM cells x heading classes, CosPlace) | clusters (positions "
+                                   "grouped within place_m x heading classes)", ("note", "cells", "clusters")),
+    "place_m": positive(10.0, "cells: the cell side; clusters: the radius around each seed position (metres)"),
+    "place_headings": number(4, "cells, clusters: heading classes per full turn (4 = 90 degrees each)", 1, 360),
 }
 
 MODEL = {
@@ -223,7 +229,10 @@ DATASET = {
     "sha256": text(None, "url: lowercase hex of the archive; null = not verified", nullable=True),
     "root": text(None, "url: folder inside the archive that becomes data/raw/<name>; null = auto, . = all",
                  nullable=True),
-    "path": text(None, "path: the folder you have (linked, never copied)", nullable=True),
+    "path": text(None, "path: the folder you have (linked, never copied; copied when converted)", nullable=True),
+    "convert": one_of(None, "null | cambridge_sv: the dataset's own layout, converted to @-named folders with a "
+                            "fixed split (every file of a download checked against its sha256)", CONVERTERS,
+                      nullable=True),
 }
 
 # plain sections: name -> (settings, cross-check of the merged section or None)

@@ -131,31 +131,70 @@ def build_eval_index(set_dir: str, radius_m: float = 25.0, strict: bool = False,
 
 # ------------------------------------------------------------------------------------- training sets
 def build_train_index(train_dir: str, min_images: int = 4, strict: bool = False, check: str = "header",
-                      progress: bool = False):
-    """Training places of ``train_dir`` (GSV-XS ``@`` city folders or original GSV-Cities);
-    returns (TrainSet, extra info)."""
+                      progress: bool = False, places: dict | None = None):
+    """Training places of ``train_dir`` (GSV-XS ``@`` city folders or original GSV-Cities); returns (TrainSet,
+    extra info). ``places``: {train_places, place_m, place_headings} of the gt section (vpr.data.places); the
+    default reads each place from the note field."""
     train_dir = os.fspath(train_dir)
     problems = Problems(train_dir)
+    rule = (places or {}).get("train_places", "note")
     if os.path.isdir(os.path.join(train_dir, "Dataframes")):
         layout = "gsv-cities"
-        paths, utm, places = gsv_cities_images(train_dir, problems)
+        paths, utm, place_of = gsv_cities_images(train_dir, problems)
     else:
         layout = "@ names"
         paths = list_images(train_dir)
         utm, names = _coordinates(paths, problems, train_dir)
-        places = []
-        for i, (p, n) in enumerate(zip(paths, names)):
-            if n is not None and "_" not in n.note:   # GSV-XS notes are placeID_City, e.g. 284_Rome
-                problems.add("without a 'placeID_City' note", os.path.relpath(p, train_dir))
-                utm[i] = np.nan
-            places.append(n.note if n is not None else "")
+        place_of = _note_places(paths, names, utm, problems, train_dir) if rule == "note" else \
+            _position_places(paths, names, utm, problems, train_dir, places)
     keep = check_images(paths, check, problems, train_dir, progress, only=np.isfinite(utm).all(1))
     problems.report(strict)
     if not keep.any():
-        raise DataError(f"{train_dir}: no usable training image")
+        hint = "; images named without a 'placeID_City' note can form places from positions and headings: " \
+               "gt.train_places: clusters" if rule == "note" and layout == "@ names" else ""
+        raise DataError(f"{train_dir}: no usable training image{hint}")
     train = train_set_from_places([p for p, k in zip(paths, keep) if k], utm[keep],
-                                  [pl for pl, k in zip(places, keep) if k], min_images, where=train_dir)
-    return train, dict(layout=layout, skipped_images=len(problems))
+                                  [pl for pl, k in zip(place_of, keep) if k], min_images, where=train_dir)
+    return train, dict(layout=layout, places=rule, skipped_images=len(problems))
+
+
+def _note_places(paths, names, utm, problems: Problems, train_dir: str) -> list[str]:
+    """The note field of each name (GSV-XS: placeID_City); images without one are set aside (UTM NaN)."""
+    out = []
+    for i, (p, n) in enumerate(zip(paths, names)):
+        if n is not None and "_" not in n.note:   # GSV-XS notes are placeID_City, e.g. 284_Rome
+            problems.add("without a 'placeID_City' note", os.path.relpath(p, train_dir))
+            utm[i] = np.nan
+        out.append(n.note if n is not None else "")
+    return out
+
+
+def _city_folder(path: str, train_dir: str) -> str:
+    """``<city>`` of ``train_dir/<city>/...``; the training folder's own name for images directly in it."""
+    rel = os.path.relpath(path, train_dir)
+    return rel.split(os.sep)[0] if os.sep in rel else os.path.basename(train_dir)
+
+
+def _position_places(paths, names, utm, problems: Problems, train_dir: str, places: dict) -> list[str]:
+    """Places from positions and headings (vpr.data.places); images without a heading are set aside."""
+    from vpr.data.places import place_names
+    headings = np.full(len(paths), np.nan)
+    for i, (p, n) in enumerate(zip(paths, names)):
+        try:
+            headings[i] = float(n.heading) if n is not None else np.nan
+        except ValueError:
+            pass
+        if n is not None and not np.isfinite(headings[i]):
+            problems.add("without a heading (needed by gt.train_places)", os.path.relpath(p, train_dir))
+            utm[i] = np.nan
+    city = [_city_folder(p, train_dir) for p in paths]
+    finite = np.isfinite(utm).all(1)
+    out = [""] * len(paths)
+    named = place_names(utm[finite], headings[finite], [c for c, f in zip(city, finite) if f],
+                        places["train_places"], places["place_m"], places["place_headings"])
+    for i, name in zip(np.nonzero(finite)[0], named):
+        out[i] = name
+    return out
 
 
 def add_extra_images(train, folders, strict: bool = False, check: str = "header", progress: bool = False):

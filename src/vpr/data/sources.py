@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
 from vpr.data.archives import RefusedArchive, extract_archive
@@ -46,10 +47,15 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
         from vpr.data.synthetic.generate import SyntheticSpec, generate
         summary = generate(target, SyntheticSpec.of(synthetic))
         return f"generated {summary['images']} synthetic images"
+    if s.source == "path" and s.convert:
+        return "converted " + _convert(s.convert, s.path, target, dict(source="path", path=os.path.realpath(s.path)),
+                                       progress=progress)
     if s.source == "path":
         n = link_folder(s.path, target, raw_root=raw_root)
         return f"linked {s.path} ({n} files, not copied)"
     marker = dict(source="url", url=s.url, sha256=s.sha256, root=s.root)
+    if s.convert:
+        marker["convert"] = s.convert
     done = read_marker(target)
     if done and all(done.get(k) == v for k, v in marker.items()):
         return f"already fetched from {s.url} ({done.get('files')} files); delete {target} to fetch it again"
@@ -59,12 +65,37 @@ def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "d
     try:
         archive = download(s.url, os.path.join(folder, archive_name(s.url, name)), sha256=s.sha256,
                            retries=retries, backoff_s=backoff_s, timeout_s=timeout_s, progress=progress)
-        n = _extract(archive, target, s.root, marker, progress)
+        if s.convert:   # extracted next to the download, then converted into the target
+            extracted = os.path.join(folder, "extracted")
+            _extract(archive, extracted, s.root, marker, progress)
+            try:
+                summary = _convert(s.convert, extracted, target, marker, downloaded=True, progress=progress)
+            finally:
+                shutil.rmtree(extracted, ignore_errors=True)
+            n = None
+        else:
+            n = _extract(archive, target, s.root, marker, progress)
     except BaseException:
         _remove_empty(created)   # what this attempt created and left empty (a kept .part stays, with its folder)
         raise
     _remove_empty([folder, os.path.dirname(folder)])
+    if s.convert:
+        return f"downloaded {s.url} and converted {summary}"
     return f"downloaded and extracted {n} files from {s.url}"
+
+
+def _convert(name: str, source: str, target: str, marker: dict, downloaded: bool = False,
+             progress: bool = False) -> str:
+    """A dataset in its own layout -> @-named folders (datasets.<name>.convert); a one-line summary. A download
+    has every file checked and its files moved; a local copy (``path``) is read, never changed."""
+    from vpr.data import cambridge
+    converters = {"cambridge_sv": cambridge}    # the schema lists the same names (vpr.config.sections.CONVERTERS)
+    converter = converters[name]
+    if not os.path.isdir(source):
+        raise DataError(f"{source}: folder not found; fix the dataset's path in params.yaml")
+    summary = converter.convert(source, target, verify_all=downloaded, move=downloaded, marker=marker,
+                                progress=progress)
+    return converter.describe(summary)
 
 
 def _extract(archive: str, target: str, root: str | None, marker: dict, progress: bool) -> int:

@@ -182,8 +182,9 @@ def efficientnet_lite0(*, pretrained: bool, freeze: int) -> Trunk:
         stages.append(_LiteBlocks(g, index, len(blocks), rate))
         index += len(g)
     stages.append(_LiteHead(net))
-    # TF-converted Lite weights expect inputs scaled to [-1, 1] ((x - 127) / 128 on 0..255 pixels).
-    return Trunk(stages, net._conv_head.out_channels, mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502),
+    # TF-converted Lite weights expect inputs scaled to [-1, 1]: mean = std = 0.5 on 0..1 pixels, as timm's
+    # configuration of the same TF weights (tf_efficientnet_lite0) and the reference check of the Cambridge set.
+    return Trunk(stages, net._conv_head.out_channels, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                  freeze=freeze, name="efficientnet_lite0")
 
 
