@@ -11,7 +11,9 @@ def main():
     opts = dict(strict=cfg.gt.strict, check=cfg.gt.check_images, progress=True)
     folders = {**cfg.data.test, "val": cfg.data.val}
     # Index everything first (names, images, night rules), so a bad file fails before anything is written.
-    train, train_info = layouts.build_train_index(f"data/raw/{cfg.data.train}", cfg.gt.train_min_images, **opts)
+    places = {k: cfg.gt[k] for k in ("train_places", "place_m", "place_headings")}
+    train, train_info = layouts.build_train_index(f"data/raw/{cfg.data.train}", cfg.gt.train_min_images,
+                                                  places=places, **opts)
     train, extra_info = layouts.add_extra_images(train, [f"data/raw/{f}" for f in cfg.data.extra_train], **opts)
     train_info.update(extra_info)
     mining = layouts.build_eval_index(f"data/raw/{cfg.data.mining}", cfg.gt.radius_m, **opts)[0] \
@@ -30,7 +32,8 @@ def main():
         gt.save_eval_set(mining, "data/gt/train/mining", source=f"data/raw/{cfg.data.mining}", radius_m=cfg.gt.radius_m)
     if target is not None:
         gt.save_image_list(target, "data/gt/train/target_paths.npy")
-    print(f"build_gt: train {len(train.paths)} images in {train.num_places} places ({train_info['layout']} layout)"
+    print(f"build_gt: train {len(train.paths)} images in {train.num_places} places ({train_info['layout']} layout, "
+          f"places by {train_info['places']})"
           + (f", {train_info['extra_images']} extra images" if cfg.data.extra_train else "")
           + (f"; mining set {mining.num_database} database / {mining.num_queries} queries" if mining else "")
           + (f"; {len(target)} unlabeled target images" if target is not None else ""))
