@@ -2,6 +2,7 @@
 named, a verdict from one seed says so in its cell, the README says how to leave a `dvc exp run` variant and its
 `dvc exp show` commands show the `loss` column, the report gives the training time, no dependency file is empty,
 epoch 0 reads as the untrained model, and `dvc plots diff` draws offline with each query's pictures paired."""
+import json
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ROOT, query_run
+from tests.conftest import ROOT, fake_report_run, query_run
 from vpr.errors import DataError
 from vpr.eval import compare as cmp
 
@@ -86,6 +87,78 @@ def test_a_verdict_from_one_seed_says_in_its_cell_that_it_holds_query_noise_only
     base = cmp.pick_baseline(variants, "loss=ms")
     cmp.label_variants(variants, base)
     assert comparison_rows(variants, base, "city", [1], False, 500)[1]["verdict"] == "worse"
+
+
+# --- 4 and 7. the training loss is `train_loss`; epoch 0 is the untrained model ------------------------------
+
+def _tiny_training():
+    import torch
+    from vpr.models.aggregators import AGGREGATORS
+    from vpr.models.backbones import BACKBONES
+    from vpr.models.network import build_model
+    from vpr.train.losses import LOSSES
+    from vpr.train.objectives import MetricObjective
+    from vpr.train.optim import OPTIMIZERS
+    from vpr.train.setup import Training
+    torch.manual_seed(0)
+    spec = dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {}), aggregator="gem",
+                aggregator_settings=AGGREGATORS.check("gem", {}), descriptor_dim=None, image_size=[32, 48])
+    model = build_model(spec)
+    objective = MetricObjective(LOSSES.build("contrastive", 2, model.descriptor_dim), None)
+    batch = {"images": torch.randn(8, 3, 32, 48), "labels": torch.arange(2).repeat_interleave(4)}
+    return Training(spec, model, objective, OPTIMIZERS.build("adam", model.parameters(), settings=dict(lr=1e-3)),
+                    None, sampler=None, batches=lambda epoch: [batch])
+
+
+def test_the_loss_is_logged_as_train_loss_and_epoch_0_as_the_untrained_model(tmp_path, monkeypatch, capsys):
+    from vpr.train.loop import LoopConfig, fit
+    from vpr.train.session import TrainLog
+    monkeypatch.chdir(tmp_path)
+    scores = iter([10.0, 20.0])
+    with TrainLog("log", True) as log:
+        fit(_tiny_training(), LoopConfig(epochs=1, checkpoint_dir="models"), lambda m: {"R@1": next(scores)}, log.row)
+    epochs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert epochs[0].startswith("epoch 0 (untrained model): ") and "val_R@1 10" in epochs[0]
+    assert "loss" not in epochs[0] and "nan" not in epochs[0]
+    assert epochs[1].startswith("epoch 1: train_loss ")
+    metrics = json.loads((tmp_path / "log/metrics.json").read_text())
+    assert "train_loss" in metrics and "loss" not in metrics       # no column collides with the `loss` param
+    logs = sorted(p.name for p in (tmp_path / "log/plots/metrics").iterdir())
+    assert "train_loss.tsv" in logs and "loss.tsv" not in logs
+
+
+# --- 5 and 7. the report: training time, the untrained model -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def report_run(tiny_city, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    inputs, _ = fake_report_run(tiny_city, root)
+    return root, inputs
+
+
+def _summary(page: str) -> str:
+    return re.search(r"<section id='summary'>(.*?)</section>", page, re.S).group(1)
+
+
+def test_the_report_gives_the_training_time_and_draws_the_train_loss(report_run):
+    from vpr.viz.html import build_report
+    root, inputs = report_run
+    page = build_report(inputs)
+    assert "<dd>2 epochs in 0.1 min; best epoch 2</dd>" in _summary(page) and "?" not in _summary(page)
+    training = re.search(r"<section id='training'>(.*?)</section>", page, re.S).group(1)
+    assert training.count("<svg") == 3 and "Training loss" in training
+    assert "epoch 0 is the untrained model" in training
+
+
+def test_the_report_names_a_best_epoch_0_the_untrained_model(report_run, tmp_path):
+    from dataclasses import replace
+
+    from vpr.viz.html import build_report
+    _, inputs = report_run
+    summary = json.loads(open(inputs.train_summary).read())
+    (tmp_path / "metrics.json").write_text(json.dumps(dict(summary, best_epoch=0)))
+    page = build_report(replace(inputs, train_summary=str(tmp_path / "metrics.json"), train_time=None))
+    assert "<dd>2 epochs; best epoch 0 (the untrained model)</dd>" in _summary(page)
 
 
 # --- 6. no dependency file is empty (DVC warns about each one, every run) ------------------------------------

@@ -52,6 +52,7 @@ class ReportInputs:
     recall_table: str                   # metrics/recalls.md (the recall_table stage's markdown)
     train_log_dir: str                  # dvclive plots folder: <metric>.tsv per metric
     train_summary: str                  # dvclive metrics.json
+    train_time: str | None = None       # metrics/train/time.json: train_minutes
     train_gt: str | None = None         # data/gt/train (training places)
     val_gt: str | None = None           # data/gt/val
     params_path: str = "params.yaml"
@@ -100,9 +101,7 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
         if k in params:
             items.append((k, str(params[k])))
     if "best_epoch" in summary:
-        stop = ", stopped early" if summary.get("stopped_early") else ""
-        items.append(("training", f"{summary.get('epochs_run')} epochs{stop}; best epoch {summary['best_epoch']} "
-                                  f"({summary.get('train_minutes', '?')} min)"))
+        items.append(("training", _training_line(summary, inputs.train_time)))
     best = [f"{k[9:]} {v:.1f}" for k, v in summary.items() if k.startswith("best_val_R@")]
     if best:
         items.append(("best validation", ", ".join(best)))
@@ -112,6 +111,17 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
         items.append((f"set {name}", f"{m.get('num_database', '?'):,} database images, "
                                      f"{m.get('num_queries', '?'):,} queries{night}"))
     return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _training_line(summary: dict, time_path: str | None) -> str:
+    """'5 epochs in 12.3 min; best epoch 5' (epoch 0: the untrained model)."""
+    runs = summary.get("epochs_run")
+    minutes = _read_json(time_path).get("train_minutes") if time_path and os.path.isfile(time_path) else None
+    took = f" in {minutes:.1f} min" if minutes is not None else ""
+    stop = ", stopped early" if summary.get("stopped_early") else ""
+    best = summary["best_epoch"]
+    return (f"{runs} epoch{'' if runs == 1 else 's'}{took}{stop}; best epoch {best}"
+            + (" (the untrained model)" if best == 0 else ""))
 
 
 def _recalls(inputs: ReportInputs) -> str:
@@ -152,8 +162,8 @@ def _training(inputs: ReportInputs, summary: dict, chart: "_Charts") -> str:
     specs = charts.training_charts(inputs.train_log_dir, summary.get("best_epoch"))
     if not specs:
         return "<p class='note'>No training log (train.epochs = 0?).</p>"
-    return ("<p class='note'>Per epoch; epoch 0 is the model before training. The dashed line marks the "
-            "epoch saved as models/best.pt.</p>" + _row([chart.figure(s) for s in specs]))
+    return ("<p class='note'>Per epoch; epoch 0 is the untrained model (validated before any training step, "
+            "so it has no training loss). The dashed line marks the epoch saved as models/best.pt.</p>" + _row([chart.figure(s) for s in specs]))
 
 
 def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
