@@ -179,3 +179,48 @@ def test_no_file_a_stage_depends_on_is_empty():
     assert len(files) > 50 and ROOT / "src/vpr/data/__init__.py" in files
     empty = [str(p.relative_to(ROOT)) for p in files if p.stat().st_size == 0]
     assert not empty, f"DVC warns about each empty dependency on every run; give them a docstring: {empty}"
+
+
+# --- 8. prediction pictures pair up across experiments; the dvc plots page works offline --------------------
+
+def test_a_querys_picture_has_one_name_whatever_its_verdict_and_the_report_says_the_verdict(report_run):
+    from vpr.eval.evaluate import read_queries
+    from vpr.viz.html import build_report
+    root, inputs = report_run
+    names = sorted(os.listdir(root / "predictions/city"))
+    assert len(names) == 2 and all(re.fullmatch(r"query_\d{5}\.jpg", n) for n in names), names
+    with open(inputs.sets["city"]["queries"]) as fh:
+        first = {r["query"]: r["first_correct"] for r in read_queries(fh)}
+    page = build_report(inputs)
+    for name in names:
+        qi = int(name[6:11])
+        verdict = "correct" if first[qi] == 1 else "wrong"
+        assert f"<figcaption>query {qi}: top-1 {verdict}</figcaption>" in page
+
+
+def test_the_picture_itself_says_the_top1_verdict():
+    from vpr.viz.predictions import query_label
+    assert query_label(night=False, correct=True) == "query: top-1 correct"
+    assert query_label(night=True, correct=False) == "night query: top-1 wrong"
+    assert query_label(night=False, correct=None) == "query"          # no coordinates: no verdict
+
+
+def test_the_dvc_plots_template_loads_vega_from_itself_not_a_cdn():
+    text = TEMPLATE.read_text()
+    assert "{plot_divs}" in text and "{scripts}" not in text         # DVC's CDN script tags are not inserted
+    assert not EXTERNAL_SCRIPT.search(text) and "cdn." not in text
+    for name, version in (("vega", "5.20.2"), ("vega-lite", "5.2.0"), ("vega-embed", "6.18.2")):
+        assert f"{name}@{version}" in text and "University of Washington Interactive Data Lab" in text
+    config = (ROOT / ".dvc/config").read_text()
+    assert re.search(r"html_template\s*=\s*\.\./reports/templates/dvc_plots\.html", config)
+
+
+def test_a_page_rendered_with_the_template_references_no_script_online(tmp_path):
+    from dvc_render import render_html
+    from dvc_render.vega import VegaRenderer
+    renderer = VegaRenderer([{"step": 1, "train_loss": 2.0, "rev": "HEAD"}], "train_loss.tsv", x="step",
+                            y="train_loss")
+    page = tmp_path / "index.html"
+    render_html([renderer], page, html_template=str(TEMPLATE))
+    text = page.read_text()
+    assert "vegaEmbed('#" in text and not EXTERNAL_SCRIPT.search(text)

@@ -18,7 +18,7 @@ import yaml
 
 from vpr.data.groundtruth import load_eval_set, load_train_set
 from vpr.errors import DataError
-from vpr.eval.evaluate import load_features
+from vpr.eval.evaluate import load_features, read_queries
 from vpr.viz import charts, maps
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -199,15 +199,27 @@ def _predictions(inputs: ReportInputs) -> str:
         folder = paths["predictions"]
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg", ".png"))) \
             if os.path.isdir(folder) else []
+        verdicts = _top1_verdicts(paths.get("queries"))
         figs = []
         for f in files:
-            m = re.match(r"query_(\d+)_(\w+)\.", f)
-            caption = f"query {int(m.group(1))}: top-1 {m.group(2)}" if m else f
+            m = re.match(r"query_(\d+)\.", f)
+            caption = f"query {int(m.group(1))}{verdicts.get(int(m.group(1)), '')}" if m else f
             figs.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(os.path.join(folder, f))}'>"
                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         body = "".join(figs) or "<p class='note'>No pictures (viz.num_queries = 0).</p>"
         parts.append(f"<h3>{html.escape(name)}</h3><div class='pictures'>{body}</div>")
     return "".join(parts)
+
+
+def _top1_verdicts(queries_path: str | None) -> dict[int, str]:
+    """Query index -> ': top-1 correct' / ': top-1 wrong', from the per-query results (empty without them, and
+    for queries without coordinates)."""
+    if not queries_path or not os.path.isfile(queries_path):
+        return {}
+    with open(queries_path) as fh:
+        rows = read_queries(fh)
+    return {r["query"]: f": top-1 {'correct' if r['first_correct'] == 1 else 'wrong'}" for r in rows
+            if r["positives"] is not None}
 
 
 # --- helpers --------------------------------------------------------------------------------------------
