@@ -5,12 +5,14 @@ epoch 0 reads as the untrained model, and `dvc plots diff` draws offline with ea
 import json
 import os
 import re
+import shlex
 import subprocess
+import sys
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, fake_report_run, query_run
+from tests.conftest import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
 from vpr.errors import DataError
 from vpr.eval import compare as cmp
 
@@ -87,6 +89,14 @@ def test_a_verdict_from_one_seed_says_in_its_cell_that_it_holds_query_noise_only
     base = cmp.pick_baseline(variants, "loss=ms")
     cmp.label_variants(variants, base)
     assert comparison_rows(variants, base, "city", [1], False, 500)[1]["verdict"] == "worse"
+
+
+# --- 3. the README says how to leave a variant's params -----------------------------------------------------
+
+def test_the_readme_says_how_to_get_back_from_a_variant_dvc_exp_run_left_in_params_yaml():
+    section = _readme_section("Trying variants")
+    assert "git checkout params.yaml" in section and "dvc exp apply" in section
+    assert "--temp" in section and "--queue" in section
 
 
 # --- 4 and 7. the training loss is `train_loss`; epoch 0 is the untrained model ------------------------------
@@ -224,3 +234,86 @@ def test_a_page_rendered_with_the_template_references_no_script_online(tmp_path)
     render_html([renderer], page, html_template=str(TEMPLATE))
     text = page.read_text()
     assert "vegaEmbed('#" in text and not EXTERNAL_SCRIPT.search(text)
+
+
+# --- end to end, on the miniature city --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return pipeline_repo(tmp_path_factory.mktemp("newcomer") / "repo")
+
+
+@pytest.fixture(scope="module")
+def circle(repo):
+    """`dvc exp run -S loss=circle`, as the README's first variant: it leaves params.yaml rewritten."""
+    dest, _ = repo
+    dvc("exp", "run", "-n", "circle", "-S", "loss=circle", cwd=dest)
+    return "circle"
+
+
+@pytest.mark.slow
+def test_repro_warns_of_no_empty_file_and_calls_epoch_0_the_untrained_model(repo):
+    _, out = repo
+    assert "is empty" not in out
+    assert re.search(r"^epoch 0 \(untrained model\): lr ", out, re.M) and "loss nan" not in out
+    assert re.search(r"^epoch 1: train_loss \d", out, re.M)
+
+
+@pytest.mark.slow
+def test_the_train_stage_writes_its_time_and_the_report_shows_it(repo):
+    dest, _ = repo
+    minutes = json.loads((dest / "metrics/train/time.json").read_text())["train_minutes"]
+    assert minutes > 0
+    summary = _summary((dest / "reports/index.html").read_text())
+    assert f"<dd>1 epoch in {minutes:.1f} min; best epoch " in summary and "?" not in summary
+
+
+@pytest.mark.slow
+def test_compare_after_dvc_exp_run_takes_the_committed_params_as_baseline(repo, circle):
+    dest, _ = repo
+    assert yaml.safe_load((dest / "params.yaml").read_text())["loss"] == "circle"   # what exp run leaves
+    head = run_checked(["git", "rev-parse", "--short", "HEAD"], dest).strip()
+    out = run_checked([sys.executable, "-m", "vpr.compare", "--resamples", "300"], dest)
+    assert out.splitlines()[0] == f"baseline: the committed params (HEAD {head}): loss=multisimilarity"
+    row = next(line for line in out.splitlines() if line.startswith("| loss=circle "))
+    assert row.rstrip(" |").endswith("(one seed: query noise only)")
+    proc = subprocess.run([sys.executable, "-m", "vpr.compare", "--baseline", "loss=circel"], cwd=dest,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith("error: --baseline loss=circel: no variant matches; did you mean 'loss=circle'? "
+                                  "(variants: loss=multisimilarity; loss=circle; or an experiment name)")
+    run_checked(["git", "checkout", "params.yaml"], dest)                # the README's way back
+    assert run_checked(["git", "status", "--porcelain", "params.yaml"], dest) == ""
+
+
+def _readme_exp_show_commands() -> list[list[str]]:
+    section = _readme_section("Trying variants")
+    return [shlex.split(line, comments=True) for line in section.splitlines() if line.startswith("dvc exp show")]
+
+
+@pytest.mark.slow
+def test_the_readmes_exp_show_commands_show_the_loss_column_and_few_others(repo, circle):
+    dest, _ = repo
+    commands = _readme_exp_show_commands()
+    assert len(commands) >= 2                                   # the recall columns, and a short default view
+    for command in commands:
+        csv = dvc(*command[1:], "--csv", cwd=dest).splitlines()
+        header = csv[0].split(",")
+        assert "loss" in header and not any(c.startswith("losses.") for c in header), header
+        assert "R@1" in header and len(header) <= 16, header
+        rows = {line.split(",")[0]: dict(zip(header, line.split(","))) for line in csv[1:]}
+        assert rows["circle"]["loss"] == "circle"
+
+
+@pytest.mark.slow
+def test_dvc_plots_diff_draws_offline_with_each_querys_pictures_side_by_side(repo, circle, tmp_path):
+    dest, _ = repo
+    dvc("plots", "diff", "HEAD", circle, "-o", str(tmp_path / "plots"), cwd=dest)
+    page = (tmp_path / "plots/index.html").read_text()
+    assert "vegaEmbed('#" in page and not EXTERNAL_SCRIPT.search(page) and "cdn.jsdelivr" not in page
+    plots = json.loads(dvc("plots", "diff", "HEAD", circle, "--json", cwd=dest))
+    pictures = [k for k in plots["data"] if k.startswith("reports/predictions/synth_test/")]
+    assert len(pictures) == 3 and all(re.fullmatch(r".*/query_\d{5}\.jpg", k) for k in pictures), pictures
+    for k in pictures:
+        assert sorted(p["revisions"][0] for p in plots["data"][k]) == ["HEAD", circle]
+    assert "metrics/train/plots/metrics/train_loss.tsv" in plots["data"]
