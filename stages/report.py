@@ -16,7 +16,8 @@ def main():
             for name in cfg.data.test}
     page = build_report(ReportInputs(sets=sets, recall_table="metrics/recalls.md",
                                      train_log_dir="metrics/train/plots/metrics",
-                                     train_summary="metrics/train/metrics.json", train_gt="data/gt/train",
+                                     train_summary="metrics/train/metrics.json",
+                                     train_time="metrics/train/time.json", train_gt="data/gt/train",
                                      val_gt="data/gt/val", params_path="params.yaml", radius_m=cfg.gt.radius_m))
     with atomic_file("reports/index.html") as fh:
         fh.write(page)

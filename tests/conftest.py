@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
 # the stage scripts as a user runs them: no byte-code written next to the copies, no progress bars
 STAGE_ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TQDM_DISABLE": "1"}
 
@@ -148,3 +149,115 @@ def cambridge_source():
             pytest.fail(f"{why}; CI must run the real-photo tests")
         pytest.skip(why)
     return found
+# The pipeline's params for end-to-end DVC runs on the miniature city (tests/test_pipeline.py and others).
+TINY = {
+    "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_SYNTHETIC.items()},
+    "train": {"epochs": 1, "image_size": [48, 64], "places_per_batch": 8, "images_per_place": 4, "num_workers": 0},
+    "extract": {"image_size": [48, 64], "batch_size": 32, "num_workers": 0},
+    "viz": {"num_queries": 3, "curve_max_n": 20},
+}
+
+
+def merge(base, override):
+    """``override`` merged into ``base`` (nested dicts key by key), in place."""
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def run_checked(args, cwd):
+    """stdout + stderr of ``args`` run in ``cwd`` (a pipeline copy: torch forbidden in light stages, git identity
+    set); fails the test with the output's tail when the command fails."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/forbid_torch"), os.environ.get("PYTHONPATH", "")]),
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def dvc(*args, cwd):
+    return run_checked([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def ran_stages(output):
+    """Names of the stages a dvc repro / exp run output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def pipeline_repo(dest: Path, params: dict = TINY) -> tuple[Path, str]:
+    """A git + DVC copy of this checkout (tracked and new files) in ``dest``, with ``params`` merged into
+    params.yaml, after `dvc repro` (committed): (dest, the repro's output)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and (not f.startswith(("data/", "models/", "reports/", "metrics/"))
+                                     or f.startswith(("data/lists/", "reports/templates/"))):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)   # night query lists: a build_gt dep
+            shutil.copy2(ROOT / f, dest / f)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    text = yaml.safe_load((dest / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(merge(text, params), sort_keys=False))
+    run_checked(["git", "init", "-q"], dest)
+    run_checked(["git", "add", "-A"], dest)
+    run_checked(["git", "commit", "-q", "-m", "tiny"], dest)
+    out = dvc("repro", cwd=dest)
+    run_checked(["git", "add", "-A"], dest)
+    run_checked(["git", "commit", "-q", "-m", "repro"], dest)
+    return dest, out
+
+
+def query_run(name, seed, ranks, night=None, sets=("city",), **params):
+    """A vpr.eval.experiments.Run of ``params`` and ``seed`` whose queries have first-correct ``ranks``."""
+    from vpr.eval.experiments import Run
+    rows = [dict(query=i, name=f"q{i}.jpg", night=int(bool(night[i])) if night is not None else 0, positives=1,
+                 first_correct=r, top=[]) for i, r in enumerate(ranks)]
+    return Run(name, name, {"seed": seed, "loss": "ms", "train.epochs": 6, **params}, {s: rows for s in sets})
+
+
+def fake_report_run(city, root):
+    """The files a pipeline run leaves behind for the report, from random (but fixed) descriptors on the
+    miniature ``city``, in ``root``: (vpr.viz.html.ReportInputs, the test set's ground truth)."""
+    import numpy as np
+    from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
+    from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
+    from vpr.io import write_json
+    from vpr.viz.html import ReportInputs
+    from vpr.viz.report import visualize_set
+    rng = np.random.default_rng(0)
+    gt = eval_set(city / "test")
+    save_eval_set(gt, root / "gt/city")
+    save_eval_set(eval_set(city / "val"), root / "gt/val")
+    save_train_set(build_train_set(city / "train"), root / "gt/train")
+    feats = root / "features/city"
+    feats.mkdir(parents=True)
+    for part, n in (("database", gt.num_database), ("queries", gt.num_queries)):
+        d = rng.normal(size=(n, 16)).astype(np.float32)
+        np.save(feats / f"{part}.npy", d / np.linalg.norm(d, axis=1, keepdims=True))
+    write_json(feats / "info.json", dict(descriptor_dim=16, spec={"backbone": "resnet18", "aggregator": "gem"}))
+    evaluation = evaluate_features(feats, root / "gt/city", [1, 5, 10])
+    write_json(root / "eval/city.json", evaluation.metrics)
+    write_queries(root / "eval/city.queries.tsv", evaluation.queries)
+    (root / "recalls.md").write_text(recall_table({"city": root / "eval/city.json"}, [1, 5, 10]) + "\n")
+    visualize_set(feats, root / "gt/city", root / "predictions/city", root / "curves/city.csv", num_queries=2)
+    log = root / "train/plots/metrics"
+    log.mkdir(parents=True)
+    (log / "train_loss.tsv").write_text("step\ttrain_loss\n1\t1.5\n2\t1.2\n")
+    (log / "lr.tsv").write_text("step\tlr\n0\t0.001\n1\t0.001\n2\t0.0003\n")
+    for n, values in ((1, (3, 9, 12)), (5, (20, 31, 40))):
+        (log / f"val_R@{n}.tsv").write_text(f"step\tval_R@{n}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values)))
+    write_json(root / "train/metrics.json", {"best_epoch": 2, "epochs_run": 2, "best_val_R@1": 12.0})
+    write_json(root / "train/time.json", {"train_minutes": 0.1})
+    (root / "params.yaml").write_text("loss: circle  # <b>escaped</b>\n")
+    inputs = ReportInputs(
+        sets={"city": dict(metrics=str(root / "eval/city.json"), queries=str(root / "eval/city.queries.tsv"),
+                           curve=str(root / "curves/city.csv"),
+                           predictions=str(root / "predictions/city"), gt=str(root / "gt/city"),
+                           features=str(feats))},
+        recall_table=str(root / "recalls.md"), train_log_dir=str(log), train_summary=str(root / "train/metrics.json"),
+        train_gt=str(root / "gt/train"), val_gt=str(root / "gt/val"), params_path=str(root / "params.yaml"),
+        train_time=str(root / "train/time.json"))
+    return inputs, gt

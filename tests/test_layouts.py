@@ -254,5 +254,5 @@ def test_gsv_cities_and_vg_layouts_end_to_end_with_a_query_list_without_coordina
     from vpr.viz.report import visualize_set                  # predictions still drawn, in grey frames
     drawn = visualize_set(tmp_path / "features/my_photos", tmp_path / "gt/my_photos", tmp_path / "pictures",
                           tmp_path / "curve.csv", num_queries=2, top_k=3, curve_max_n=5)
-    assert drawn == 2 and len(list((tmp_path / "pictures").glob("query_*_unlabelled.jpg"))) == 2
+    assert drawn == 2 and len(list((tmp_path / "pictures").glob("query_?????.jpg"))) == 2    # one name per query
     assert (tmp_path / "curve.csv").read_text().strip() == "N,recall"

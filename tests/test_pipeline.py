@@ -1,74 +1,18 @@
 """End to end: the DVC pipeline in a throw-away copy of this repository, on a miniature city."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import TINY_SYNTHETIC
+from tests.conftest import ROOT, TINY, dvc, merge, pipeline_repo, ran_stages, run_checked  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_SYNTHETIC.items()},
-    "train": {"epochs": 1, "image_size": [48, 64], "places_per_batch": 8, "images_per_place": 4, "num_workers": 0},
-    "extract": {"image_size": [48, 64], "batch_size": 32, "num_workers": 0},
-    "viz": {"num_queries": 3, "curve_max_n": 20},
-}
-
-
-def _merge(base, override):
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
-    return base
-
-
-def _run(args, cwd):
-    env = {**os.environ, "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/forbid_torch"), os.environ.get("PYTHONPATH", "")]),
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
-def _dvc(*args, cwd):
-    return _run([sys.executable, "-m", "dvc", *args], cwd)
-
-
-def _ran(output):
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+_merge, _run, _dvc, _ran = merge, run_checked, dvc, ran_stages     # the names other test modules import
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A git + DVC copy of this checkout (tracked and new files), with the tiny params, after `dvc repro`."""
-    dest = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file() and (not f.startswith(("data/", "models/", "reports/", "metrics/"))
-                                     or f.startswith("data/lists/")):   # night query lists: a build_gt dep
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-q", "-m", "tiny"], dest)
-    out = _dvc("repro", cwd=dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-q", "-m", "repro"], dest)
-    return dest, out
+    return pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_repro_writes_the_recall_table_and_one_metrics_file_per_set(repo):

@@ -6,50 +6,16 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import eval_set
-from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
-from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
-from vpr.io import write_json
+from tests.conftest import fake_report_run
 from vpr.viz import charts, maps
-from vpr.viz.html import ReportInputs, build_report, markdown_table_to_html
-from vpr.viz.report import visualize_set
+from vpr.viz.html import build_report, markdown_table_to_html
 
 
 @pytest.fixture(scope="module")
 def run(tiny_city, tmp_path_factory):
     """The files a pipeline run leaves behind, with random (but fixed) descriptors."""
     root = tmp_path_factory.mktemp("run")
-    rng = np.random.default_rng(0)
-    gt = eval_set(tiny_city / "test")
-    save_eval_set(gt, root / "gt/city")
-    save_eval_set(eval_set(tiny_city / "val"), root / "gt/val")
-    save_train_set(build_train_set(tiny_city / "train"), root / "gt/train")
-    feats = root / "features/city"
-    feats.mkdir(parents=True)
-    for part, n in (("database", gt.num_database), ("queries", gt.num_queries)):
-        d = rng.normal(size=(n, 16)).astype(np.float32)
-        np.save(feats / f"{part}.npy", d / np.linalg.norm(d, axis=1, keepdims=True))
-    write_json(feats / "info.json", dict(descriptor_dim=16, spec={"backbone": "resnet18", "aggregator": "gem"}))
-    evaluation = evaluate_features(feats, root / "gt/city", [1, 5, 10])
-    write_json(root / "eval/city.json", evaluation.metrics)
-    write_queries(root / "eval/city.queries.tsv", evaluation.queries)
-    (root / "recalls.md").write_text(recall_table({"city": root / "eval/city.json"}, [1, 5, 10]) + "\n")
-    visualize_set(feats, root / "gt/city", root / "predictions/city", root / "curves/city.csv", num_queries=2)
-    log = root / "train/plots/metrics"
-    log.mkdir(parents=True)
-    (log / "loss.tsv").write_text("step\tloss\n1\t1.5\n2\t1.2\n")
-    (log / "lr.tsv").write_text("step\tlr\n0\t0.001\n1\t0.001\n2\t0.0003\n")
-    for n, values in ((1, (3, 9, 12)), (5, (20, 31, 40))):
-        (log / f"val_R@{n}.tsv").write_text(f"step\tval_R@{n}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values)))
-    write_json(root / "train/metrics.json", {"best_epoch": 2, "epochs_run": 2, "train_minutes": 0.1, "best_val_R@1": 12.0})
-    (root / "params.yaml").write_text("loss: circle  # <b>escaped</b>\n")
-    inputs = ReportInputs(
-        sets={"city": dict(metrics=str(root / "eval/city.json"), queries=str(root / "eval/city.queries.tsv"),
-                           curve=str(root / "curves/city.csv"),
-                           predictions=str(root / "predictions/city"), gt=str(root / "gt/city"),
-                           features=str(feats))},
-        recall_table=str(root / "recalls.md"), train_log_dir=str(log), train_summary=str(root / "train/metrics.json"),
-        train_gt=str(root / "gt/train"), val_gt=str(root / "gt/val"), params_path=str(root / "params.yaml"))
+    inputs, gt = fake_report_run(tiny_city, root)
     return root, inputs, gt
 
 

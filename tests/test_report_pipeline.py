@@ -168,7 +168,7 @@ def test_dvc_plots_diff_overlays_recall_and_training_curves_of_two_experiments(r
     assert not plots.get("errors")
     data = plots["data"]
     for name in ("metrics/curves/synth_test.csv", "Validation recall per epoch",
-                 "metrics/train/plots/metrics/loss.tsv", "metrics/train/plots/metrics/lr.tsv"):
+                 "metrics/train/plots/metrics/train_loss.tsv", "metrics/train/plots/metrics/lr.tsv"):
         assert [p["revisions"] for p in data[name]] == [["HEAD", "short"]], name
         assert {row["rev"] for row in data[name][0]["content"]["data"]["values"]} == {"HEAD", "short"}, name
     curve = data["metrics/curves/synth_test.csv"][0]["content"]["data"]["values"]

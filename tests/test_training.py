@@ -119,6 +119,6 @@ def test_resuming_from_last_checkpoint_reproduces_the_uninterrupted_run(tmp_path
     last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     resumed, resumed_model = run(3, tmp_path / "b", resume=last)
     assert resumed.resumed_from == 2
-    assert [r["loss"] for r in resumed.history[1:]] == [r["loss"] for r in full.history[1:]]
+    assert [r["train_loss"] for r in resumed.history[1:]] == [r["train_loss"] for r in full.history[1:]]
     for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)

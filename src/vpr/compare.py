@@ -48,6 +48,20 @@ def resolution_notes(blocks: dict[str, list[dict]]) -> list[str]:
     return notes
 
 
+def baseline_line(baseline, variants, selector: str | None, reference: dict | None, source: str) -> str:
+    """Which variant is the baseline and why, with its values of the keys that vary across variants, e.g.
+    'baseline: the committed params (HEAD 9f22e62): loss=multisimilarity'."""
+    if selector:
+        how = f"--baseline {selector}"
+    elif reference is not None and cmp.same_params(baseline.params, reference):
+        how = f"the committed params ({source})"
+    else:
+        how = (f"the variant with the most seeds ({len(baseline.runs)}); no run has the committed params "
+               f"({source})")
+    keys = cmp.distinguishing(baseline, variants)
+    return f"baseline: {how}: {keys}" if keys else f"baseline: {how}"
+
+
 def _fmt(mean: float, std: float | None) -> str:
     return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
 
@@ -67,8 +81,9 @@ def comparison_rows(variants, baseline, eval_set: str, ns, night: bool, resample
             row["spread_parts"] = cmp.spread_parts(ranks <= 1)
         else:
             diff, low, high = cmp.paired_bootstrap(ranks <= 1, base_ranks <= 1, resamples)
-            row.update(diff=diff, low=low, high=high, verdict=cmp.verdict(low, high))
-            if row["verdict"] == "within noise":
+            one_seed = min(len(v.runs), len(baseline.runs)) == 1
+            row.update(diff=diff, low=low, high=high, verdict=cmp.verdict(low, high, one_seed))
+            if cmp.verdict(low, high) == "within noise":
                 row["seeds_needed"] = cmp.seeds_to_resolve(ranks <= 1, base_ranks <= 1, RESOLVE_POINTS)
         rows.append(row)
     return rows
@@ -116,14 +131,16 @@ def write_page(out_dir: str, text: str, spec: dict) -> None:
 
 
 def run(args) -> str:
-    from vpr.eval.experiments import commit_params, read_store
+    from vpr.eval.experiments import commit_params, describe_rev, read_store
     store = read_store(args.repo, args.all_commits, args.workspace, args.rev)
     if not store.runs:
         raise DataError("no finished experiment with per-query results (metrics/eval/<set>.queries.tsv); run e.g. "
                         "`dvc exp run --queue -S seed=0,1,2` and `dvc queue start` first")
     variants = cmp.group_variants(store.runs)
-    baseline = cmp.pick_baseline(variants, args.baseline, commit_params(args.repo, args.rev))
+    committed = commit_params(args.repo, args.rev)
+    baseline = cmp.pick_baseline(variants, args.baseline, committed)
     cmp.label_variants(variants, baseline)
+    header = baseline_line(baseline, variants, args.baseline, committed, describe_rev(args.repo, args.rev))
     sets = [s for s in cmp.shared_sets(variants) if not args.set or s in args.set]
     lines, blocks = [], {}
     for s in sets:
@@ -151,7 +168,7 @@ def run(args) -> str:
                      + "; ".join(f"{name} ({keys})" for name, keys in store.stale.items()))
     if store.skipped:
         notes.append(f"not included (no per-query results): {', '.join(store.skipped)}")
-    text = "\n\n".join(lines + ["\n".join(f"- {n}" for n in notes)])
+    text = "\n\n".join([header] + lines + ["\n".join(f"- {n}" for n in notes)])
     if args.out:
         write_page(args.out, text, figure(blocks))
     return text
@@ -161,7 +178,8 @@ def run(args) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m vpr.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline", help="the reference variant: key=value[,key=value] or an experiment name "
-                                       "(default: the variant with this commit's params.yaml)")
+                                       "(default: the variant with the committed params.yaml of --rev, i.e. "
+                                       "HEAD's, not the working copy's that `dvc exp run` rewrites)")
     ap.add_argument("--set", action="append", help="evaluation set(s) to compare (default: all)")
     ap.add_argument("--rev", help="the baseline commit whose experiments to compare (default: HEAD)")
     ap.add_argument("--all-commits", action="store_true", help="experiments of every commit up to --rev too")

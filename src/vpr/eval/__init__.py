@@ -1,0 +1,1 @@
+"""Evaluation: image preparation, extraction, kNN retrieval, recall, validation and comparisons."""

@@ -34,6 +34,11 @@ def _key(params: dict) -> str:
     return json.dumps({k: v for k, v in params.items() if k not in SEED_KEYS}, sort_keys=True, default=str)
 
 
+def same_params(a: dict, b: dict) -> bool:
+    """Equal params but for the seed."""
+    return _key(a) == _key(b)
+
+
 def group_variants(runs: list) -> list[Variant]:
     """Runs with equal params but for the seed form one variant; a second run of the same params and seed is
     dropped (listed in ``duplicates``)."""
@@ -55,14 +60,25 @@ def pick_baseline(variants: list[Variant], selector: str | None = None, referenc
         for v in variants:
             if any(r.name == selector for r in v.runs) or _matches(v.params, selector):
                 return v
-        raise DataError(f"--baseline {selector}: no variant matches; variants: "
-                        f"{'; '.join(_differences(v.params, variants[0].params) or 'first' for v in variants)}")
+        raise _no_such_baseline(selector, variants)
     if reference is not None:
-        ref = _key(reference)
         for v in variants:
-            if _key(v.params) == ref:
+            if same_params(v.params, reference):
                 return v
     return max(variants, key=lambda v: len(v.runs))
+
+
+def _no_such_baseline(selector: str, variants: list[Variant]) -> DataError:
+    """One line: the variants there are (by the keys that tell them apart), and the closest to ``selector``."""
+    import difflib
+    names = [distinguishing(v, variants) or "all params equal" for v in variants]
+    keys = _varying_keys(variants)
+    candidates = sorted({_pair(k, v.params.get(k)) for v in variants for k in keys}
+                        | {r.name for v in variants for r in v.runs})
+    close = difflib.get_close_matches(selector, candidates, n=1)
+    hint = f" did you mean '{close[0]}'?" if close else ""
+    return DataError(f"--baseline {selector}: no variant matches;{hint} (variants: {'; '.join(names)}; "
+                     "or an experiment name)")
 
 
 def _matches(params: dict, selector: str) -> bool:
@@ -74,11 +90,26 @@ def _matches(params: dict, selector: str) -> bool:
     return True
 
 
-def _differences(params: dict, base: dict) -> str:
-    keys = sorted(k for k in set(params) | set(base) if params.get(k) != base.get(k) and not k.startswith(
+def _pair(key: str, value) -> str:
+    return f"{key}={value}" if isinstance(value, str) else f"{key}={json.dumps(value, default=str)}"
+
+
+def _differing(params: dict, base: dict) -> list[str]:
+    return sorted(k for k in set(params) | set(base) if params.get(k) != base.get(k) and not k.startswith(
         "data_profiles."))
-    return ", ".join(f"{k}={json.dumps(params.get(k), default=str)}" if not isinstance(params.get(k), str)
-                     else f"{k}={params[k]}" for k in keys)
+
+
+def _differences(params: dict, base: dict) -> str:
+    return ", ".join(_pair(k, params.get(k)) for k in _differing(params, base))
+
+
+def _varying_keys(variants: list[Variant]) -> list[str]:
+    return sorted({k for v in variants for w in variants for k in _differing(v.params, w.params)})
+
+
+def distinguishing(variant: Variant, variants: list[Variant]) -> str:
+    """``variant``'s values of the keys whose value varies across ``variants``, e.g. 'loss=circle'."""
+    return ", ".join(_pair(k, variant.params.get(k)) for k in _varying_keys(variants))
 
 
 def label_variants(variants: list[Variant], baseline: Variant) -> None:
@@ -167,8 +198,11 @@ def spread_parts(hits: np.ndarray) -> tuple[float, float, float] | None:
     return float(np.sqrt(total)), float(np.sqrt(min(query, total))), float(np.sqrt(max(total - query, 0.0)))
 
 
-def verdict(low: float, high: float) -> str:
-    return "better" if low > 0 else "worse" if high < 0 else "within noise"
+def verdict(low: float, high: float, one_seed: bool = False) -> str:
+    """better / worse / within noise; ``one_seed`` (a side has one seed): the interval holds the query noise
+    only, not the training noise, which the verdict then says."""
+    word = "better" if low > 0 else "worse" if high < 0 else "within noise"
+    return f"{word} (one seed: query noise only)" if one_seed else word
 
 
 def shared_sets(variants: list[Variant]) -> list[str]:

@@ -97,9 +97,17 @@ class StaleRun(Exception):
 
 
 def commit_params(repo: str, rev: str | None) -> dict | None:
-    """params.yaml of commit ``rev`` (None: of the working tree), flattened."""
-    text = _read(repo, rev or "workspace", "params.yaml")
+    """params.yaml of commit ``rev`` (default HEAD), flattened: the committed params, never the working copy's,
+    which `dvc exp run -S ...` leaves rewritten."""
+    text = _read(repo, rev or "HEAD", "params.yaml")
     return flatten(yaml.safe_load(text) or {}) if text else None
+
+
+def describe_rev(repo: str, rev: str | None) -> str:
+    """``rev`` (default HEAD) and its short commit hash, e.g. 'HEAD 9f22e62', for naming a baseline."""
+    rev = rev or "HEAD"
+    short = (_git(repo, "rev-parse", "--short", f"{rev}^{{commit}}") or "").strip()
+    return f"{rev} {short}" if short and not short.startswith(rev) else rev
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Networks: backbones, aggregators and the model that joins them."""

@@ -46,6 +46,7 @@ class LoopState:
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list = field(default_factory=list)
+    seconds: float = 0.0            # wall time of the epochs so far, validation included (a resumed run's too)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FitResult:
     stopped_early: bool
     resumed_from: int | None = None
     history: list = field(default_factory=list)
+    seconds: float = 0.0            # wall time of all epochs, validation included
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -79,7 +81,7 @@ def fit(training, cfg: LoopConfig, validate: Callable, on_epoch_end: Callable[[d
         loop.train_epoch(epoch)
     st = loop.state
     return FitResult(st.best_epoch, st.best_score, st.history[-1]["epoch"], st.stopped_early,
-                     start if resume is not None else None, st.history)
+                     start if resume is not None else None, st.history, st.seconds)
 
 
 class _Loop:
@@ -98,7 +100,7 @@ class _Loop:
 
     def start(self) -> int:
         seed_epoch(self.cfg.seed, 0)
-        self.end_epoch(0, float("nan"), 0.0, self.lr(), {})
+        self.end_epoch(0, None, time.time(), self.lr(), {})    # the untrained model: no training loss
         return 1
 
     def restore(self, ckpt: dict) -> int:
@@ -122,12 +124,17 @@ class _Loop:
                     scaler=self.scaler.state_dict(), epoch=epoch, metrics=metrics, loop=asdict(self.state),
                     finished=self.state.stopped_early or epoch >= self.cfg.epochs, **self.cfg.meta)
 
-    def end_epoch(self, epoch: int, loss: float, seconds: float, lr: float, logs: dict) -> None:
+    def end_epoch(self, epoch: int, loss: float | None, started: float, lr: float, logs: dict) -> None:
+        """Validate, log the epoch's row (``train_loss``: the epoch's mean loss, none for epoch 0; ``seconds``:
+        its training time), keep best/last checkpoints, decide on early stopping."""
         cfg, st = self.cfg, self.state
+        seconds = time.time() - started if epoch else 0.0
         metrics = self.validate(self.t.model)
+        st.seconds += time.time() - started
         if cfg.select_best_by not in metrics:
             raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, not '{cfg.select_best_by}'")
-        row = dict(epoch=epoch, loss=loss, lr=lr, seconds=seconds, **logs, **{f"val_{k}": v for k, v in metrics.items()})
+        row = dict(epoch=epoch, **({} if loss is None else {"train_loss": loss}), lr=lr, seconds=seconds, **logs,
+                   **{f"val_{k}": v for k, v in metrics.items()})
         st.history = st.history + [row]
         improved = metrics[cfg.select_best_by] > st.best_score
         if improved:
@@ -161,7 +168,7 @@ class _Loop:
                 term_totals[k] = term_totals.get(k, 0.0) + v
             bar.set_postfix(loss=f"{total / steps:.4f}")
         term_means = {k: v / max(steps, 1) for k, v in term_totals.items() if len(term_totals) > 1}
-        self.end_epoch(epoch, total / max(steps, 1), time.time() - start, lr, term_means)
+        self.end_epoch(epoch, total / max(steps, 1), start, lr, term_means)
 
     def step(self, batch: dict, epoch: int, number: int) -> tuple[float, dict]:
         """One optimizer step on ``batch``; a NaN/inf loss stops training (the last good checkpoint stays)."""

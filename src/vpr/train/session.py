@@ -1,5 +1,6 @@
 """One training session, as the train stage runs it: DDP launch, the resume decision, training with
-validation every epoch, and the log (dvclive: loss, lr, validation recalls per epoch; a summary).
+validation every epoch, and the log (dvclive: train_loss, lr, validation recalls per epoch; a summary; the
+training time in its own file, time.json, so that metrics.json stays bit-reproducible).
 
 Writes ``models/best.pt`` (best validation epoch), ``models/last.pt`` (resumable) and the log. If a run of the
 same params and data was interrupted (``last.pt`` unfinished), it continues from there. With
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 import warnings
 
 from vpr.device import resolve_device
@@ -21,7 +21,7 @@ class TrainLog(contextlib.AbstractContextManager):
     """Epoch rows to dvclive (rank 0) and to stdout; other ranks log nothing."""
 
     def __init__(self, folder: str, active: bool):
-        self.live = None
+        self.live, self.folder = None, folder
         if active:
             from dvclive import Live
             self.live = Live(folder, dvcyaml=False, save_dvc_exp=False)
@@ -35,16 +35,30 @@ class TrainLog(contextlib.AbstractContextManager):
         if self.live is None:
             return
         for k, v in row.items():
-            if k not in ("epoch", "seconds") and not (k == "loss" and row["epoch"] == 0):
+            if k not in ("epoch", "seconds"):
                 self.live.log_metric(k, v)
         self.live.next_step()
         if echo:
-            print(f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
+            print(f"{epoch_name(row['epoch'])}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
                   flush=True)
 
     def summary(self, **values) -> None:
         if self.live is not None:
             self.live.summary.update(values)
+
+    def timing(self, seconds: float) -> float:
+        """The epochs' wall time (validation included; a resumed run's epochs before its interruption too) in
+        minutes, written to ``<folder>/time.json`` as ``train_minutes``."""
+        minutes = round(seconds / 60, 2)
+        if self.live is not None:
+            from vpr.io import write_json
+            write_json(os.path.join(self.folder, "time.json"), {"train_minutes": minutes})
+        return minutes
+
+
+def epoch_name(epoch: int) -> str:
+    """'epoch 3'; epoch 0 is the model before any training step."""
+    return "epoch 0 (untrained model)" if epoch == 0 else f"epoch {epoch}"
 
 
 def resume_checkpoint(models: str, run_id: str) -> dict | None:
@@ -95,7 +109,6 @@ def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "model
     loop = LoopConfig(epochs=t.epochs, checkpoint_dir=models, select_best_by=t.select_best_by, patience=t.patience,
                       device=device, seed=cfg.seed, amp=t.amp, rank=ranks.rank,
                       meta=dict(spec=training.spec, fingerprint=run_id, prepare=val_prep.to_dict()))
-    start = time.time()
     with TrainLog(log_dir, ranks.main) as log:
         for row in (resume or {}).get("loop", {}).get("history", []):   # the log of the interrupted run
             log.row(row, echo=False)
@@ -106,11 +119,12 @@ def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "model
                     descriptor_dim=training.model.descriptor_dim,
                     **{f"best_{k}": v for k, v in best.items() if k.startswith("val_")},
                     environment=environment())   # why two machines' numbers may differ
+        minutes = log.timing(result.seconds)
     training.forward_model = None      # release the DDP wrapper before leaving the process group
     distributed.shutdown()
     if ranks.main:
-        print(f"train: best epoch {result.best_epoch} ({t.select_best_by} {result.best_score:.2f}), "
-              f"{(time.time() - start) / 60:.1f} min")
+        print(f"train: best {epoch_name(result.best_epoch)} ({t.select_best_by} {result.best_score:.2f}), "
+              f"{minutes:.1f} min")
 
 
 def _announce(cfg, places, training, device: str, world: int, resume) -> str:

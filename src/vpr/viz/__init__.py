@@ -1,0 +1,1 @@
+"""Pictures and pages: prediction pictures, charts, maps and the offline HTML report."""

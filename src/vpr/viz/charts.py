@@ -69,7 +69,7 @@ def recall_curves_chart(curves: dict[str, list[dict]]) -> dict:
 
 
 def training_charts(log_dir: str | os.PathLike, best_epoch: int | None = None) -> list[dict]:
-    """Loss, learning rate and validation recalls per epoch, from a dvclive plots folder
+    """Training loss (``train_loss``), learning rate and validation recalls per epoch, from a dvclive plots folder
     (one ``<metric>.tsv`` per metric, columns step and the metric; step = epoch)."""
     log_dir = os.fspath(log_dir)
     files = sorted(f for f in os.listdir(log_dir) if f.endswith(".tsv")) if os.path.isdir(log_dir) else []
@@ -77,9 +77,9 @@ def training_charts(log_dir: str | os.PathLike, best_epoch: int | None = None) -
     last = max((r["step"] for rows in tables.values() for r in rows), default=0)
     common = dict(x_title="epoch", x_domain=(0, max(last, 1)), integer_x=True, rule_x=best_epoch)
     charts = []
-    if "loss" in tables:
-        charts.append(line_chart([{"epoch": r["step"], "loss": r["loss"]} for r in tables["loss"]], "epoch", "loss",
-                                 title="Training loss", y_title="loss (epoch mean)", **common))
+    if "train_loss" in tables:
+        charts.append(line_chart([{"epoch": r["step"], "loss": r["train_loss"]} for r in tables["train_loss"]], "epoch",
+                                 "loss", title="Training loss", y_title="loss (epoch mean)", **common))
     if "lr" in tables:
         charts.append(line_chart([{"epoch": r["step"], "lr": r["lr"]} for r in tables["lr"]], "epoch", "lr",
                                  title="Learning rate", y_title="learning rate", **common))

@@ -18,7 +18,7 @@ import yaml
 
 from vpr.data.groundtruth import load_eval_set, load_train_set
 from vpr.errors import DataError
-from vpr.eval.evaluate import load_features
+from vpr.eval.evaluate import load_features, read_queries
 from vpr.viz import charts, maps
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -52,6 +52,7 @@ class ReportInputs:
     recall_table: str                   # metrics/recalls.md (the recall_table stage's markdown)
     train_log_dir: str                  # dvclive plots folder: <metric>.tsv per metric
     train_summary: str                  # dvclive metrics.json
+    train_time: str | None = None       # metrics/train/time.json: train_minutes
     train_gt: str | None = None         # data/gt/train (training places)
     val_gt: str | None = None           # data/gt/val
     params_path: str = "params.yaml"
@@ -100,9 +101,7 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
         if k in params:
             items.append((k, str(params[k])))
     if "best_epoch" in summary:
-        stop = ", stopped early" if summary.get("stopped_early") else ""
-        items.append(("training", f"{summary.get('epochs_run')} epochs{stop}; best epoch {summary['best_epoch']} "
-                                  f"({summary.get('train_minutes', '?')} min)"))
+        items.append(("training", _training_line(summary, inputs.train_time)))
     best = [f"{k[9:]} {v:.1f}" for k, v in summary.items() if k.startswith("best_val_R@")]
     if best:
         items.append(("best validation", ", ".join(best)))
@@ -112,6 +111,17 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
         items.append((f"set {name}", f"{m.get('num_database', '?'):,} database images, "
                                      f"{m.get('num_queries', '?'):,} queries{night}"))
     return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _training_line(summary: dict, time_path: str | None) -> str:
+    """'5 epochs in 12.3 min; best epoch 5' (epoch 0: the untrained model)."""
+    runs = summary.get("epochs_run")
+    minutes = _read_json(time_path).get("train_minutes") if time_path and os.path.isfile(time_path) else None
+    took = f" in {minutes:.1f} min" if minutes is not None else ""
+    stop = ", stopped early" if summary.get("stopped_early") else ""
+    best = summary["best_epoch"]
+    return (f"{runs} epoch{'' if runs == 1 else 's'}{took}{stop}; best epoch {best}"
+            + (" (the untrained model)" if best == 0 else ""))
 
 
 def _recalls(inputs: ReportInputs) -> str:
@@ -152,8 +162,8 @@ def _training(inputs: ReportInputs, summary: dict, chart: "_Charts") -> str:
     specs = charts.training_charts(inputs.train_log_dir, summary.get("best_epoch"))
     if not specs:
         return "<p class='note'>No training log (train.epochs = 0?).</p>"
-    return ("<p class='note'>Per epoch; epoch 0 is the model before training. The dashed line marks the "
-            "epoch saved as models/best.pt.</p>" + _row([chart.figure(s) for s in specs]))
+    return ("<p class='note'>Per epoch; epoch 0 is the untrained model (validated before any training step, "
+            "so it has no training loss). The dashed line marks the epoch saved as models/best.pt.</p>" + _row([chart.figure(s) for s in specs]))
 
 
 def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
@@ -189,15 +199,27 @@ def _predictions(inputs: ReportInputs) -> str:
         folder = paths["predictions"]
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg", ".png"))) \
             if os.path.isdir(folder) else []
+        verdicts = _top1_verdicts(paths.get("queries"))
         figs = []
         for f in files:
-            m = re.match(r"query_(\d+)_(\w+)\.", f)
-            caption = f"query {int(m.group(1))}: top-1 {m.group(2)}" if m else f
+            m = re.match(r"query_(\d+)\.", f)
+            caption = f"query {int(m.group(1))}{verdicts.get(int(m.group(1)), '')}" if m else f
             figs.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(os.path.join(folder, f))}'>"
                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         body = "".join(figs) or "<p class='note'>No pictures (viz.num_queries = 0).</p>"
         parts.append(f"<h3>{html.escape(name)}</h3><div class='pictures'>{body}</div>")
     return "".join(parts)
+
+
+def _top1_verdicts(queries_path: str | None) -> dict[int, str]:
+    """Query index -> ': top-1 correct' / ': top-1 wrong', from the per-query results (empty without them, and
+    for queries without coordinates)."""
+    if not queries_path or not os.path.isfile(queries_path):
+        return {}
+    with open(queries_path) as fh:
+        rows = read_queries(fh)
+    return {r["query"]: f": top-1 {'correct' if r['first_correct'] == 1 else 'wrong'}" for r in rows
+            if r["positives"] is not None}
 
 
 # --- helpers --------------------------------------------------------------------------------------------

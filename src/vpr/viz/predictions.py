@@ -19,6 +19,13 @@ def _tile(path: str, size, frame_color, label: str, frame: int = 4) -> Image.Ima
     return tile
 
 
+def query_label(night: bool, correct: bool | None) -> str:
+    """The query tile's label: the top-1 verdict is in the picture, since its file name is the query's alone
+    (so `dvc plots diff` puts the same query of two experiments side by side); None: no coordinates."""
+    name = "night query" if night else "query"
+    return name if correct is None else f"{name}: top-1 {'correct' if correct else 'wrong'}"
+
+
 def prediction_picture(query_path: str, prediction_paths, correct, distances_m, tile_size=(120, 160),
                        query_label: str = "query") -> Image.Image:
     """One row: the query (grey frame), then each prediction framed green (correct) or red (wrong),

@@ -10,7 +10,12 @@ from vpr.data.groundtruth import load_eval_set
 from vpr.eval.evaluate import load_features, retrieve_stored
 from vpr.eval.retrieval import correct_matrix, recall_curve
 from vpr.io import atomic_dir, atomic_file
-from vpr.viz.predictions import pick_queries, prediction_picture
+from vpr.viz.predictions import pick_queries, prediction_picture, query_label
+
+
+def picture_name(query: int) -> str:
+    """One name per query, whatever its verdict: `dvc plots diff` pairs the pictures of two experiments by name."""
+    return f"query_{query:05d}.jpg"
 
 
 def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8, top_k=5, only_wrong=False,
@@ -32,9 +37,8 @@ def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8,
         for qi in chosen:
             preds = predictions[qi, :top_k]
             dist = np.linalg.norm(gt.database_utm[preds] - gt.queries_utm[qi], axis=1)
-            label = "query (night)" if gt.queries_night[qi] else "query"
+            label = query_label(bool(gt.queries_night[qi]), bool(correct[qi, 0]) if labelled else None)
             pic = prediction_picture(str(gt.queries_paths[qi]), [str(p) for p in gt.database_paths[preds]],
                                      correct[qi] if labelled else [None] * len(preds), dist, query_label=label)
-            verdict = ("correct" if correct[qi, 0] else "wrong") if labelled else "unlabelled"
-            pic.save(os.path.join(tmp, f"query_{qi:05d}_{verdict}.jpg"), quality=90)
+            pic.save(os.path.join(tmp, picture_name(qi)), quality=90)
     return len(chosen)

@@ -1,0 +1,1 @@
+"""The embedded, procedurally generated city: world, surfaces, rendering and the dataset generator."""
