@@ -71,8 +71,9 @@ def seed_epoch(seed: int, epoch: int) -> None:
 def fit(training, cfg: LoopConfig, validate: Callable, on_epoch_end: Callable[[dict], None] | None = None,
         resume: dict | None = None) -> FitResult:
     """Train ``training`` (vpr.train.setup.Training) for ``cfg.epochs`` epochs (0 = only evaluate the initial
-    model); ``validate(model) -> metrics``. Epoch 0 is the initial model's validation, so ``best.pt`` always
-    exists and training that never beats the starting point says so. ``resume``: a ``last.pt`` to continue."""
+    model); ``validate(model) -> metrics`` (a 'calibration' entry, plain numbers: vpr.eval.confidence, is stored
+    in that epoch's checkpoints instead of the metrics). Epoch 0 is the initial model's validation, so ``best.pt``
+    always exists and training that never beats the starting point says so. ``resume``: a ``last.pt`` to continue."""
     loop = _Loop(training, cfg, validate, on_epoch_end)
     start = loop.restore(resume) if resume is not None else loop.start()
     for epoch in range(start, cfg.epochs + 1):
@@ -129,7 +130,8 @@ class _Loop:
         its training time), keep best/last checkpoints, decide on early stopping."""
         cfg, st = self.cfg, self.state
         seconds = time.time() - started if epoch else 0.0
-        metrics = self.validate(self.t.model)
+        metrics = dict(self.validate(self.t.model))
+        calibration = metrics.pop("calibration", None)     # of this very model: goes with its weights
         st.seconds += time.time() - started
         if cfg.select_best_by not in metrics:
             raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, not '{cfg.select_best_by}'")
@@ -145,6 +147,8 @@ class _Loop:
             self.t.schedule.epoch_end(metrics[cfg.select_best_by])
         st.stopped_early = bool(epoch > 0 and cfg.patience and st.bad_epochs >= cfg.patience)
         content = self.snapshot(epoch, metrics)
+        if calibration is not None:
+            content["calibration"] = calibration
         if cfg.rank == 0:
             if improved:
                 save_checkpoint(self.best_path, **content)

@@ -74,7 +74,7 @@ def resume_checkpoint(models: str, run_id: str) -> dict | None:
 def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "models",
                  log_dir: str = "metrics/train") -> None:
     """Train as the config says (``script``: what torchrun re-launches for DDP)."""
-    from vpr.data.groundtruth import load_eval_set, load_training_data
+    from vpr.data.groundtruth import load_eval_set, load_info, load_training_data
     from vpr.environment import environment
     from vpr.eval.prepare import prep_of
     from vpr.eval.validate import evaluate_model
@@ -102,9 +102,11 @@ def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "model
     if ranks.main:
         print(_announce(cfg, data.places, training, device, ranks.world, resume), flush=True)
     val_prep = prep_of(cfg.extract, t.image_size)   # validation prepares images as extraction does
+    radius_m = float(load_info(f"{gt_dir}/val").get("radius_m", 25.0))   # the confidence: P(top-1 within it)
 
-    def validate(model):
-        return evaluate_model(model, val_set, val_prep, batch_size=cfg.extract.batch_size, device=device)
+    def validate(model):    # + the confidence calibration of this model, stored in its checkpoints
+        return evaluate_model(model, val_set, val_prep, batch_size=cfg.extract.batch_size, device=device,
+                              calibrate_radius_m=radius_m)
 
     loop = LoopConfig(epochs=t.epochs, checkpoint_dir=models, select_best_by=t.select_best_by, patience=t.patience,
                       device=device, seed=cfg.seed, amp=t.amp, rank=ranks.rank,
