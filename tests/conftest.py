@@ -261,3 +261,47 @@ def fake_report_run(city, root):
         train_gt=str(root / "gt/train"), val_gt=str(root / "gt/val"), params_path=str(root / "params.yaml"),
         train_time=str(root / "train/time.json"))
     return inputs, gt
+
+
+LOCALIZE_SIZE = [48, 64]
+
+
+def small_spec(aggregator="gem") -> dict:
+    """The model spec of an untrained ResNet-18 (conv4) + ``aggregator`` for LOCALIZE_SIZE images."""
+    from vpr.models.aggregators import AGGREGATORS
+    from vpr.models.backbones import BACKBONES
+    return dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {"pretrained": False}),
+                aggregator=aggregator, aggregator_settings=AGGREGATORS.check(aggregator, {}), descriptor_dim=None,
+                image_size=LOCALIZE_SIZE)
+
+
+def small_checkpoint(path, aggregator="gem", seed=0, **extra) -> str:
+    """A randomly initialised ``small_spec`` checkpoint, as training saves one (``extra``: more entries, e.g. a
+    calibration); its path."""
+    import torch
+
+    from vpr.models.network import build_model
+    from vpr.train.checkpoint import save_checkpoint
+    torch.manual_seed(seed)
+    spec = small_spec(aggregator)
+    save_checkpoint(path, model=build_model(spec).state_dict(), spec=spec, epoch=0, **extra)
+    return str(path)
+
+
+def stored_eval_set(set_dir, gt_root, features_root, name, model) -> object:
+    """The evaluation set ``name`` under ``gt_root`` (ground truth of ``set_dir``) with its database descriptors
+    from ``model`` stored under ``features_root``, as the extract stage leaves them; the EvalSet."""
+    import numpy as np
+
+    from vpr.data.groundtruth import save_eval_set
+    from vpr.eval.extract import compute_descriptors
+    from vpr.fingerprint import weights_md5
+    from vpr.io import write_json
+    es = eval_set(set_dir)
+    save_eval_set(es, Path(gt_root) / name)
+    out = Path(features_root) / name
+    out.mkdir(parents=True)
+    np.save(out / "database.npy", compute_descriptors(model, es.database_paths, LOCALIZE_SIZE))
+    write_json(out / "info.json", dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0,
+                                       weights_md5=weights_md5(model), image_size=LOCALIZE_SIZE, spec=model.spec))
+    return es

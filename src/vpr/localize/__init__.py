@@ -9,6 +9,12 @@ top-1 when none does), plus a picture of the matches. ``--database`` is an evalu
 folder of images named with the '@' fields. Photos may have any size and orientation: EXIF rotation is
 applied, then the photo is prepared exactly as the database images were (vpr.eval.prepare: the policy and
 size recorded with the stored descriptors, i.e. ``extract.resize``), so it is compared like for like.
+
+Each photo also gets a ``confidence``: the calibrated probability that its top-1 lies within the ground-truth
+radius, from the top-1 similarity and its margin over the best match elsewhere (vpr.eval.confidence, fitted
+on the validation queries when training saved the checkpoint). Below the threshold stored with it the photo is
+``in_database: false`` ("not in this database"; the matches are still listed). A checkpoint saved before
+calibrations existed gives no confidence and withholds nothing (said once).
 """
 from vpr.localize.cli import load_model_for_localize, main, parse_args
 from vpr.localize.database import Database, database_descriptors, open_database, to_latlon

@@ -21,6 +21,9 @@ def load_model_for_localize(model_path: str, device: str):
     from vpr.eval.prepare import ImagePrep
     # what the model was validated with (training size and extract.resize); old checkpoints: stretching
     model.default_prep = ImagePrep.from_dict(ckpt.get("prepare"), ckpt["spec"].get("image_size"))
+    from vpr.eval.confidence import Calibration
+    # the confidence calibration fitted on validation when this checkpoint was saved; None: an older checkpoint
+    model.calibration = Calibration.from_dict(ckpt.get("calibration"), model_path)
     return model
 
 
@@ -33,14 +36,22 @@ def _print_text(results: list[dict]) -> None:
         print(tabulate(rows, headers=["#", "similarity", "lat", "lon", "UTM east", "UTM north", "zone",
                                       "m from #1", "database image"], tablefmt="simple",
                        floatfmt=("", ".3f", ".6f", ".6f", ".1f", ".1f", "", ".0f", "")))
-        e = r["estimate"]
-        how = "top-1" if e["method"] == "top-1" else \
-            f"similarity-weighted mean of matches {', '.join(map(str, e['from_ranks']))}"
-        where = f"{e['lat']:.6f}, {e['lon']:.6f}  " if e["lat"] is not None else ""
-        print(f"estimated position: {where}(UTM {e['utm_east']:.1f} E {e['utm_north']:.1f} N {e['utm_zone']}) "
-              f"from {how}")
+        print(_verdict(r))
         if r.get("picture"):
             print(f"picture: {r['picture']}")
+
+
+def _verdict(r: dict) -> str:
+    """The estimated position, or "not in this database" for a photo whose confidence is below the threshold."""
+    conf = "" if r.get("confidence") is None else f" (confidence {r['confidence']:.2f})"
+    if r.get("in_database") is False:
+        return f"not in this database{conf}"
+    e = r["estimate"]
+    how = "top-1" if e["method"] == "top-1" else \
+        f"similarity-weighted mean of matches {', '.join(map(str, e['from_ranks']))}"
+    where = f"{e['lat']:.6f}, {e['lon']:.6f}  " if e["lat"] is not None else ""
+    return (f"estimated position: {where}(UTM {e['utm_east']:.1f} E {e['utm_north']:.1f} N {e['utm_zone']}) "
+            f"from {how}{conf}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -74,41 +74,68 @@ def estimate_position(utm_xy: np.ndarray, similarity: np.ndarray, agree_m: float
 def localize(photos, model, model_path: str, db: Database, top_k: int = 5, agree_m: float = 25.0,
              asked_prep=None, device: str = "cpu", stored_only: bool = False, log=print) -> list[dict]:
     """One result dict per photo (see the vpr.localize docstring). ``asked_prep``: an ImagePrep to use instead of
-    the stored descriptors' (then the database is extracted again)."""
+    the stored descriptors' (then the database is extracted again). ``model.calibration`` (stored with the
+    checkpoint, vpr.eval.confidence): each photo's confidence and whether it is kept (``in_database``); None
+    (a checkpoint from before calibrations): both None, said once (``log``)."""
+    from vpr.eval.query_methods import crops_per_query
     from vpr.eval.retrieval import retrieve
 
+    calibration = getattr(model, "calibration", None)
     db_desc, prep, dtype, method = database_descriptors(db, model, model_path, asked_prep, device, stored_only, log=log)
     # Photos prepared as the database was, as the evaluation does.
     q_desc, sizes = photo_descriptors(model, photos, prep, device, dtype, method)
     k = min(top_k, len(db.paths))
-    top = retrieve(db_desc, q_desc, k, **method)
-    results = []
-    from vpr.eval.query_methods import crops_per_query
+    top = retrieve(db_desc, q_desc, min(max(k, calibration.depth if calibration else 0), len(db.paths)), **method)
     crops = crops_per_query(method.get("query_method", "single"))
+    results = []
     for i, photo in enumerate(photos):
-        idx = top[i]
-        sims = (db_desc[idx] @ q_desc[i * crops:(i + 1) * crops].T).max(1)    # the best of the photo's crops
-        # Only matches in the top-1's UTM zone can be averaged in metres.
-        same_zone = np.array([db.zones[j] == db.zones[idx[0]] for j in idx])
-        pos, used = estimate_position(np.where(same_zone[:, None], db.utm[idx], np.inf), sims, agree_m)
-        zone, band = db.zones[idx[0]]
-        if used.sum() == 1:  # the top-1 itself: its own lat/lon, as its name gives them
-            lat, lon = db.latlon[idx[0]]
-        else:
-            lat, lon = to_latlon(pos[0], pos[1], zone, band) if zone else (float("nan"), float("nan"))
-        dist = np.linalg.norm(db.utm[idx] - db.utm[idx[0]], axis=1)
-        matches = [dict(rank=r + 1, image=str(db.paths[j]), similarity=round(float(sims[r]), 4),
-                        lat=_num(db.latlon[j, 0], 6), lon=_num(db.latlon[j, 1], 6),
-                        utm_east=round(float(db.utm[j, 0]), 2), utm_north=round(float(db.utm[j, 1]), 2),
-                        utm_zone=f"{db.zones[j][0]}{db.zones[j][1]}", distance_to_top1_m=round(float(dist[r]), 1),
-                        agrees_with_top1=bool(used[r]))
-                   for r, j in enumerate(idx)]
-        ranks = [int(r) + 1 for r in np.nonzero(used)[0]]
-        estimate = dict(lat=_num(lat, 6), lon=_num(lon, 6), utm_east=round(float(pos[0]), 2),
-                        utm_north=round(float(pos[1]), 2), utm_zone=f"{zone}{band}",
-                        method="top-1" if len(ranks) == 1 else "similarity-weighted mean", from_ranks=ranks)
-        results.append(dict(photo=photo, width=sizes[i][0], height=sizes[i][1], matches=matches, estimate=estimate))
+        sims = (db_desc[top[i]] @ q_desc[i * crops:(i + 1) * crops].T).max(1)    # the best of the photo's crops
+        confidence = _confidence(calibration, db, top[i], sims)
+        result = dict(photo=photo, width=sizes[i][0], height=sizes[i][1], **_matches(db, top[i][:k], sims[:k],
+                                                                                     agree_m))
+        result.update(confidence=None if confidence is None else round(confidence, 4),
+                      in_database=None if confidence is None else bool(confidence >= calibration.threshold))
+        results.append(result)
+    if calibration is None:
+        log(f"calibration: none stored in {model_path} (saved before confidences existed): every photo gets a "
+            f"position, none is flagged as not in this database; retrain the model to get confidences")
     return results
+
+
+def _confidence(calibration, db: Database, idx: np.ndarray, sims: np.ndarray) -> float | None:
+    """The calibrated confidence that the top-1 of these ranked matches is right (None: no calibration)."""
+    if calibration is None:
+        return None
+    from vpr.eval.confidence import match_features
+    idx = idx[:calibration.depth]
+    same_zone = np.array([db.zones[j] == db.zones[idx[0]] for j in idx])   # another zone: not comparable, far
+    positions = np.where(same_zone[:, None], db.utm[idx], np.inf)
+    return float(calibration.confidence(match_features(sims[None, :len(idx)], positions[None],
+                                                       calibration.radius_m))[0])
+
+
+def _matches(db: Database, idx: np.ndarray, sims: np.ndarray, agree_m: float) -> dict:
+    """The ranked matches with their coordinates, and the position estimate from them."""
+    # Only matches in the top-1's UTM zone can be averaged in metres.
+    same_zone = np.array([db.zones[j] == db.zones[idx[0]] for j in idx])
+    pos, used = estimate_position(np.where(same_zone[:, None], db.utm[idx], np.inf), sims, agree_m)
+    zone, band = db.zones[idx[0]]
+    if used.sum() == 1:  # the top-1 itself: its own lat/lon, as its name gives them
+        lat, lon = db.latlon[idx[0]]
+    else:
+        lat, lon = to_latlon(pos[0], pos[1], zone, band) if zone else (float("nan"), float("nan"))
+    dist = np.linalg.norm(db.utm[idx] - db.utm[idx[0]], axis=1)
+    matches = [dict(rank=r + 1, image=str(db.paths[j]), similarity=round(float(sims[r]), 4),
+                    lat=_num(db.latlon[j, 0], 6), lon=_num(db.latlon[j, 1], 6),
+                    utm_east=round(float(db.utm[j, 0]), 2), utm_north=round(float(db.utm[j, 1]), 2),
+                    utm_zone=f"{db.zones[j][0]}{db.zones[j][1]}", distance_to_top1_m=round(float(dist[r]), 1),
+                    agrees_with_top1=bool(used[r]))
+               for r, j in enumerate(idx)]
+    ranks = [int(r) + 1 for r in np.nonzero(used)[0]]
+    estimate = dict(lat=_num(lat, 6), lon=_num(lon, 6), utm_east=round(float(pos[0]), 2),
+                    utm_north=round(float(pos[1]), 2), utm_zone=f"{zone}{band}",
+                    method="top-1" if len(ranks) == 1 else "similarity-weighted mean", from_ranks=ranks)
+    return dict(matches=matches, estimate=estimate)
 
 
 def _num(x: float, digits: int):

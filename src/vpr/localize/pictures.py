@@ -24,12 +24,18 @@ def match_picture(result: dict, tile_height: int = 120):
     for t in tiles:
         out.paste(t, (x, 0))
         x += t.width + gap
+    ImageDraw.Draw(out).text((4, out.height - footer + 3), _caption(result), fill=(0, 0, 0))
+    return out
+
+
+def _caption(result: dict) -> str:
+    conf = "" if result.get("confidence") is None else f"; confidence {result['confidence']:.2f}"
+    if result.get("in_database") is False:
+        return f"not in this database{conf}"
     e = result["estimate"]
     where = f"{e['lat']:.6f}, {e['lon']:.6f}" if e["lat"] is not None else f"UTM {e['utm_east']}, {e['utm_north']}"
-    ImageDraw.Draw(out).text((4, out.height - footer + 3), f"estimate: {where} ({e['method']} of "
-                             f"match{'es' if len(e['from_ranks']) > 1 else ''} {', '.join(map(str, e['from_ranks']))}; blue = within the agreement radius "
-                             f"of #1)", fill=(0, 0, 0))
-    return out
+    return (f"estimate: {where} ({e['method']} of match{'es' if len(e['from_ranks']) > 1 else ''} "
+            f"{', '.join(map(str, e['from_ranks']))}; blue = within the agreement radius of #1{conf})")
 
 
 def write_pictures(results: list[dict], out_dir: str) -> None:
