@@ -58,32 +58,48 @@ def _stage_capability(env: dict) -> str:
     return out.strip()
 
 
-def measure_full_repro(capability: str = "") -> dict:
-    """A fresh copy of the checkout (tracked and new files, no outputs), then `dvc repro` stage by stage in
-    pipeline order, each timed (their sum is the full repro)."""
-    shutil.rmtree(REPO, ignore_errors=True)
+def fresh_copy(repo, edit_params=None) -> None:
+    """A fresh git copy of this checkout at ``repo`` (tracked and new files, no outputs, no dvc.lock), with
+    ``edit_params(params dict)`` applied to its params.yaml."""
+    import yaml
+    shutil.rmtree(repo, ignore_errors=True)
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if (ROOT / f).is_file() and (not f.startswith(("data/", "models/", "reports/", "metrics/"))
                                      or f.startswith("data/lists/")):
-            (REPO / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, REPO / f)
-    (REPO / "dvc.lock").unlink(missing_ok=True)
-    _run(["git", "init", "-q"])
-    _run(["git", "add", "-A"])
-    _run(["git", "commit", "-q", "-m", "benchmark copy"])
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, repo / f)
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    if edit_params:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        edit_params(params)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], cwd=repo)
+    _run(["git", "add", "-A"], cwd=repo)
+    _run(["git", "commit", "-q", "-m", "benchmark copy"], cwd=repo)
+
+
+def repro_by_stage(repo, capability: str = "") -> dict:
+    """`dvc repro --single-item` of every stage in pipeline order, each timed (their sum is the full repro)."""
     env = _capability_env(capability)
     load_before = load_average()
-    order, _ = _dvc("stage", "list", "--name-only")
+    order, _ = _run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=repo)
     split = {}
     for stage in order.split():
-        _, split[stage] = _dvc("repro", "--single-item", stage, env=env)
+        _, split[stage] = _run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], cwd=repo, env=env)
     record = dict(seconds=sum(split.values()), stages=list(split), split=split, commit=_commit(),
                   cpu_capability=_stage_capability(env), load_before=load_before, load_after=load_average(),
                   when=time.strftime("%Y-%m-%d %H:%M"))
-    _run(["git", "add", "-A"])
-    _run(["git", "commit", "-q", "-m", "repro"])
+    _run(["git", "add", "-A"], cwd=repo)
+    _run(["git", "commit", "-q", "-m", "repro"], cwd=repo)
+    return record
+
+
+def measure_full_repro(capability: str = "") -> dict:
+    """A fresh copy of the checkout with the shipped params, then `dvc repro` stage by stage."""
+    fresh_copy(REPO)
+    record = repro_by_stage(REPO, capability)
     save_json(FULL, record)
     return record
 

@@ -130,25 +130,18 @@ def server():
     s.httpd.server_close()
 
 
-def cambridge_copy() -> Path | None:
-    """The developers' and CI's copy of the Cambridge street-view photos (never on a user's machine, never
-    committed): $VPR_CAMBRIDGE_SV, else shared/data/cambridge_streetview beside the repository or above it."""
-    env = os.environ.get("VPR_CAMBRIDGE_SV")
-    candidates = [Path(env)] if env else [p / "shared" / "data" / "cambridge_streetview" for p in ROOT.parents]
-    return next((c for c in candidates if (c / "data" / "coordinates").is_file()), None)
-
-
 @pytest.fixture(scope="session")
 def cambridge_source():
     """The shared Cambridge copy; skipped with a reason where it is absent, a failure under CI=true."""
-    found = cambridge_copy()
+    from vpr.data.cambridge import local_copy
+    found = local_copy(str(ROOT))
     if found is None:
         why = ("the Cambridge street-view copy (../shared/data/cambridge_streetview, or $VPR_CAMBRIDGE_SV) is not on "
                "this machine")
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why}; CI must run the real-photo tests")
         pytest.skip(why)
-    return found
+    return Path(found)
 # The pipeline's params for end-to-end DVC runs on the miniature city (tests/test_pipeline.py and others).
 TINY = {
     "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_SYNTHETIC.items()},

@@ -80,3 +80,10 @@ def test_every_recipe_trains_two_steps_on_the_miniature_city(name, tiny_city):
     cfg, data = _miniature(name, tiny_city)
     recipe = two_steps(cfg, data)
     assert recipe.model.normalize == (name != "course_template")     # the template tests raw descriptors
+
+
+def test_a_recipe_made_for_a_data_profile_brings_it_unless_another_is_asked(capsys):
+    assert recipes.main(["run", "real_photos", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("dvc exp run -n real_photos -S 'data=${data_profiles.cambridge}'")
+    assert recipes.main(["run", "real_photos", "--data", "course", "--dry-run"]) == 0
+    assert "data_profiles.course" in capsys.readouterr().out

@@ -27,6 +27,7 @@ class Recipe:
     what: str
     values: tuple                       # (params key, value, reference file: what it says)
     data: dict = None                   # data profile -> -S items it needs (e.g. the triplet mining set)
+    profile: str = None                 # the data profile the recipe is made for (used when --data is not given)
 
 
 def _training(source: str, places: int | None, epochs: int, size, select="R@1", patience=0, amp=True, warmup=0):
@@ -69,6 +70,39 @@ def _vg(agg: str, label: str, settings: tuple) -> Recipe:
     ) + _training("parser.py, train.py", None, 1000, [480, 640], select="R@5", patience=3, amp=False),
         data={"synth": ("data.mining=synth/mining", 'synthetic.extra_sets=["mining"]'),
               "course": ("data.mining=sf_xs/train",)})
+
+
+TUNING = "benchmarks/results/real_photos_tuning.jsonl"
+
+
+def _real_photos() -> Recipe:
+    """The real-photo profile: fine-tuning the offline ImageNet backbone on the Cambridge training area within
+    about 15 minutes of 2 CPU cores; each value names what chose it (the tuning runs are in TUNING)."""
+    return Recipe("real_photos", "this project", "real photos on 2 CPU cores: Cambridge street view, EfficientNet-Lite0 "
+                  "(ImageNet) + GeM fine-tuned at 160 x 160, tested at 320 x 320", (
+        ("backbone", "efficientnet_lite0", "the one ImageNet backbone available offline"),
+        ("backbones.efficientnet_lite0.pretrained", True, "ImageNet weights (the untrained baseline's)"),
+        ("backbones.efficientnet_lite0.freeze", 5, f"{TUNING}: freeze 3 and 5 alike on validation; 5 trains "
+                                                   "fewer layers"),
+        ("aggregator", "gem", "the reference check's aggregator"), ("aggregators.gem.p", 3.0, "GeM p = 3"),
+        ("gt.train_places", "clusters", f"{TUNING}: places = positions within 10 m x heading class"),
+        ("gt.place_m", 10.0, "about two capture points (median spacing 6 m)"),
+        ("gt.train_min_images", 2, "a 10 m place holds 2-7 views of one heading"),
+        ("train.images_per_place", 2, "K = 2: most places have 2-3 images"),
+        ("train.places_per_batch", 32, "P x K = 64 images per batch"),
+        ("train.image_size", [160, 160], "4 x fewer pixels than the test size: fits the CPU budget"),
+        ("train.epochs", 10, f"{TUNING}: 10 epochs of the 656 training images"),
+        ("train.patience", 0, "no early stopping: validation has 68 queries (one query = 1.5 points)"),
+        ("extract.checkpoint", "last", "the last epoch: selecting on 68 validation queries picks noise"),
+        ("loss", "multisimilarity", "the default loss"), ("miner", "multisimilarity", "the default miner"),
+        ("optimizer", "adam", "the default optimizer"),
+        ("optimizers.adam.lr", 0.0003, f"{TUNING}: 3e-4 and 1e-3 best on validation, 1e-4 barely moves"),
+        ("scheduler", "multistep", "the default scheduler"),
+        ("schedulers.multistep.milestones", [7], "lr x 0.3 for the last 3 epochs"),
+        ("augment", [], f"{TUNING}: colour jitter + random resized crop did not help and cost 1.5 x the time"),
+        ("extract.image_size", [320, 320], "the reference check's test size"),
+        ("extract.resize", "stretch", "the reference check's preparation (the photos are square)"),
+    ), profile="cambridge")
 
 
 RECIPES = {r.name: r for r in (
@@ -146,6 +180,7 @@ RECIPES = {r.name: r for r in (
          "train.py + augmentations.py: DeviceAgnosticColorJitter, DeviceAgnosticRandomResizedCrop"),
         ("extract.image_size", None, "parser.py: resize_test_imgs off (native size)"),
     ) + _training("parser.py, train.py", None, 50, [512, 512], amp=False)),
+    _real_photos(),
 )}
 
 
@@ -156,6 +191,7 @@ def overrides(name: str, data: str | None = None, pretrained: bool = True) -> li
             if pretrained or not k.endswith(".pretrained")]
     if not pretrained:
         args += [f"{k}=false" for k, _, _ in recipe.values if k.endswith(".pretrained")]
+    data = data or recipe.profile
     args += list((recipe.data or {}).get(data or "synth", ()))
     if data:
         args.insert(0, "data=${data_profiles.%s}" % data)
@@ -186,7 +222,9 @@ def table(name: str) -> str:
     """Markdown: every value of a recipe with the reference file it comes from."""
     recipe = RECIPES[name]
     rows = [f"| `{k}` | `{json.dumps(v)}` | {src} |" for k, v, src in recipe.values]
-    return (f"**`{name}`** — {recipe.what} ([{recipe.reference}](https://github.com/{recipe.reference}))\n\n"
+    where = f"[{recipe.reference}](https://github.com/{recipe.reference})" if "/" in recipe.reference else \
+        recipe.reference
+    return (f"**`{name}`** — {recipe.what} ({where})\n\n"
             "| param | value | reference file |\n|---|---|---|\n" + "\n".join(rows) + "\n")
 
 

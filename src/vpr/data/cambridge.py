@@ -184,6 +184,17 @@ def _require_layout(source: str) -> None:
                         f"dataset's path at the folder holding data/")
 
 
+def local_copy(root: str) -> str | None:
+    """A local copy of the repository's files, for developers and CI (never on a user's machine, never
+    committed): ``$VPR_CAMBRIDGE_SV``, else ``shared/data/cambridge_streetview`` in a folder above ``root``."""
+    env = os.environ.get("VPR_CAMBRIDGE_SV")
+    parents = [os.path.dirname(os.path.abspath(root))]
+    while os.path.dirname(parents[-1]) != parents[-1]:
+        parents.append(os.path.dirname(parents[-1]))
+    candidates = [env] if env else [os.path.join(p, "shared", "data", "cambridge_streetview") for p in parents]
+    return next((c for c in candidates if os.path.isfile(os.path.join(c, COORDINATES))), None)
+
+
 def describe(summary: dict) -> str:
     """One line: what was converted."""
     sets = ", ".join(f"{k} {v['images']}" for k, v in summary["sets"].items())

@@ -1,0 +1,49 @@
+"""The real-photo profile's first `dvc repro` (recipe real_photos: the Cambridge street-view set, read from a local
+copy) in a fresh git + DVC copy of this checkout, stage by stage: <= 15 minutes on 2 CPU cores.
+
+    python benchmarks/bench_real.py [--capability avx2]
+"""
+from __future__ import annotations
+
+import json
+
+from common import CACHE, ROOT, Figure, save_json, standalone
+
+REPO = CACHE / "dvc_real_repo"
+RECORD = CACHE / "dvc_real_repro.json"
+
+
+def profile_params(params: dict, source: str) -> None:
+    """params.yaml of the real-photo recipe, its data profile, the dataset read from the local copy ``source``."""
+    from vpr import recipes
+    recipe = recipes.RECIPES["real_photos"]
+    params.update(recipes.apply(params, "real_photos"))
+    params["data"] = params["data_profiles"][recipe.profile]
+    params["datasets"]["cambridge_sv"].update(source="path", path=source)
+
+
+def run(capability: str = "") -> list[Figure]:
+    from bench_dvc import fresh_copy, repro_by_stage
+    from vpr.data.cambridge import local_copy
+    source = local_copy(str(ROOT))
+    if source is None:
+        return [Figure("real-photo profile: first dvc repro (s)", "not measured", "<= 900", None,
+                       "no local copy of the Cambridge photos (../shared/data/cambridge_streetview or $VPR_CAMBRIDGE_SV)")]
+    fresh_copy(REPO, lambda params: profile_params(params, source))
+    record = repro_by_stage(REPO, capability)
+    record["recalls"] = json.loads((REPO / "metrics" / "eval" / "cambridge_test.json").read_text())
+    save_json(RECORD, record)
+    split = record["split"]
+    slowest = max(split, key=split.get)
+    r = record["recalls"]
+    return [Figure(
+        "real-photo profile (recipe real_photos, Cambridge): first dvc repro of a fresh copy (s)",
+        f"{record['seconds']:.0f}", "<= 900", record["seconds"] <= 900,
+        f"CPU kernels {record['cpu_capability']}; load average {record['load_before'][0]:.1f} before, "
+        f"{record['load_after'][0]:.1f} after; slowest stage {slowest}; per stage: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in split.items())
+        + f"; test R@1/5/10/20 = {r['R@1']:.1f} / {r['R@5']:.1f} / {r['R@10']:.1f} / {r['R@20']:.1f} (seed 0)", record)]
+
+
+if __name__ == "__main__":
+    standalone(__doc__, run)
