@@ -54,7 +54,8 @@ def _capability_env(capability: str) -> dict:
 
 
 def _stage_capability(env: dict) -> str:
-    out, _ = _run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"], env=env)
+    out, _ = _run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"], cwd=ROOT,
+                  env=env)
     return out.strip()
 
 
