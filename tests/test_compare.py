@@ -107,6 +107,37 @@ def test_a_commit_whose_lock_ran_other_params_is_stale():
     assert stale_params(None, params) == []           # no lock: nothing to check against
 
 
+def test_lock_entries_of_stages_the_params_no_longer_make_are_not_staleness():
+    """DVC keeps an evaluation set's stages in dvc.lock after the set leaves data.test (e.g. a data profile
+    switch, synth_test -> cambridge_test): their params are not what this commit's stages ran."""
+    params = flatten({"data": {"test": {"cambridge_test": "cambridge_sv/test"}, "fetch": ["cambridge_sv"]},
+                      "extract": {"checkpoint": "last"}})
+    lock = """stages:
+  extract@synth_test:
+    params:
+      params.yaml:
+        extract: {checkpoint: best}
+  extract@cambridge_test:
+    params:
+      params.yaml:
+        extract: {checkpoint: %s}
+  fetch@synth:
+    params:
+      params.yaml:
+        data.fetch: [synth]
+"""
+    dvc_yaml = """stages:
+  fetch:
+    foreach: ${data.fetch}
+    do: {cmd: x}
+  extract:
+    foreach: ${data.test}
+    do: {cmd: x}
+"""
+    assert stale_params(lock % "last", params, dvc_yaml) == []
+    assert stale_params(lock % "best", params, dvc_yaml) == ["extract.checkpoint"]
+
+
 def _seeds_with_model_noise(rng, truth, seeds, spread):
     """Outcomes of ``seeds`` trainings: each seed shifts every query's hit probability by one draw of
     N(0, spread) (training noise shared by all queries), then each query is a coin flip."""
@@ -172,3 +203,22 @@ def test_a_within_noise_verdict_says_how_many_seeds_would_resolve_two_points():
         "city, loss=circle: within noise; a side has one seed, so the spread over seeds is unmeasured: run more seeds",
         "city, loss=circle: within noise; the query noise alone exceeds ±2 R@1 on 100 queries: more queries are "
         "needed, not seeds"]
+
+
+def test_a_run_reads_only_the_sets_its_params_test_not_results_left_from_a_former_set(tmp_path):
+    """After a data profile switch the former set's queries.tsv stays tracked in git: it is not this run's."""
+    import subprocess
+
+    import yaml
+
+    from vpr.eval.experiments import load_run
+    tsv = "query\tname\tnight\tpositives\tfirst_correct\ttop\n0\tq.jpg\t0\t1\t1\t0 1\n"
+    (tmp_path / "metrics" / "eval").mkdir(parents=True)
+    for name in ("synth_test", "cambridge_test"):
+        (tmp_path / "metrics" / "eval" / f"{name}.queries.tsv").write_text(tsv)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "data": {"test": {"cambridge_test": "c/test"}}}))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "run"]):
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True)
+    assert list(load_run(str(tmp_path), "run", "HEAD").sets) == ["cambridge_test"]

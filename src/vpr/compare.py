@@ -136,12 +136,19 @@ def run(args) -> str:
     if not store.runs:
         raise DataError("no finished experiment with per-query results (metrics/eval/<set>.queries.tsv); run e.g. "
                         "`dvc exp run --queue -S seed=0,1,2` and `dvc queue start` first")
-    variants = cmp.group_variants(store.runs)
+    runs = [r for r in store.runs if all(s in r.sets for s in args.set or ())]
+    if not runs:
+        raise DataError(f"--set {' '.join(args.set)}: no finished experiment has per-query results of it")
+    variants = cmp.group_variants(runs)
     committed = commit_params(args.repo, args.rev)
     baseline = cmp.pick_baseline(variants, args.baseline, committed)
     cmp.label_variants(variants, baseline)
     header = baseline_line(baseline, variants, args.baseline, committed, describe_rev(args.repo, args.rev))
     sets = [s for s in cmp.shared_sets(variants) if not args.set or s in args.set]
+    if not sets:
+        have = sorted({s for r in runs for s in r.sets})
+        raise DataError(f"no evaluation set is shared by every run (they have {', '.join(have)}); pick one with "
+                        "--set, which compares only the runs that have it")
     lines, blocks = [], {}
     for s in sets:
         for night in (False, True):
@@ -180,7 +187,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--baseline", help="the reference variant: key=value[,key=value] or an experiment name "
                                        "(default: the variant with the committed params.yaml of --rev, i.e. "
                                        "HEAD's, not the working copy's that `dvc exp run` rewrites)")
-    ap.add_argument("--set", action="append", help="evaluation set(s) to compare (default: all)")
+    ap.add_argument("--set", action="append", help="evaluation set(s) to compare, among the runs that have them "
+                    "(default: every set all runs share)")
     ap.add_argument("--rev", help="the baseline commit whose experiments to compare (default: HEAD)")
     ap.add_argument("--all-commits", action="store_true", help="experiments of every commit up to --rev too")
     ap.add_argument("--workspace", action="store_true", help="include the workspace's results")

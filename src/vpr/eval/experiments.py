@@ -63,12 +63,35 @@ def _eval_sets(repo: str, rev: str) -> list[str]:
 _MISSING = object()
 
 
-def stale_params(lock_text: str | None, params: dict) -> list[str]:
+def made_stages(dvc_yaml_text: str | None, params: dict) -> set[str] | None:
+    """The stage names dvc.yaml makes with these (flattened) params: ``name``, or ``name@key`` for each item of
+    a ``foreach: ${key}``; None when dvc.yaml is unknown."""
+    stages = (yaml.safe_load(dvc_yaml_text or "") or {}).get("stages")
+    if not stages:
+        return None
+    names = set()
+    for name, stage in stages.items():
+        over = (stage or {}).get("foreach")
+        if not (isinstance(over, str) and over.startswith("${")):
+            names.add(name)
+            continue
+        key = over[2:-1]
+        items = [k[len(key) + 1:].split(".")[0] for k in params if k.startswith(key + ".")]
+        value = params.get(key, items)
+        names.update(f"{name}@{item}" for item in (value if isinstance(value, list) else items))
+    return names
+
+
+def stale_params(lock_text: str | None, params: dict, dvc_yaml_text: str | None = None) -> list[str]:
     """Dotted keys whose value in dvc.lock (what the stages ran with) differs from params.yaml: a commit whose
-    metrics were not reproduced after a params change (an experiment's never are)."""
+    metrics were not reproduced after a params change (an experiment's never are). Lock entries of stages the
+    params no longer make (an evaluation set that left ``data.test``: DVC keeps them) are left out."""
     lock = yaml.safe_load(lock_text or "") or {}
+    made = made_stages(dvc_yaml_text, params)
     stale = set()
-    for stage in (lock.get("stages") or {}).values():
+    for name, stage in (lock.get("stages") or {}).items():
+        if made is not None and name not in made:
+            continue
         for key, value in ((stage.get("params") or {}).get("params.yaml") or {}).items():
             ran = flatten(value, key + ".") if isinstance(value, dict) and value else {key: value}
             stale.update(k for k, v in ran.items() if params.get(k, _MISSING) != v)
@@ -84,7 +107,11 @@ def load_run(repo: str, name: str, rev: str) -> Run | None:
     if params_text is None or not sets:
         return None
     params = flatten(yaml.safe_load(params_text) or {})
-    stale = stale_params(_read(repo, rev, "dvc.lock"), params)
+    tested = {k[len("data.test."):].split(".")[0] for k in params if k.startswith("data.test.")}
+    sets = [s for s in sets if s in tested] if tested else sets   # a set's old results stay tracked after it left
+    if not sets:
+        return None
+    stale = stale_params(_read(repo, rev, "dvc.lock"), params, _read(repo, rev, "dvc.yaml"))
     if stale:
         raise StaleRun(", ".join(stale[:3]) + (", ..." if len(stale) > 3 else ""))
     metrics = json.loads(_read(repo, rev, "metrics/train/metrics.json") or "{}")
