@@ -14,7 +14,8 @@ import statistics
 import tempfile
 import time
 
-from common import standalone, Figure, fmt_spread, shipped_params, spread, synthetic_city, upscaled_copy
+from common import (standalone, Figure, cambridge_converted, fmt_spread, shipped_params, spread, synthetic_city,
+                    upscaled_copy)
 
 TRAIN_CITY = dict(train_cities=1, places_per_city=400, val_blocks=2, test_blocks=2, val_queries=50, test_queries=50)
 
@@ -55,7 +56,14 @@ class PureSteps:
         self.step.append(total / self.steps)
 
 
-def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augment=None, **train) -> dict:
+def _train_set(folder, gt: dict):
+    """The training places as build_gt makes them (the note field, or positions for gt.train_places)."""
+    from vpr.data.layouts import build_train_index
+    return build_train_index(str(folder), gt["train_min_images"], check="none", places=gt)[0]
+
+
+def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augment=None, recipe: str | None = None,
+            **train) -> dict:
     import torch
 
     import vpr.data.loading as loading
@@ -65,6 +73,9 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
     from vpr.train.setup import build_training
 
     raw = shipped_params()
+    if recipe:
+        from vpr import recipes
+        raw = recipes.apply(raw, recipe)
     raw["train"].update(dict(epochs=epochs, batches_per_epoch=steps, patience=0), **train)
     if augment:
         raw["augment"] = augment
@@ -74,7 +85,7 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
     if not draft:   # decode in full, then resize (what the data path did before); workers fork after this
         loading.load_rgb = lambda path, draft_size=None: original(path)
     try:
-        r = build_training(cfg, build_train_set(city / "train"), device)
+        r = build_training(cfg, _train_set(city / "train", cfg.raw["gt"]), device)
         batch_size = t.places_per_batch * t.images_per_place
         images = torch.randn(batch_size, 3, *t.image_size, device=device)
         if device == "cuda" and t.channels_last:
@@ -96,6 +107,28 @@ def measure(city, device: str, steps: int, epochs: int, draft: bool = True, augm
                 ratio_with_optimizer=ratio_step,
                 steady=spread(ratio[1:]), steady_with_optimizer=spread(ratio_step[1:]), first_epoch=ratio[0],
                 batch=batch_size, image_size=list(t.image_size), workers=t.num_workers)
+
+
+def real_profile(device: str, steps: int, epochs: int) -> list[Figure]:
+    """The real profile's training (recipe real_photos: 320 x 320 Cambridge street-view JPEGs trained at 160 x 160,
+    P x K = 32 x 2, its augmentations), and with colour jitter + random resized crop for comparison."""
+    cambridge = cambridge_converted()
+    if cambridge is None:
+        return [Figure("train step / pure, real photos (real profile)", "not measured", "<= 1.15", None,
+                       "no local copy of the Cambridge photos")]
+    steps = min(steps, 5)   # the profile's 188 places make 5 batches of 32 places
+    figures = []
+    from tune_real_photos import AUGMENT as jitter   # the augmentation the tuning tried (and did not keep)
+    for label, augment in (("its augmentations (none)", None), ("colour jitter + random resized crop", jitter)):
+        gpu = dict(num_workers=2, amp=True) if device == "cuda" else {}   # the GPU check: 2 workers, AMP on
+        m = measure(cambridge, device, steps, max(3, epochs - 2), recipe="real_photos", augment=augment, **gpu)
+        figures.append(Figure(
+            f"train step / pure forward+backward, real photos (real profile, {label})", f"{m['steady']['median']:.3f}",
+            "<= 1.15" if augment is None else "for comparison", m["steady"]["median"] <= 1.15 if augment is None else None,
+            f"{device}, 320x320 Cambridge JPEGs trained at {m['image_size'][0]}x{m['image_size'][1]}, batch {m['batch']}, "
+            f"{m['workers']} worker; {fmt_spread(m['steady'])}; step {statistics.median(m['step_s'][1:]):.3f} s vs pure "
+            f"{statistics.median(m['pure_fwd_bwd_s']):.3f} s", m))
+    return figures
 
 
 def run(quick: bool = False, device: str = "auto") -> list[Figure]:
@@ -123,6 +156,7 @@ def run(quick: bool = False, device: str = "auto") -> list[Figure]:
     m = measure(city, device, steps, max(3, epochs - 2), augment=augment)
     figures.append(Figure("train step / pure, with RandAugment(3) + brightness in the worker",
                           f"{m['steady']['median']:.3f}", "for comparison", None, fmt_spread(m["steady"]), m))
+    figures += real_profile(device, steps, epochs)
     if device == "cuda":   # the GPU path: AMP, channels-last, augmentation on the GPU batch, 2 loader workers
         m = measure(big, device, steps, epochs, augment=augment, num_workers=2, augment_on="device", amp=True)
         figures.append(Figure("GPU train step / pure, 2 workers, augmentation on the GPU", f"{m['steady']['median']:.3f}",

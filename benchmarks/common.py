@@ -72,7 +72,7 @@ def machine() -> dict:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=cpu, cores=os.cpu_count(), memory_gib=mem, gpu=gpu, os=platform.platform(),
+    return dict(cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(), memory_gib=mem, gpu=gpu, os=platform.platform(),
                 python=platform.python_version(), torch=torch.__version__, faiss=faiss.__version__,
                 numpy=numpy.__version__, torch_threads=torch.get_num_threads())
 
@@ -102,6 +102,45 @@ def upscaled_copy(src: Path, name: str, factor: int) -> Path:
             with Image.open(path) as img:
                 img.resize((img.width * factor, img.height * factor), Image.BICUBIC).save(out, quality=90)
         marker.write_text("ok")
+    return dst
+
+
+def cambridge_photos() -> Path | None:
+    """The shared copy's folder of real 320 x 320 street-view JPEGs (None where there is none)."""
+    from vpr.data.cambridge import local_copy
+    source = local_copy(str(ROOT))
+    return None if source is None else Path(source) / "data" / "images"
+
+
+def cambridge_converted() -> Path | None:
+    """The shared copy converted once into the course layout under the cache (train/Cambridge, val, test)."""
+    from vpr.data.cambridge import convert, local_copy
+    source = local_copy(str(ROOT))
+    if source is None:
+        return None
+    target = CACHE / "cambridge_sv"
+    if not (target / "train").is_dir():
+        convert(source, str(target), verify_all=False)
+    return target
+
+
+def mixed_shape_photos(limit: int) -> Path | None:
+    """``limit`` real photos cropped to phone shapes (4:3, 3:4, 16:9, 3:2, 1:1) and a few odd sizes, made once:
+    a set of mixed sizes and aspect ratios from real street-view pixels."""
+    from PIL import Image
+    photos = cambridge_photos()
+    if photos is None:
+        return None
+    shapes = [(320, 240), (240, 320), (320, 180), (320, 213), (320, 320), (301, 227), (227, 301), (319, 179)]
+    dst = CACHE / f"cambridge_mixed_{limit}"
+    if not (dst / ".done").exists():
+        dst.mkdir(parents=True, exist_ok=True)
+        for i, path in enumerate(sorted(photos.glob("*.jpg"))[:limit]):
+            w, h = shapes[i % len(shapes)]
+            with Image.open(path) as img:
+                left, top = (img.width - w) // 2, (img.height - h) // 2
+                img.crop((left, top, left + w, top + h)).save(dst / f"{i:05d}.jpg", quality=92)
+        (dst / ".done").write_text("ok")
     return dst
 
 

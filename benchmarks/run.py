@@ -17,7 +17,9 @@ import json
 import time
 import traceback
 
-from common import CACHE, ROOT, Figure, figures_to_json, load_average, machine, save_json
+from common import ROOT, Figure, figures_to_json, load_average, machine, save_json
+
+STORE = ROOT / "benchmarks" / "results" / "figures.json"   # committed: every figure with its machine and commit
 
 ORDER = ("train", "datapath", "extract", "knn", "large", "dvc", "real", "methods")
 TARGETS = {   # the issue's wording of each target, for the table
@@ -36,6 +38,31 @@ TARGETS = {   # the issue's wording of each target, for the table
     "dvc": "full dvc repro of the shipped params on a fresh copy <= 5 min on a 2-core AVX2 CPU (per-stage split); "
            "dvc exp run changing only a visualize or evaluate param <= 5 % of a full dvc repro",
 }
+
+
+CODE = {   # what each benchmark measures: a commit touching these after a figure was taken makes it older than the code
+    "train": ["src/vpr/train", "src/vpr/models", "src/vpr/data/loading.py", "benchmarks/bench_train.py"],
+    "datapath": ["src/vpr/data", "benchmarks/bench_datapath.py"],
+    "extract": ["src/vpr/eval/extract.py", "src/vpr/eval/extract_set.py", "src/vpr/eval/prepare.py",
+                "src/vpr/data/images.py", "src/vpr/models", "benchmarks/bench_extract.py"],
+    "knn": ["src/vpr/eval/knn.py", "src/vpr/eval/gemm.py", "src/vpr/eval/retrieval.py", "benchmarks/bench_knn.py"],
+    "large": ["src/vpr/eval", "benchmarks/bench_large.py"],
+    "dvc": ["src", "stages", "dvc.yaml", "params.yaml", "benchmarks/bench_dvc.py"],
+    "real": ["src", "stages", "dvc.yaml", "params.yaml", "benchmarks/bench_real.py", "benchmarks/bench_dvc.py"],
+    "methods": ["src/vpr/train", "benchmarks/bench_methods.py"],
+}
+
+
+def _git(*args) -> str:
+    import subprocess
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def changed_since(commit: str | None, paths: list[str]) -> str:
+    """The commits after ``commit`` that touched ``paths`` (short hashes, newest first); '' when none or unknown."""
+    if not commit:
+        return ""
+    return " ".join(_git("log", "--format=%h", f"{commit.split('+')[0]}..HEAD", "--", *paths).split())
 
 
 def _bench(name: str, args):
@@ -66,6 +93,16 @@ def _bench(name: str, args):
     raise SystemExit(f"unknown benchmark '{name}'; choose from {', '.join(ORDER)}")
 
 
+def provenance(name: str, sec: dict, started: str) -> str:
+    """Where and on which code a benchmark's figures were measured, and whether they were re-run this time."""
+    m = sec.get("machine", {})
+    where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('cpu_capability', '?')}"
+    rerun = "re-run now" if sec.get("when") == started else f"kept from {sec.get('when')}"
+    newer = changed_since(sec.get("commit"), CODE[name])
+    stale = f"; **older than the code** (changed since by {newer})" if newer else ""
+    return f"{where}; commit {sec.get('commit', '?')}; {rerun}{stale}"
+
+
 def write_results(sections: dict, info: dict, started: str, args) -> None:
     lines = ["# Benchmark results", "",
              f"Latest run: {started} (`python benchmarks/run.py{' ' + ' '.join(args.argv) if args.argv else ''}`); "
@@ -78,11 +115,14 @@ def write_results(sections: dict, info: dict, started: str, args) -> None:
               "(1 / 5 / 15 min) before and after each benchmark is listed with it; a load above 2 on 2 cores means "
               "the benchmark got only part of the CPU, which slows multi-threaded work (OpenMP) more than "
               "single-threaded work and moves ratios.", ""]
-    lines += ["## Figures", "", "| figure | measured | target | met | details |", "|---|---|---|---|---|"]
+    lines += ["## Figures", "", "Each figure names its machine (CPU, CPU capability of its kernels) and the commit of the code "
+              "it measured; **older than the code** marks a figure whose code has changed since.", "",
+              "| figure | measured | target | met | measured on | details |", "|---|---|---|---|---|---|"]
     for name, sec in sections.items():
         for f in sec["figures"]:
             verdict = {True: "yes", False: "**no**", None: "—"}[f["met"]]
-            lines.append(f"| {f['name']} | {f['measured']} | {f['target']} | {verdict} | {f['detail']} |")
+            lines.append(f"| {f['name']} | {f['measured']} | {f['target']} | {verdict} | {provenance(name, sec, started)} "
+                         f"| {f['detail']} |")
     lines.append("")
     for name, sec in sections.items():
         kept = f" Measured {sec['when']} (kept: not rerun in the latest run)." if sec.get("when") != started else ""
@@ -134,8 +174,9 @@ def main():
     args.argv = sys.argv[1:]
     _load_notes()
     started = time.strftime("%Y-%m-%d %H:%M")
-    store = CACHE / "results.json"
+    store = STORE
     sections = json.loads(store.read_text()) if store.exists() else {}   # figures of benchmarks not rerun
+    info = machine()
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
         before, start = load_average(), time.time()
         print(f"== {name} (load average {before[0]:.2f})", flush=True)
@@ -149,10 +190,12 @@ def main():
         for f in figures:
             print(f.line(), flush=True)
         sections[name] = dict(figures=figures_to_json(figures), load_before=before, load_after=load_average(),
-                              seconds=time.time() - start, error=error, when=started)
+                              seconds=time.time() - start, error=error, when=started, machine=info,
+                              commit=_git("rev-parse", "--short", "HEAD") + ("+changes" if _git("status", "--porcelain",
+                                                                                              "--", *CODE[name]) else ""))
         save_json(store, sections)
     ordered = {n: sections[n] for n in ORDER if n in sections}
-    write_results(ordered, machine(), started, args)
+    write_results(ordered, info, started, args)
     print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
 
 

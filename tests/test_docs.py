@@ -1,19 +1,70 @@
-from vpr.docs import END, START, registry_tables
-from tests.test_config import ROOT
+"""The README and docs/: generated parts current, links resolve, the README short, and no result number typed
+by hand outside a generated part."""
+import re
+
+import pytest
+
+from vpr import docs
+from tests.conftest import ROOT
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def test_readme_documents_every_registry_entry():
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    heads = re.findall(r"^#+ (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_generated_part_of_the_readme_and_docs_is_current():
+    assert docs.pages() and (ROOT / "README.md") in docs.pages()
+    assert docs.stale_pages() == [], "run `python -m vpr.docs`"
+
+
+def test_a_stale_or_unknown_generated_part_is_found(tmp_path, monkeypatch):
+    page = tmp_path / "README.md"
+    page.write_text("x\n<!-- generated:recipe-tables -->\nold\n<!-- /generated:recipe-tables -->\n")
+    monkeypatch.setattr(docs, "ROOT", tmp_path)
+    assert docs.stale_pages() == ["README.md"] and docs.main(["--check"]) == 1
+    assert docs.update() == ["README.md"] and docs.stale_pages() == []
+    assert "old" not in page.read_text() and "course_template" in page.read_text()
+    page.write_text("<!-- generated:typo -->\n<!-- /generated:typo -->\n")
+    with pytest.raises(SystemExit, match="unknown generated part 'typo'"):
+        docs.stale_pages()
+
+
+@pytest.mark.parametrize("page", [p.relative_to(ROOT).as_posix() for p in docs.pages()])
+def test_every_relative_link_resolves_to_a_file_and_its_heading(page):
+    text = (ROOT / page).read_text()
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (ROOT / page).parent / path if path else ROOT / page
+        if path.endswith(".html"):
+            continue    # generated pages (reports/), not committed everywhere
+        assert dest.exists(), f"{page}: link to missing {target}"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest.read_text()), f"{page}: no heading for #{anchor} in {path or page}"
+
+
+def test_the_readme_is_short_and_every_reference_table_lives_in_docs():
     readme = (ROOT / "README.md").read_text()
-    section = readme.split(START, 1)[1].split(END, 1)[0]
-    assert section.strip() == registry_tables().strip(), "run `python -m vpr.docs` to refresh the README tables"
+    assert len(readme.splitlines()) <= 300
+    for name in ("registry-tables", "section-tables", "recipe-tables"):
+        assert f"generated:{name}" not in readme and any(f"generated:{name}" in p.read_text() for p in docs.pages())
 
 
-def test_readme_documents_every_params_section_and_recipe_as_generated():
-    from vpr.docs import RECIPES_END, RECIPES_START, SECTIONS_END, SECTIONS_START, recipe_tables, section_tables
-    readme = (ROOT / "README.md").read_text()
-    for start, end, body in ((SECTIONS_START, SECTIONS_END, section_tables()),
-                             (RECIPES_START, RECIPES_END, recipe_tables())):
-        assert readme.split(start, 1)[1].split(end, 1)[0].strip() == body.strip(), "run `python -m vpr.docs`"
+def _outside_generated(text: str) -> str:
+    return docs.MARKER.sub("", text)
+
+
+@pytest.mark.parametrize("page", [p.relative_to(ROOT).as_posix() for p in docs.pages()])
+def test_no_measured_result_is_typed_by_hand(page):
+    """Mean ± std cells, recall figures and times are generated from committed result files, never typed."""
+    text = _outside_generated((ROOT / page).read_text())
+    typed = re.findall(r"\d+(?:\.\d+)? ± \d|R@\d+ (?:of |= |)\d+\.\d|\b\d+(?:\.\d+)? (?:ms|s|min)\b(?! \w+ing)", text)
+    assert not typed, f"{page}: {typed[:5]}"
 
 
 def _same(a, b) -> bool:

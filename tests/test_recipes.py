@@ -39,8 +39,8 @@ def test_every_recipe_value_resolves_as_its_table_says(name):
     assert all(source for _, _, source in recipes.RECIPES[name].values)    # every value names its reference
 
 
-def test_the_readme_lists_every_value_of_every_recipe():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_list_every_value_of_every_recipe():
+    readme = (ROOT / "docs" / "recipes.md").read_text()
     for name in recipes.RECIPES:
         assert recipes.table(name) in readme, f"run `python -m vpr.docs` to refresh the recipe tables ({name})"
 

@@ -159,7 +159,7 @@ def run(args) -> str:
             rows = comparison_rows(variants, baseline, s, args.recall_values, night, args.resamples)
             blocks[title] = rows
             lines.append(markdown(f"{title}: {rows[0]['queries']} queries", rows, args.recall_values))
-    notes = [f"{len(store.runs)} runs in {len(variants)} variants; 95 % intervals from {args.resamples} paired "
+    notes = [f"{len(runs)} runs in {len(variants)} variants; 95 % intervals from {args.resamples} paired "
              "bootstrap resamples (queries paired, seeds resampled per variant)."]
     notes += resolution_notes(blocks)
     notes += [f"{v.label}: dropped repeated runs {', '.join(v.duplicates)} (same params and seed)"

@@ -16,7 +16,8 @@ METHODS = {
     "places": Entry("P places x K images per batch, a metric-learning loss and miner (`loss`, `miner`, `sampler`).",
                     "Ali-bey et al., GSV-Cities, Neurocomputing 2022; the course template"),
     "triplet_mining": Entry(
-        "Query + nearest positive (<10 m, in feature space) + 10 hardest negatives (>25 m) from a partial",
+        "Query + nearest positive (<10 m, in feature space) + 10 hardest negatives (>25 m) mined from a "
+        "database sample refreshed every few hundred queries; triplet margin loss (`data.mining` set).",
         "Berton et al., Deep Visual Geo-localization Benchmark, CVPR 2022; Arandjelovic et al., NetVLAD, CVPR 2016",
         {"queries_per_epoch": number(400, "training queries per epoch", 1),
          "cache_refresh_rate": number(200, "queries between two refreshes of the descriptor cache", 1),
@@ -29,7 +30,8 @@ METHODS = {
         lambda s: None if s["positive_radius_m"] < s["negative_radius_m"]
         else "positive_radius_m must be below negative_radius_m"),
     "cosplace": Entry(
-        "Classes = UTM cells (M m) x heading bins (alpha deg); groups keep adjacent classes apart (N, L); one",
+        "Classes = UTM cells (M m) x heading bins (alpha deg); groups keep adjacent classes apart (N, L); one "
+        "CosFace head per group, groups rotating by epoch.",
         "Berton et al., Rethinking Visual Geo-localization for Large-Scale Applications (CosPlace), CVPR 2022",
         {"M": positive(10.0, "cell size in metres"), "alpha": number(30.0, "heading bin in degrees", 0.0, 360.0,
                                                                        lo_open=True),
