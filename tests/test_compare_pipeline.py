@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.test_pipeline import _dvc, _run, repo  # noqa: F401  (module-scoped fixture: a repro of its own)
+from tests.helpers import dvc, run_checked
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def _wait_for_queue(dest, timeout_s=1200):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        status = _dvc("queue", "status", cwd=dest)
+        status = dvc("queue", "status", cwd=dest)
         if not any(word in status for word in ("Queued", "Running")):
             return status
         time.sleep(5)
@@ -22,12 +22,12 @@ def _wait_for_queue(dest, timeout_s=1200):
 
 def test_compare_groups_a_queued_seed_grid_and_gives_intervals_and_verdicts(repo):
     dest, _ = repo
-    _dvc("exp", "run", "--queue", "-S", "seed=0,1", "-S", "loss=multisimilarity,circle", cwd=dest)
-    _dvc("queue", "start", "-j", "1", cwd=dest)
+    dvc("exp", "run", "--queue", "-S", "seed=0,1", "-S", "loss=multisimilarity,circle", cwd=dest)
+    dvc("queue", "start", "-j", "1", cwd=dest)
     status = _wait_for_queue(dest)
     assert status.count("Success") == 4, status
-    _dvc("exp", "run", "--queue", "-S", "seed=7", cwd=dest)         # queued, not run: listed as not included
-    out = _run([sys.executable, "-m", "vpr.compare", "--out", "reports/compare", "--resamples", "500"], dest)
+    dvc("exp", "run", "--queue", "-S", "seed=7", cwd=dest)         # queued, not run: listed as not included
+    out = run_checked([sys.executable, "-m", "vpr.compare", "--out", "reports/compare", "--resamples", "500"], dest)
     lines = out.splitlines()
     assert any(line.startswith("### synth_test: 24 queries") for line in lines)
     assert any(line.startswith("### synth_test (night)") for line in lines)

@@ -2,31 +2,14 @@ import copy
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import stage_sandbox
-from vpr.config import KINDS, load_params, validate
+from tests.helpers import PARAMS, ROOT, stage_sandbox, with_change
+from vpr.config import KINDS, validate
 from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params(ROOT / "params.yaml")
-
-
-def with_change(path, value):
-    raw = copy.deepcopy(PARAMS)
-    node = raw
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    if value is KeyError:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return raw
 
 
 def test_shipped_params_are_valid():

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.miniature import course_tree
-from tests.test_pipeline import ROOT, TINY, _dvc, _merge, _ran, _run
+from tests.helpers import ROOT, TINY, course_tree, dvc, merge, ran_stages, run_checked
 
 pytestmark = pytest.mark.slow
 COURSE = ("gsv_xs", "sf_xs", "tokyo_xs")
@@ -29,23 +28,23 @@ def course_run(tmp_path_factory, tiny_city):
     (dest / "dvc.lock").unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     # no training epoch (the untrained network is evaluated): this test is about data, not learning
-    tiny = _merge(json.loads(json.dumps(TINY)), {"train": {"epochs": 0}})
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, tiny), sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-q", "-m", "tiny"], dest)
+    tiny = merge(json.loads(json.dumps(TINY)), {"train": {"epochs": 0}})
+    (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, tiny), sort_keys=False))
+    run_checked(["git", "init", "-q"], dest)
+    run_checked(["git", "add", "-A"], dest)
+    run_checked(["git", "commit", "-q", "-m", "tiny"], dest)
     links = [a for name in COURSE for a in ("-S", f"datasets.{name}.source=path",
                                               "-S", f"datasets.{name}.path={user / name}")]
     # up to the recall table (the pictures of visualize@ are not what this test is about)
-    out = _dvc("exp", "run", "-S", "data=${data_profiles.course}", *links, "recall_table", cwd=dest)
+    out = dvc("exp", "run", "-S", "data=${data_profiles.course}", *links, "recall_table", cwd=dest)
     return dest, user, out
 
 
 def test_one_switch_runs_the_course_pipeline_and_writes_the_course_table(course_run):
     dest, _, out = course_run
     assert {"fetch@gsv_xs", "fetch@sf_xs", "fetch@tokyo_xs", "build_gt", "train", "extract@sf_xs_test",
-            "extract@tokyo_xs_test", "evaluate@sf_xs_test", "evaluate@tokyo_xs_test", "recall_table"} <= _ran(out)
-    assert "fetch@synth" not in _ran(out)
+            "extract@tokyo_xs_test", "evaluate@sf_xs_test", "evaluate@tokyo_xs_test", "recall_table"} <= ran_stages(out)
+    assert "fetch@synth" not in ran_stages(out)
     rows = [line.split("|")[1].strip() for line in (dest / "metrics/recalls.md").read_text().splitlines()[2:]]
     assert rows == ["sf_xs_test", "tokyo_xs_test", "tokyo_night"]
     night = json.loads((dest / "metrics/eval/tokyo_xs_test.json").read_text())["night"]
@@ -69,5 +68,5 @@ def test_a_loss_change_on_the_course_data_would_skip_fetch_and_ground_truth(cour
     dest, _, _ = course_run
     params = yaml.safe_load((dest / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(dict(params, loss="circle"), sort_keys=False))
-    changed = json.loads(_dvc("status", "--json", cwd=dest))
+    changed = json.loads(dvc("status", "--json", cwd=dest))
     assert "train" in changed and not set(changed) & {"build_gt", *(f"fetch@{n}" for n in COURSE)}

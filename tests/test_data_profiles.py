@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from tests.test_config import PARAMS, ROOT, with_change
+from tests.helpers import PARAMS, ROOT, with_change
 from vpr.config import validate
 from vpr.errors import ConfigError
 

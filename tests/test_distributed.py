@@ -10,8 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_config import ROOT
-from tests.test_pipeline import TINY, _merge
+from tests.helpers import ROOT, TINY, merge
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,7 @@ def _run(box, *args):
 
 
 def _params(box, **train):
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     params["optimizer"] = "sgd"   # Adam's g / sqrt(v) would magnify float rounding of near-zero gradients
     # a network without per-sample randomness (EfficientNet's drop-connect draws differ between one process
     # and two ranks): what is compared is the math of the global batch, not the random draws

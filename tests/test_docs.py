@@ -1,5 +1,5 @@
 from vpr.docs import END, START, registry_tables
-from tests.test_config import ROOT
+from tests.helpers import ROOT
 
 
 def test_readme_documents_every_registry_entry():

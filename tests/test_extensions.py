@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vpr.data.filenames import parse_name
-from tests.conftest import eval_set
+from tests.helpers import eval_set
 from vpr.data.groundtruth import TrainingData, build_train_set
 from vpr.eval.descriptors import PCA, concat_ensemble, fuse_scales
 from vpr.eval.extract import compute_descriptors
@@ -20,7 +20,7 @@ from vpr.train.methods.cosplace import class_and_group, make_groups
 from vpr.train.addons.domain_adaptation import GradientReversal
 from vpr.train.setup import build_training
 from vpr.train.methods.triplet_mining import TripletMiner
-from tests.test_zoo import SIZE, config, two_steps
+from tests.helpers import TRAIN_SIZE, train_config, two_steps
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,13 @@ def test_fusion_rules_on_known_descriptors():
 
 def test_multiscale_extraction_fuses_the_single_scale_descriptors(tiny_city):
     torch.manual_seed(0)
-    model = build_model(model_spec(config().raw, SIZE)).eval()
+    model = build_model(model_spec(train_config().raw, TRAIN_SIZE)).eval()
     paths = eval_set(tiny_city / "test").queries_paths[:6]
-    multi = compute_descriptors(model, paths, SIZE, scales=[0.75, 1.0, 1.5], fusion="max")
+    multi = compute_descriptors(model, paths, TRAIN_SIZE, scales=[0.75, 1.0, 1.5], fusion="max")
     assert multi.shape == (6, model.descriptor_dim) and np.allclose(np.linalg.norm(multi, axis=1), 1, atol=1e-5)
-    single = compute_descriptors(model, paths, SIZE)
+    single = compute_descriptors(model, paths, TRAIN_SIZE)
     assert not np.allclose(multi, single, atol=1e-3)           # the other scales changed something
-    same = compute_descriptors(model, paths, SIZE, scales=[1.0, 1.0], fusion="avg")
+    same = compute_descriptors(model, paths, TRAIN_SIZE, scales=[1.0, 1.0], fusion="avg")
     assert np.allclose(same, single, atol=1e-5)                # fusing a scale with itself changes nothing
 
 
@@ -98,15 +98,15 @@ def test_cosplace_groups_never_hold_adjacent_classes():
 
 def test_mining_takes_positives_within_10m_and_negatives_beyond_25m(data):
     torch.manual_seed(0)
-    model = build_model(model_spec(config().raw, SIZE))
-    miner = TripletMiner(data.mining, SIZE, 10.0, 25.0, negatives=5, negatives_sample=100, batch_size=32,
+    model = build_model(model_spec(train_config().raw, TRAIN_SIZE))
+    miner = TripletMiner(data.mining, TRAIN_SIZE, 10.0, 25.0, negatives=5, negatives_sample=100, batch_size=32,
                          device="cpu")
     rng = np.random.default_rng(0)
     triplets = miner.mine(model, miner.usable[:8], rng)
     s = data.mining
     assert len(triplets) > 0
-    q_desc = compute_descriptors(model, s.queries_paths, SIZE)
-    db_desc = compute_descriptors(model, s.database_paths, SIZE)
+    q_desc = compute_descriptors(model, s.queries_paths, TRAIN_SIZE)
+    db_desc = compute_descriptors(model, s.database_paths, TRAIN_SIZE)
     for q, p, negs in triplets:
         assert np.linalg.norm(s.database_utm[p] - s.queries_utm[q]) <= 10.0
         assert (np.linalg.norm(s.database_utm[negs] - s.queries_utm[q], axis=1) > 25.0).all()
@@ -122,7 +122,7 @@ def test_every_training_method_trains(method, data):
                                    "negatives": 3, "negatives_sample": 60},
                 "cosplace": {"min_images_per_class": 1, "batch_size": 4, "groups_num": 4},
                 "self_supervised": {"batch_size": 8}}[method]
-    training = two_steps(config(train__method=method, **{f"methods__{method}": settings}), data)
+    training = two_steps(train_config(train__method=method, **{f"methods__{method}": settings}), data)
     if method == "cosplace":                                   # one classifier per group, rotating by epoch
         heads = training.objective.heads
         assert len(heads) == 4
@@ -131,7 +131,7 @@ def test_every_training_method_trains(method, data):
 
 
 def test_domain_adaptation_and_vicreg_terms_join_any_method(data):
-    cfg = config(domain_adaptation={"enabled": True, "weight": 0.5}, self_supervised={"enabled": True})
+    cfg = train_config(domain_adaptation={"enabled": True, "weight": 0.5}, self_supervised={"enabled": True})
     training = two_steps(cfg, data)
     batch = next(iter(training.batches(1)))
     assert batch["target_images"].shape == batch["images"].shape        # balanced source / target
@@ -166,12 +166,12 @@ def test_describe_combines_an_ensemble_multiscale_and_pca(tiny_city):
     from vpr.eval.extract import describe
     s = eval_set(tiny_city / "test")
     torch.manual_seed(0)
-    gem = build_model(model_spec(config().raw, SIZE)).eval()
-    avg = build_model(model_spec(config(aggregator="avg").raw, SIZE)).eval()
+    gem = build_model(model_spec(train_config().raw, TRAIN_SIZE)).eval()
+    avg = build_model(model_spec(train_config(aggregator="avg").raw, TRAIN_SIZE)).eval()
     parts = {"database": s.database_paths[:40], "queries": s.queries_paths[:10]}
-    out = describe([(gem, 1.0), (avg, 0.5)], parts, SIZE, scales=[1.0, 0.8], fusion="avg")
+    out = describe([(gem, 1.0), (avg, 0.5)], parts, TRAIN_SIZE, scales=[1.0, 0.8], fusion="avg")
     dim = gem.descriptor_dim + avg.descriptor_dim
     assert out["database"].shape == (40, dim) and out["queries"].shape == (10, dim)
-    reduced = describe([(gem, 1.0)], parts, SIZE, pca={"dim": 16, "fit_on": "database", "whiten": True})
+    reduced = describe([(gem, 1.0)], parts, TRAIN_SIZE, pca={"dim": 16, "fit_on": "database", "whiten": True})
     assert reduced["queries"].shape == (10, 16)
     assert np.allclose(np.linalg.norm(reduced["queries"], axis=1), 1, atol=1e-5)

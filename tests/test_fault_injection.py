@@ -11,8 +11,7 @@ import sys
 import pytest
 import torch
 
-from tests.test_config import ROOT
-from tests.test_training import _training
+from tests.helpers import ROOT, one_batch_training
 from vpr.errors import TrainingError
 from vpr.train.checkpoint import save_checkpoint
 from vpr.train.loop import LoopConfig, fit
@@ -25,7 +24,7 @@ def _fit(directory, resume=None):
     """Three epochs of a small model (one batch each): (history without times, model). Validation scores rise
     every epoch, so every epoch writes best.pt, then last.pt."""
     scores = itertools.count(0 if resume is None else resume["epoch"] + 1)
-    training = _training("multisimilarity", 1)
+    training = one_batch_training("multisimilarity", 1)
     result = fit(training, LoopConfig(epochs=3, checkpoint_dir=str(directory), seed=5),
                  lambda m: {"R@1": float(next(scores))}, resume=resume)
     return repr([{k: v for k, v in row.items() if k != "seconds"} for row in result.history]), training.model

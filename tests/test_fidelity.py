@@ -166,12 +166,12 @@ def test_city_batches_take_their_places_from_one_city_at_a_time():
 
 def test_pca_is_fitted_on_training_images_by_default_and_fitting_on_the_database_warns(tiny_city):
     from vpr.config import load_config
-    from tests.conftest import eval_set
+    from tests.helpers import eval_set
     from vpr.data.groundtruth import build_train_set
     from vpr.errors import DataWarning
     from vpr.eval.extract import describe
     from vpr.models.network import build_model
-    from tests.test_config import ROOT
+    from tests.helpers import ROOT
     assert load_config(ROOT / "params.yaml").extract.pca["fit_on"] == "train"
     torch.manual_seed(0)
     model = build_model(dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {}), aggregator="gem",

@@ -6,7 +6,7 @@ import pytest
 from vpr.data import groundtruth as gt
 from vpr.data.filenames import format_name
 from vpr.errors import DataError
-from tests.conftest import eval_set
+from tests.helpers import eval_set
 
 
 def _touch(folder, east, north, note=""):

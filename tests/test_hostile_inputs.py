@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, one_line, run_unchanged, stage_sandbox
+from tests.helpers import ROOT, one_line, run_unchanged, stage_sandbox
 from vpr.config import READS, load_config, load_params
 from vpr.data import sources
 from vpr.data.images import load_image

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
+from tests.helpers import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
 from vpr.errors import DataError
 from vpr.eval import compare as cmp
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, STAGE_ENV, files_under, one_line, run_unchanged, stage_sandbox
+from tests.helpers import ROOT, STAGE_ENV, files_under, one_line, run_unchanged, stage_sandbox
 from vpr.config import load_params
 from vpr.io import atomic_dir, atomic_file, atomic_path
 

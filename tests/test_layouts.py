@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.miniature import course_tree, gsv_cities_tree, vg_tree
+from tests.helpers import course_tree, gsv_cities_tree, vg_tree
 from vpr.data import groundtruth as gt
 from vpr.config.data import check_night
 from vpr.data import image_checks, layouts

@@ -17,7 +17,7 @@ from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
 from vpr.train.checkpoint import save_checkpoint
-from tests.conftest import eval_set
+from tests.helpers import eval_set
 
 SIZE = [48, 64]
 

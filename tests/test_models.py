@@ -4,14 +4,8 @@ import torch
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
+from tests.helpers import NETWORK_SIZE, network_spec
 
-SIZE = [64, 96]
-
-
-def spec(backbone="resnet18", aggregator="gem", dim=None, **backbone_settings):
-    return dict(backbone=backbone, backbone_settings=BACKBONES.check(backbone, backbone_settings),
-                aggregator=aggregator, aggregator_settings=AGGREGATORS.check(aggregator, {}),
-                descriptor_dim=dim, image_size=SIZE)
 
 
 @pytest.mark.parametrize("backbone,cut_at,channels", [("resnet18", "conv4", 256), ("resnet18", "conv5", 512),
@@ -19,17 +13,17 @@ def spec(backbone="resnet18", aggregator="gem", dim=None, **backbone_settings):
 @pytest.mark.parametrize("aggregator", ["avg", "gem"])
 def test_descriptors_have_the_right_size_and_unit_norm(backbone, cut_at, channels, aggregator):
     torch.manual_seed(0)
-    model = build_model(spec(backbone, aggregator, cut_at=cut_at)).eval()
+    model = build_model(network_spec(backbone, aggregator, cut_at=cut_at)).eval()
     with torch.no_grad():
-        d = model(torch.randn(3, 3, *SIZE))
+        d = model(torch.randn(3, 3, *NETWORK_SIZE))
     assert d.shape == (3, channels) and model.descriptor_dim == channels
     assert torch.allclose(d.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
 def test_projection_to_descriptor_dim():
-    model = build_model(spec(dim=128)).eval()
+    model = build_model(network_spec(dim=128)).eval()
     with torch.no_grad():
-        d = model(torch.randn(2, 3, *SIZE))
+        d = model(torch.randn(2, 3, *NETWORK_SIZE))
     assert d.shape == (2, 128) and torch.allclose(d.norm(dim=1), torch.ones(2), atol=1e-5)
 
 

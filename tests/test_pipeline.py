@@ -3,22 +3,15 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, TINY, dvc, merge, pipeline_repo, ran_stages, run_checked  # noqa: F401
+from tests.helpers import dvc, ran_stages
 
 pytestmark = pytest.mark.slow
-_merge, _run, _dvc, _ran = merge, run_checked, dvc, ran_stages     # the names other test modules import
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git + DVC copy of this checkout (tracked and new files), with the tiny params, after `dvc repro`."""
-    return pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_repro_writes_the_recall_table_and_one_metrics_file_per_set(repo):
     dest, out = repo
     assert {"fetch@synth", "build_gt", "train", "extract@synth_test", "evaluate@synth_test", "recall_table",
-            "visualize@synth_test", "report"} <= _ran(out)
+            "visualize@synth_test", "report"} <= ran_stages(out)
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     assert all(0 <= metrics[f"R@{n}"] <= 100 for n in (1, 5, 10, 20))
     assert metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"] <= metrics["R@20"]
@@ -52,8 +45,8 @@ def test_evaluate_writes_every_querys_result_next_to_the_metrics(repo):
 
 def test_changing_the_loss_reruns_training_and_after_but_not_fetch_or_gt(repo):
     dest, _ = repo
-    out = _dvc("exp", "run", "-S", "loss=circle", cwd=dest)
-    ran = _ran(out)
+    out = dvc("exp", "run", "-S", "loss=circle", cwd=dest)
+    ran = ran_stages(out)
     # evaluate@ follows only if the new model gives different descriptors (DVC compares hashes)
     assert {"train", "extract@synth_test"} <= ran
     assert not ran & {"fetch@synth", "build_gt"}
@@ -61,11 +54,11 @@ def test_changing_the_loss_reruns_training_and_after_but_not_fetch_or_gt(repo):
 
 def test_changing_a_visualize_param_reruns_only_visualize_and_the_report(repo):
     dest, _ = repo
-    out = _dvc("exp", "run", "-S", "viz.num_queries=2", cwd=dest)
-    assert _ran(out) == {"visualize@synth_test", "report"}
+    out = dvc("exp", "run", "-S", "viz.num_queries=2", cwd=dest)
+    assert ran_stages(out) == {"visualize@synth_test", "report"}
 
 
 def test_exp_show_has_per_dataset_recall_columns(repo):
     dest, _ = repo
-    text = _dvc("exp", "show", "--json", cwd=dest)
+    text = dvc("exp", "show", "--json", cwd=dest)
     assert "metrics/eval/synth_test.json" in text and "R@1" in text and "R@20" in text

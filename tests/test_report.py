@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import fake_report_run
+from tests.helpers import fake_report_run
 from vpr.viz import charts, maps
 from vpr.viz.html import build_report, markdown_table_to_html
 

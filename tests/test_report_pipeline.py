@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TINY_SYNTHETIC
-from tests.test_pipeline import _dvc, _ran, repo  # noqa: F401  (module-scoped fixture: a repro of its own)
+from tests.helpers import TINY_SYNTHETIC
+from tests.helpers import dvc, ran_stages
 
 pytestmark = pytest.mark.slow
 SECTIONS = ("summary", "recalls", "recall-curves", "training", "maps", "predictions", "params")
@@ -26,7 +26,7 @@ def _page(dest):
 
 def test_repro_writes_one_offline_report_with_every_section(repo):  # noqa: F811
     dest, out = repo
-    assert "report" in _ran(out)
+    assert "report" in ran_stages(out)
     page = _page(dest)
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//", page, re.I)
     # Nothing is loaded from anywhere: every src is a data: URI; links are in-page anchors, or the one link to
@@ -55,7 +55,7 @@ def test_repro_writes_one_offline_report_with_every_section(repo):  # noqa: F811
 def test_report_is_byte_identical_when_rebuilt_from_the_same_inputs(repo):  # noqa: F811
     dest, _ = repo
     before = hashlib.md5(_page(dest).encode()).hexdigest()
-    assert _ran(_dvc("repro", cwd=dest)) == set()  # up to date: nothing reruns
+    assert ran_stages(dvc("repro", cwd=dest)) == set()  # up to date: nothing reruns
     os.remove(dest / "reports" / "index.html")
     subprocess.run([sys.executable, "stages/report.py"], cwd=dest, check=True, capture_output=True)
     assert hashlib.md5(_page(dest).encode()).hexdigest() == before
@@ -159,7 +159,7 @@ def test_localize_puts_correctly_retrieved_held_out_queries_within_25m_also_as_a
 
 def test_dvc_plots_diff_overlays_recall_and_training_curves_of_two_experiments(repo, tmp_path):  # noqa: F811
     dest, _ = repo
-    _dvc("exp", "run", "-n", "short", "-S", "viz.curve_max_n=10", cwd=dest)
+    dvc("exp", "run", "-n", "short", "-S", "viz.curve_max_n=10", cwd=dest)
     out = tmp_path / "plots.json"
     with open(out, "w") as fh:
         subprocess.run([sys.executable, "-m", "dvc", "plots", "diff", "HEAD", "short", "--json"], cwd=dest,

@@ -16,9 +16,8 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import TINY_SYNTHETIC
-from tests.test_config import ROOT
-from tests.test_pipeline import TINY, _merge
+from tests.helpers import TINY_SYNTHETIC
+from tests.helpers import ROOT, TINY, merge
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +34,7 @@ def box(tmp_path_factory):
     box = tmp_path_factory.mktemp("resume")
     for d in ("stages", "src"):
         shutil.copytree(ROOT / d, box / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     params["train"].update(epochs=3, batches_per_epoch=6, places_per_batch=4, patience=0)   # 16 images a batch
     (box / "params.yaml").write_text(yaml.safe_dump(params))
     _run(box, "stages/fetch.py", "synth")

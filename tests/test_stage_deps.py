@@ -5,7 +5,7 @@ import ast
 import pytest
 import yaml
 
-from tests.test_config import ROOT
+from tests.helpers import ROOT
 from vpr.config import READS
 
 SRC = ROOT / "src"

@@ -6,12 +6,12 @@ import utm
 from PIL import Image
 
 from vpr.data.filenames import FIELDS, parse_name
-from tests.conftest import eval_set
+from tests.helpers import eval_set
 from vpr.data.groundtruth import build_train_set, list_images
 from vpr.data.synthetic.generate import SyntheticSpec, generate
 from vpr.data.synthetic.render import Camera, Conditions, render
 from vpr.data.synthetic.world import build_city
-from tests.conftest import TINY_SYNTHETIC
+from tests.helpers import TINY_SYNTHETIC
 
 
 def _digest(root):

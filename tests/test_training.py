@@ -4,13 +4,10 @@ import torch
 
 from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import TrainingError
-from vpr.models.network import build_model
-from vpr.train.losses import LOSSES, MINERS
+from vpr.train.losses import MINERS
 from vpr.train.loop import LoopConfig, fit
-from vpr.train.objectives import MetricObjective
-from vpr.train.optim import OPTIMIZERS, SCHEDULERS
-from vpr.train.setup import Training
-from tests.test_models import spec
+from vpr.train.optim import SCHEDULERS
+from tests.helpers import network_spec, one_batch_training, training_parts
 
 
 def test_place_sampler_draws_k_distinct_images_from_p_places():
@@ -36,16 +33,8 @@ def test_place_sampler_is_reproducible_per_epoch():
     assert list(a) != list(b)
 
 
-def _parts(loss="multisimilarity", lr=1e-3):
-    torch.manual_seed(0)
-    model = build_model(spec())
-    objective = MetricObjective(LOSSES.build(loss, 4, model.descriptor_dim), None)
-    opt = OPTIMIZERS.build("adam", model.parameters(), settings=dict(lr=lr))
-    return model, objective, opt
-
-
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
-    model, objective, opt = _parts()
+    model, objective, opt = training_parts()
     batch = {"images": torch.randn(16, 3, 64, 96), "labels": torch.arange(4).repeat_interleave(4)}
     losses = []
     for _ in range(6):
@@ -57,22 +46,10 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < losses[0] * 0.8, losses
 
 
-def _batches(n=1):
-    batch = {"images": torch.randn(8, 3, 64, 96), "labels": torch.arange(2).repeat_interleave(4)}
-    return lambda epoch: [batch] * n
-
-
-def _training(loss="contrastive", steps=1, objective=None, schedule=None):
-    """A Training over ``steps`` copies of one random batch (drawn after the seeded model: reproducible)."""
-    model, metric_objective, opt = _parts(loss)
-    schedule = schedule(opt) if schedule else None
-    return Training(spec(), model, objective(metric_objective) if objective else metric_objective, opt, schedule,
-                    sampler=None, batches=_batches(steps))
-
-
 def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
     scores = iter([10.0, 20.0, 15.0, 14.0, 30.0])            # epoch 0, 1, 2, 3, (never reached)
-    result = fit(_training(), LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2, meta=dict(spec=spec())),
+    result = fit(one_batch_training(), LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2,
+                                                  meta=dict(spec=network_spec())),
                  lambda m: {"R@1": next(scores)})
     assert result.best_epoch == 1 and result.stopped_early and result.epochs_run == 3
     best = torch.load(tmp_path / "best.pt", weights_only=True)
@@ -82,7 +59,7 @@ def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
 
 
 def test_zero_epochs_only_evaluates_the_initial_model(tmp_path):
-    result = fit(_training(steps=0), LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)),
+    result = fit(one_batch_training(steps=0), LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)),
                  lambda m: {"R@1": 5.0})
     assert result.best_epoch == 0 and (tmp_path / "best.pt").exists()
 
@@ -101,7 +78,7 @@ class _NaNAfter(torch.nn.Module):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    diverging = _training(objective=lambda inner: _NaNAfter(inner, 2))
+    diverging = one_batch_training(objective=lambda inner: _NaNAfter(inner, 2))
     with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1; the last good checkpoint"):
         fit(diverging, LoopConfig(epochs=3, checkpoint_dir=str(tmp_path)), lambda m: {"R@1": 1.0})
     last = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -110,7 +87,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
 
 def test_resuming_from_last_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     def run(epochs, directory, resume=None):
-        training = _training("multisimilarity", 2, schedule=lambda opt: SCHEDULERS.build("cosine", opt, 3, 2, 1))
+        training = one_batch_training("multisimilarity", 2,
+                                      schedule=lambda opt: SCHEDULERS.build("cosine", opt, 3, 2, 1))
         scores = iter(range(100))
         return fit(training, LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
                    lambda m: {"R@1": float(next(scores))}, resume=resume), training.model

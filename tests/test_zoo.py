@@ -1,12 +1,8 @@
 """Every registry entry, built from params.yaml the way the train stage builds it, trains for two steps."""
-import copy
-import math
-
 import numpy as np
 import pytest
 import torch
 
-from vpr.config import load_params, validate
 from vpr.data.groundtruth import build_train_set
 from vpr.data.samplers import SAMPLERS
 from vpr.data.transforms import AUGMENTATIONS, augmentations
@@ -15,10 +11,7 @@ from vpr.models.backbones import BACKBONES
 from vpr.train.losses import LOSSES, MINERS
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
 from vpr.train.setup import build_training
-from tests.test_config import ROOT
-
-SIZE = [48, 64]
-BASE = load_params(ROOT / "params.yaml")
+from tests.helpers import PARAMS, TRAIN_SIZE, train_config, two_steps
 
 
 @pytest.fixture(scope="module")
@@ -26,48 +19,16 @@ def train_set(tiny_city):
     return build_train_set(tiny_city / "train")
 
 
-def config(**changes):
-    raw = copy.deepcopy(BASE)
-    raw["train"].update(image_size=SIZE, places_per_batch=4, images_per_place=2, num_workers=0, epochs=2)
-    for path, value in changes.items():
-        node = raw
-        *parents, last = path.split("__")
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[last] = value
-    return validate(raw)
-
-
-def two_steps(cfg, train_set):
-    """Build everything from the config, take a real batch, run two optimizer steps."""
-    training = build_training(cfg, train_set)
-    batch = next(iter(training.batches(1)))
-    first = next(p for p in training.model.backbone.parameters() if p.requires_grad)
-    before = first.detach().clone()
-    losses = []
-    for _ in range(2):
-        loss, _ = training.objective(training.model, batch)
-        training.optimizer.zero_grad()
-        loss.backward()
-        assert first.grad is not None and first.grad.abs().sum() > 0, "no gradient reached the backbone"
-        training.optimizer.step()
-        training.schedule.step()
-        losses.append(loss.item())
-    assert all(math.isfinite(x) for x in losses), losses
-    assert not torch.equal(before, first.detach()), "the backbone did not change"
-    return training
-
-
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_every_backbone_trains(name, train_set):
     pretrained = name == "efficientnet_lite0"      # the only weights available offline
-    cfg = config(backbone=name, **{f"backbones__{name}__pretrained": pretrained})
+    cfg = train_config(backbone=name, **{f"backbones__{name}__pretrained": pretrained})
     training = two_steps(cfg, train_set)
     assert training.model.descriptor_dim == training.model.backbone.out_channels
 
 
 def test_freezing_stages_stops_their_gradients(train_set):
-    training = build_training(config(backbone="resnet18", backbones__resnet18__freeze=2), train_set)
+    training = build_training(train_config(backbone="resnet18", backbones__resnet18__freeze=2), train_set)
     stages = training.model.backbone.stages
     assert not any(p.requires_grad for s in stages[:2] for p in s.parameters())
     assert all(p.requires_grad for s in stages[2:] for p in s.parameters())
@@ -75,23 +36,23 @@ def test_freezing_stages_stops_their_gradients(train_set):
 
 @pytest.mark.parametrize("name", AGGREGATORS.names())
 def test_every_aggregator_trains(name, train_set):
-    two_steps(config(aggregator=name), train_set)
+    two_steps(train_config(aggregator=name), train_set)
 
 
 def test_netvlad_and_mixvpr_sizes_follow_their_formulas(train_set):
-    netvlad = build_training(config(aggregator="netvlad", aggregators__netvlad__clusters=16), train_set).model
+    netvlad = build_training(train_config(aggregator="netvlad", aggregators__netvlad__clusters=16), train_set).model
     assert netvlad.descriptor_dim == 16 * netvlad.backbone.out_channels and netvlad.aggregator.initialized    # K * C, k-means initialised
-    mix = build_training(config(aggregator="mixvpr", aggregators__mixvpr__out_channels=64,
+    mix = build_training(train_config(aggregator="mixvpr", aggregators__mixvpr__out_channels=64,
                               aggregators__mixvpr__out_rows=3), train_set).model
     assert mix.descriptor_dim == 64 * 3
     with torch.no_grad():
-        assert mix.eval()(torch.randn(2, 3, *SIZE)).shape == (2, 192)
-    proj = build_training(config(model__descriptor_dim=32), train_set).model
-    assert proj.eval()(torch.randn(2, 3, *SIZE)).shape == (2, 32)
+        assert mix.eval()(torch.randn(2, 3, *TRAIN_SIZE)).shape == (2, 192)
+    proj = build_training(train_config(model__descriptor_dim=32), train_set).model
+    assert proj.eval()(torch.randn(2, 3, *TRAIN_SIZE)).shape == (2, 32)
 
 
 def test_netvlad_kmeans_init_assigns_features_to_their_nearest_centroid(train_set):
-    model = build_training(config(aggregator="netvlad", aggregators__netvlad__clusters=8), train_set).model
+    model = build_training(train_config(aggregator="netvlad", aggregators__netvlad__clusters=8), train_set).model
     vlad = model.aggregator
     x = torch.nn.functional.normalize(vlad.centroids.detach()[:, :, None, None], dim=1)   # each centroid as a map
     assign = torch.softmax(vlad.assign(x).flatten(1), dim=1)
@@ -100,32 +61,32 @@ def test_netvlad_kmeans_init_assigns_features_to_their_nearest_centroid(train_se
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_every_loss_trains(name, train_set):
-    training = two_steps(config(loss=name, miner="none"), train_set)
+    training = two_steps(train_config(loss=name, miner="none"), train_set)
     if list(training.objective.loss.parameters()):   # learnable centres: own group, own lr, in the checkpoint
         lrs = [g["lr"] for g in training.optimizer.param_groups]
-        assert len(lrs) == 2 and lrs[1] == BASE["losses"][name]["weights_lr"]
+        assert len(lrs) == 2 and lrs[1] == PARAMS["losses"][name]["weights_lr"]
         assert any(k.startswith("loss.") for k in training.objective.state_dict())
 
 
 @pytest.mark.parametrize("name", MINERS.names())
 def test_every_miner_trains(name, train_set):
-    two_steps(config(miner=name, loss="triplet" if name != "pair_margin" else "contrastive"), train_set)
+    two_steps(train_config(miner=name, loss="triplet" if name != "pair_margin" else "contrastive"), train_set)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_trains(name, train_set):
-    two_steps(config(optimizer=name), train_set)
+    two_steps(train_config(optimizer=name), train_set)
 
 
 @pytest.mark.parametrize("name", SCHEDULERS.names())
 def test_every_scheduler_trains_with_warmup(name, train_set):
     warmup = 0 if name == "onecycle" else 1
-    two_steps(config(scheduler=name, train__warmup_steps=warmup), train_set)
+    two_steps(train_config(scheduler=name, train__warmup_steps=warmup), train_set)
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())
 def test_every_sampler_trains_and_makes_p_by_k_batches(name, train_set):
-    training = two_steps(config(sampler=name), train_set)
+    training = two_steps(train_config(sampler=name), train_set)
     training.sampler.set_epoch(2)
     for batch in training.sampler:
         places = train_set.place_of_image[batch]
@@ -134,14 +95,14 @@ def test_every_sampler_trains_and_makes_p_by_k_batches(name, train_set):
 
 
 def test_hierarchical_batches_mix_two_cities(train_set):
-    training = build_training(config(sampler="hierarchical"), train_set)
+    training = build_training(train_config(sampler="hierarchical"), train_set)
     for batch in training.sampler:
         cities = set(train_set.place_city[train_set.place_of_image[batch]].tolist())
         assert len(cities) == 2
 
 
 def test_gpm_batches_group_places_with_similar_proxies(train_set):
-    training = build_training(config(sampler="gpm", samplers__gpm__proxy_dim=2), train_set)
+    training = build_training(train_config(sampler="gpm", samplers__gpm__proxy_dim=2), train_set)
     sampler = training.sampler
     n = sampler.num_places
     angle = np.linspace(0, np.pi / 2, n)       # place p's proxy sits at angle[p] on a quarter circle
@@ -155,8 +116,8 @@ def test_gpm_batches_group_places_with_similar_proxies(train_set):
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_every_augmentation_keeps_shape_and_type(name):
     torch.manual_seed(0)
-    (t,) = augmentations([{"name": name}], SIZE)
-    img = torch.randint(0, 256, (3, *SIZE), dtype=torch.uint8)
+    (t,) = augmentations([{"name": name}], TRAIN_SIZE)
+    img = torch.randint(0, 256, (3, *TRAIN_SIZE), dtype=torch.uint8)
     out = t(img)
     assert out.shape == img.shape and out.dtype == torch.uint8
 
@@ -176,39 +137,39 @@ def test_random_erasing_variants_favour_the_lower_half(variant, lower_share):
 def test_synthetic_night_darkens_and_brightness_scales():
     torch.manual_seed(0)
     img = torch.full((3, 48, 64), 150, dtype=torch.uint8)
-    (night,) = augmentations([{"name": "synthetic_night", "p": 1.0, "lit_points": 0}], SIZE)
+    (night,) = augmentations([{"name": "synthetic_night", "p": 1.0, "lit_points": 0}], TRAIN_SIZE)
     assert night(img).float().mean() < 90
-    (fixed,) = augmentations([{"name": "brightness", "min": 0.5, "max": 0.5, "p": 1.0}], SIZE)
+    (fixed,) = augmentations([{"name": "brightness", "min": 0.5, "max": 0.5, "p": 1.0}], TRAIN_SIZE)
     assert abs(fixed(img).float().mean().item() - 75) < 1
 
 
 def test_pretrained_efficientnet_lite0_beats_the_untrained_one_without_training(tiny_city):
-    from tests.conftest import eval_set
+    from tests.helpers import eval_set
     from vpr.models.network import build_model, model_spec
     from vpr.eval.validate import evaluate_model
     test_set = eval_set(tiny_city / "test")
     r1 = {}
     for pretrained in (True, False):
         torch.manual_seed(0)
-        cfg = config(backbone="efficientnet_lite0", aggregator="gem",
+        cfg = train_config(backbone="efficientnet_lite0", aggregator="gem",
                      backbones__efficientnet_lite0__pretrained=pretrained)
-        model = build_model(model_spec(cfg.raw, SIZE))
-        r1[pretrained] = evaluate_model(model, test_set, SIZE)["R@1"]
+        model = build_model(model_spec(cfg.raw, TRAIN_SIZE))
+        r1[pretrained] = evaluate_model(model, test_set, TRAIN_SIZE)["R@1"]
     assert r1[True] >= r1[False] + 10, r1
 
 
 def test_same_params_and_seed_give_identical_metrics(train_set, tiny_city, tmp_path):
-    from tests.conftest import eval_set
+    from tests.helpers import eval_set
     from vpr.train.loop import LoopConfig, fit
     from vpr.eval.validate import evaluate_model
     val = eval_set(tiny_city / "val")
     runs = []
     for i in range(2):
-        cfg = config(augment=[{"name": "randaugment"}, {"name": "random_erasing", "variant": "soft"}],
+        cfg = train_config(augment=[{"name": "randaugment"}, {"name": "random_erasing", "variant": "soft"}],
                      train__batches_per_epoch=3)
         training = build_training(cfg, train_set)
         result = fit(training, LoopConfig(epochs=2, checkpoint_dir=str(tmp_path / str(i))),
-                     lambda m: evaluate_model(m, val, SIZE))
+                     lambda m: evaluate_model(m, val, TRAIN_SIZE))
         runs.append([{k: v for k, v in row.items() if k != "seconds"} for row in result.history])
     import json
     assert json.dumps(runs[0]) == json.dumps(runs[1])          # (NaN-safe: epoch 0 has no loss)
