@@ -156,7 +156,7 @@ def run_checked(args, cwd):
     """stdout + stderr of ``args`` run in ``cwd`` (a pipeline copy: torch forbidden in light stages, git identity
     set); fails the test with the output's tail when the command fails."""
     env = {**os.environ, "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/forbid_torch"), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/e2e/forbid_torch"), os.environ.get("PYTHONPATH", "")]),
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
