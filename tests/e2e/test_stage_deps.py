@@ -1,6 +1,6 @@
 """dvc.yaml is honest: every stage depends on every module its script can import (lazy imports included) and
 on exactly the params it validates, and the light stages never reach the model zoo. (That they never import
-torch at run time is checked by the end-to-end pipeline test: tests/forbid_torch.)"""
+torch at run time is checked by the end-to-end pipeline test: tests/e2e/forbid_torch.)"""
 import ast
 import pytest
 import yaml

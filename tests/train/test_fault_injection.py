@@ -1,6 +1,6 @@
 """A full disk while a checkpoint is written: the previous best.pt/last.pt stay loadable and unchanged, no
 temporary file is left, the error says what happened, and a rerun after freeing space resumes to the result of
-an uninterrupted run. (Kills at random points of training: tests/test_resume.py.)"""
+an uninterrupted run. (Kills at random points of training: tests/e2e/test_resume.py.)"""
 import errno
 import io
 import itertools
