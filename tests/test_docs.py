@@ -5,7 +5,7 @@ import re
 import pytest
 
 from vpr import docs
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

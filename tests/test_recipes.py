@@ -7,10 +7,9 @@ import pytest
 from vpr import recipes
 from vpr.config import KINDS, load_params, validate
 from vpr.config.loader import entry_settings
-from tests.conftest import eval_set
+from tests.helpers import eval_set
 from vpr.data.groundtruth import TrainingData, build_train_set
-from tests.test_config import ROOT
-from tests.test_zoo import two_steps
+from tests.helpers import ROOT, two_steps
 
 BASE = load_params(ROOT / "params.yaml")
 PLURAL = {k.section: kind for kind, k in KINDS.items() if k.section not in ("augment", "eval")}
