@@ -14,7 +14,7 @@ PAGES = ("README.md", "docs/*.md")
 MARKER = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
 REAL_COMPARE = "reports/real_photos/compare.md"
 # the untrained EfficientNet-Lite0 + GeM(p=3) at 320 x 320 stretched on the Cambridge test split, R@1/5/10/20, from a
-# computation independent of this project (plain torch + faiss; the real-photos issue, tests/test_cambridge.py)
+# computation independent of this project (plain torch + faiss; the real-photos issue, tests/data/test_cambridge.py)
 REFERENCE_UNTRAINED = (63.1, 82.4, 88.8, 92.6)
 FIGURES = "benchmarks/results/figures.json"
 LOCALIZE_OOD = "benchmarks/results/localize_ood.json"
