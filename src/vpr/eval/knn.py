@@ -3,11 +3,12 @@
 ``eval.index`` in params.yaml picks the method; its settings live in ``eval.<index>`` (e.g. ``eval.ivf``).
 
 Flat search is exact L2 and reads the database a chunk of rows at a time, so a memory-mapped float16 ``.npy``
-of any size never has to fit in memory as float32: each chunk is converted once (a float32 array is used in
-place), searched, and its memory-mapped pages are handed back to the OS, so resident memory stays at about
-one chunk. Per block of database rows it is one float32 distance-matrix product (faiss pairwise_L2sqr: one
-BLAS sgemm, all threads) and a scan that keeps, per query, only the distances below its current k-th best
-(see ``flat_search``); no distance matrix of the whole database is ever held.
+of any size never has to fit in memory as float32: each block of a chunk is converted once, into float32 rows
+with two more columns (its norms: vpr.eval.gemm.augment), searched, and the chunk's memory-mapped pages are
+handed back to the OS, so resident memory stays at about one chunk. Per block of database rows it is one
+float32 distance-matrix product (by the fastest GEMM of the process: numpy, torch or faiss, vpr.eval.gemm)
+and a scan that keeps, per query, only the distances below its current k-th best (see ``flat_search``); no
+distance matrix of the whole database is ever held.
 
 Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; they keep the vectors
 with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
@@ -23,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import faiss
 import numpy as np
 
+from vpr.eval.gemm import augment, distances
+from vpr.eval.gemm import backend as gemm_backend
 from vpr.registry import Registry
 
 INDEXES = Registry("index")
@@ -70,12 +73,14 @@ def iter_chunks(database: np.ndarray, chunk_rows: int):
         yield start, chunk
 
 
-def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536) -> np.ndarray:
+def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536,
+                gemm: str | None = None) -> np.ndarray:
     """Exact k nearest database rows (L2) of each query, nearest first: (num_queries, min(k, n)) int64.
 
-    Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them
-    (one sgemm), then a scan (``_scan``) that keeps the few below each query's current k-th best, the queries
-    shared among threads. Equal distances: the lower database row first.
+    Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them,
+    in one matrix product by the fastest GEMM of the process (vpr.eval.gemm; ``gemm`` or $VPR_GEMM forces one),
+    then a scan (``_scan``) that keeps the few below each query's current k-th best, the queries shared among
+    threads. Equal distances: the lower database row first.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n, nq = len(database), len(queries)
@@ -84,23 +89,27 @@ def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: i
         return np.zeros((nq, k), np.int64)
     if n >= 1 << 32:
         raise ValueError(f"flat search packs database rows in 32 bits: {n} rows are too many")
+    name = gemm_backend(gemm, queries.shape[1])
     top = np.full((nq, k), _EMPTY)                  # per query its k best (distance, row) keys so far, unsorted
     q_rows = min(nq, _QUERY_ROWS)
     most = min(n, max(_PRODUCT_ENTRIES // q_rows, 2 * k))
     dist = np.empty(q_rows * most, np.float32)      # only the part a product writes is ever touched
+    rows = np.empty((min(most, chunk_rows), queries.shape[1] + 2), np.float32)   # a block, augmented
     masks = np.zeros((len(_parts(q_rows, most)), _MASK_BYTES + 8), bool)   # + 8: read 8 at a time (_nonzero)
     with ThreadPoolExecutor(len(masks)) as pool:
-        for start, chunk in iter_chunks(database, chunk_rows):
+        aug = augment(queries, query=True, pool=pool)
+        for start in range(0, n, chunk_rows):
+            chunk = database[start:start + chunk_rows]
             cols = -(-len(chunk) // -(-len(chunk) // most))     # equal blocks of at most ``most`` rows
             for lo in range(0, len(chunk), cols):
-                block = chunk[lo:lo + cols]
+                block = augment(chunk[lo:lo + cols], out=rows, pool=pool)
                 for q0 in range(0, nq, q_rows):
                     q, q_top = queries[q0:q0 + q_rows], top[q0:q0 + q_rows]
                     product = dist[:len(q) * len(block)].reshape(len(q), len(block))
-                    faiss.pairwise_L2sqr(q.shape[1], len(q), faiss.swig_ptr(q), len(block), faiss.swig_ptr(block),
-                                         faiss.swig_ptr(product))
+                    distances(name, q, aug[q0:q0 + q_rows], block, product)
                     list(pool.map(lambda part, mask: _scan(product[part], q_top[part], start + lo, mask),
                                   _parts(len(q), len(block)), masks))
+            _release_pages(chunk)
     top.sort(axis=1)                                # keys order by distance (nearest first), then by row
     return np.where(top == _EMPTY, -1, (top & np.uint64(0xFFFFFFFF)).astype(np.int64))
 
