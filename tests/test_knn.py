@@ -58,6 +58,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(knn_module, "_QUERY_ROWS", 64)
     monkeypatch.setattr(knn_module, "_FIRST_SLICE", 40)
     monkeypatch.setattr(knn_module, "_MIN_SCAN", 1000)     # several threads even on small problems
+    monkeypatch.setattr(knn_module, "gemm_threads", lambda name: 3)   # three, whatever the machine
 
 
 @pytest.mark.parametrize("chunk_rows", [100_000, 1000, 777])
@@ -201,6 +202,17 @@ def test_torch_is_a_gemm_candidate_only_once_imported(monkeypatch):
     assert gemm.available() == ["numpy", "faiss"]
     monkeypatch.setitem(sys.modules, "torch", object())
     assert gemm.available() == ["numpy", "torch", "faiss"]
+
+
+@pytest.mark.parametrize("backend", gemm.BACKENDS)
+def test_a_search_leaves_each_library_s_thread_count_as_it_was(backend):
+    import torch
+    before = gemm.threads("numpy"), torch.get_num_threads(), faiss.omp_get_max_threads()
+    db, q = _clustered(13, nb=3000, nq=400, dim=32)
+    flat_search(db, q, 5, gemm=backend)
+    with gemm.single_threaded(backend):
+        assert gemm.threads(backend) == 1
+    assert (gemm.threads("numpy"), torch.get_num_threads(), faiss.omp_get_max_threads()) == before
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])

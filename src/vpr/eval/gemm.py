@@ -6,21 +6,27 @@ the caller's preallocated float32 array: no pass over the distances after the pr
 compute it, and which is fastest depends on the CPU and on how each was built (e.g. on AMD Zen 4 numpy's
 OpenBLAS runs AVX-512 kernels, torch's MKL and faiss's older OpenBLAS AVX2 ones):
 
-- ``numpy``: ``np.matmul(..., out=)`` (numpy's BLAS, its own threads);
-- ``torch``: ``torch.mm(..., out=)`` on the same memory (torch's BLAS, ``torch.get_num_threads()`` threads);
-  a candidate only once the process has imported torch (importing it for this would cost more than it saves,
-  and the light pipeline stages run without torch);
-- ``faiss``: ``faiss.pairwise_L2sqr`` (faiss's BLAS sgemm onto the preloaded norms, OpenMP threads), reading
-  the plain columns of the augmented rows.
+- ``numpy``: ``np.matmul(..., out=)`` (numpy's BLAS);
+- ``torch``: ``torch.mm(..., out=)`` on the same memory (torch's BLAS); a candidate only once the process has
+  imported torch (importing it for this would cost more than it saves, and the light pipeline stages run
+  without torch);
+- ``faiss``: ``faiss.pairwise_L2sqr`` (faiss's BLAS sgemm onto the preloaded norms), reading the plain columns
+  of the augmented rows.
 
-``backend()`` picks it: ``$VPR_GEMM`` (numpy, torch, faiss; auto or unset: measure) or else the fastest on a
-representative product of this process's dimension (``_PROBE_QUERIES`` x ``_PROBE_ROWS``), each backend timed
-in turn, best of ``_ROUNDS`` after a warm-up call, once per process (cached). Each library keeps its own thread
-count. Every backend computes the same formula in float32; only the rounding order of the sums differs, so
-the top-k agree up to ties (exact ties, e.g. small integer vectors, stay exact).
+A search runs as many threads as the chosen library may use (``threads``: its own setting, as the process
+left it), each computing its own products on one thread (``single_threaded``, ``thread_init``): no thread
+waits for another between a product and its scan, and no idle BLAS thread spins against the scans.
+
+``backend()`` picks the library: ``$VPR_GEMM`` or the ``gemm`` argument (numpy, torch, faiss; auto or unset:
+measure), else the fastest on one thread on a product of a search's size per thread (``_PROBE_QUERIES`` x
+``_PROBE_ROWS`` x the search's dimension), each backend timed in turn, best of ``_ROUNDS`` after a warm-up
+call: about 0.1 s, once per process (cached). Every backend computes the same formula in float32; only the
+rounding order of the sums differs, so the top-k agree up to ties (exact ties, e.g. small integer vectors,
+stay exact).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,10 +38,11 @@ from vpr.errors import ConfigError
 
 BACKENDS = ("numpy", "torch", "faiss")
 ENV = "VPR_GEMM"
-_PROBE_QUERIES = 256      # the measured product: queries x database rows (x the search's dimension)
-_PROBE_ROWS = 2048
-_ROUNDS = 3
+_PROBE_QUERIES = 256      # the measured product, on one thread: queries x database rows (x the search's dimension)
+_PROBE_ROWS = 2048        # (smaller ones time every library alike: their kernels differ on big products)
+_ROUNDS = 2
 _chosen: str | None = None
+_numpy_blas_controller = None
 
 
 def available() -> list[str]:
@@ -59,21 +66,72 @@ def backend(name: str | None = None, dim: int = 512) -> str:
 
 
 def fastest(dim: int, candidates: list[str] | None = None) -> str:
-    """The backend with the shortest product of the probe's shape, best of ``_ROUNDS`` after a warm-up. Each
-    backend runs all its calls in a row, so none pays for another's threads still spinning after a call."""
+    """The backend with the shortest product of the probe's shape on one thread (as each thread of a search
+    computes its own), best of ``_ROUNDS`` after a warm-up; each backend runs its calls in a row."""
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((_PROBE_QUERIES, dim), np.float32)
     rows = augment(rng.standard_normal((_PROBE_ROWS, dim), np.float32))
     aug, out = augment(queries, query=True), np.empty((_PROBE_QUERIES, _PROBE_ROWS), np.float32)
     best = {}
     for name in candidates or available():
-        times = []
-        for _ in range(_ROUNDS + 1):
-            start = time.perf_counter()
-            distances(name, queries, aug, rows, out)
-            times.append(time.perf_counter() - start)
+        with single_threaded(name):
+            times = []
+            for _ in range(_ROUNDS + 1):
+                start = time.perf_counter()
+                distances(name, queries, aug, rows, out)
+                times.append(time.perf_counter() - start)
         best[name] = min(times[1:])
     return min(best, key=best.get)
+
+
+def threads(name: str) -> int:
+    """How many threads backend ``name``'s library may use in this process (its own setting, as the user left
+    it): the search runs as many, each with one-thread products."""
+    if name == "torch":
+        import torch
+        return torch.get_num_threads()
+    if name == "faiss":
+        return faiss.omp_get_max_threads()
+    return max([lib["num_threads"] for lib in _numpy_blas().info()] or [1])
+
+
+@contextlib.contextmanager
+def single_threaded(name: str):
+    """Backend ``name``'s products on one thread inside (the library's setting restored after): numpy's BLAS
+    and torch have one setting for the whole process; OpenMP (faiss) one per thread, hence ``thread_init``."""
+    if name == "numpy":
+        with _numpy_blas().limit(limits=1):
+            yield
+        return
+    if name == "torch":
+        import torch
+        get, set_ = torch.get_num_threads, torch.set_num_threads
+    else:
+        get, set_ = faiss.omp_get_max_threads, faiss.omp_set_num_threads
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+def thread_init(name: str) -> None:
+    """Run by each search thread first: faiss's products on this thread only (OpenMP's count is per thread)."""
+    if name == "faiss":
+        faiss.omp_set_num_threads(1)
+
+
+def _numpy_blas():
+    """threadpoolctl's handle on numpy's own BLAS (not another library's), found once per process."""
+    global _numpy_blas_controller
+    if _numpy_blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+        home = os.path.dirname(os.path.dirname(np.__file__))
+        blas = ThreadpoolController().select(user_api="blas")
+        mine = [lib["filepath"] for lib in blas.info() if lib["filepath"].startswith(home + os.sep + "numpy")]
+        _numpy_blas_controller = blas.select(filepath=mine) if mine else blas
+    return _numpy_blas_controller
 
 
 def augment(rows: np.ndarray, query: bool = False, out: np.ndarray | None = None, pool=None,
@@ -89,10 +147,10 @@ def augment(rows: np.ndarray, query: bool = False, out: np.ndarray | None = None
         values = out[lo:lo + step, :dim]
         np.copyto(values, rows[lo:lo + step], casting="same_kind")
         np.einsum("ij,ij->i", values, values, out=out[lo:lo + step, norm])
+        out[lo:lo + step, one] = 1
         if query:
             values *= np.float32(-2)                  # exact: a power of two
 
-    out[:, one] = 1
     list(pool.map(part, range(0, n, step)) if pool is not None else map(part, range(0, n, step)))
     return out
 
