@@ -19,8 +19,8 @@ waits for another between a product and its scan, and no idle BLAS thread spins 
 
 ``backend()`` picks the library: ``$VPR_GEMM`` or the ``gemm`` argument (numpy, torch, faiss; auto or unset:
 measure), else the fastest on one thread on a product of a search's size per thread (``_PROBE_QUERIES`` x
-``_PROBE_ROWS`` x the search's dimension), each backend timed in turn, best of ``_ROUNDS`` after a warm-up
-call: about 0.1 s, once per process (cached). Every backend computes the same formula in float32; only the
+``_PROBE_ROWS`` x the search's dimension; CPU time of the thread, so that a busy machine does not sway it),
+best of ``_ROUNDS`` after a warm-up call: about 0.1 s, once per process (cached). Every backend computes the same formula in float32; only the
 rounding order of the sums differs, so the top-k agree up to ties (exact ties, e.g. small integer vectors,
 stay exact).
 """
@@ -40,7 +40,7 @@ BACKENDS = ("numpy", "torch", "faiss")
 ENV = "VPR_GEMM"
 _PROBE_QUERIES = 256      # the measured product, on one thread: queries x database rows (x the search's dimension)
 _PROBE_ROWS = 2048        # (smaller ones time every library alike: their kernels differ on big products)
-_ROUNDS = 2
+_ROUNDS = 3
 _chosen: str | None = None
 _numpy_blas_controller = None
 
@@ -67,21 +67,21 @@ def backend(name: str | None = None, dim: int = 512) -> str:
 
 def fastest(dim: int, candidates: list[str] | None = None) -> str:
     """The backend with the shortest product of the probe's shape on one thread (as each thread of a search
-    computes its own), best of ``_ROUNDS`` after a warm-up; each backend runs its calls in a row."""
+    computes its own): the least CPU time of the calling thread, which other work on the machine does not
+    add to, over ``_ROUNDS`` rounds (each backend in turn) after a warm-up call of each."""
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((_PROBE_QUERIES, dim), np.float32)
     rows = augment(rng.standard_normal((_PROBE_ROWS, dim), np.float32))
     aug, out = augment(queries, query=True), np.empty((_PROBE_QUERIES, _PROBE_ROWS), np.float32)
-    best = {}
-    for name in candidates or available():
-        with single_threaded(name):
-            times = []
-            for _ in range(_ROUNDS + 1):
-                start = time.perf_counter()
+    names = candidates or available()
+    best = {name: [] for name in names}
+    for _ in range(_ROUNDS + 1):
+        for name in names:
+            with single_threaded(name):
+                start = time.thread_time()
                 distances(name, queries, aug, rows, out)
-                times.append(time.perf_counter() - start)
-        best[name] = min(times[1:])
-    return min(best, key=best.get)
+                best[name].append(time.thread_time() - start)
+    return min(names, key=lambda name: min(best[name][1:]))
 
 
 def threads(name: str) -> int:
