@@ -10,6 +10,7 @@ from tests.helpers import with_change
 from vpr.config import validate
 from vpr.data.groundtruth import EvalSet, Positives, save_eval_set
 from vpr.errors import ConfigError
+from vpr.eval import gemm
 from vpr.eval.evaluate import evaluate_features
 from vpr.eval.knn import flat_search, iter_chunks, knn
 from vpr.eval.retrieval import recall_at
@@ -57,6 +58,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(knn_module, "_QUERY_ROWS", 64)
     monkeypatch.setattr(knn_module, "_FIRST_SLICE", 40)
     monkeypatch.setattr(knn_module, "_MIN_SCAN", 1000)     # several threads even on small problems
+    monkeypatch.setattr(knn_module, "gemm_threads", lambda name: 3)   # three, whatever the machine
 
 
 @pytest.mark.parametrize("chunk_rows", [100_000, 1000, 777])
@@ -143,6 +145,87 @@ def test_k_larger_than_the_database_returns_every_row():
     assert out.shape == (3, 7) and all(sorted(row) == list(range(7)) for row in out)
 
 
+@pytest.mark.parametrize("backend", gemm.BACKENDS)
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_every_gemm_backend_finds_the_faiss_flat_l2_neighbours(request, backend, blocks):
+    """Random vectors (no clear neighbours, not unit norm): each backend's top-k has the distances of faiss
+    IndexFlatL2's, rank by rank (the same top-k up to ties), over several chunks, blocks and query blocks."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    rng = np.random.default_rng(9)
+    db = (rng.normal(size=(2500, 48)) * rng.uniform(0.5, 2, (2500, 1))).astype(np.float32)
+    q = rng.normal(size=(130, 48)).astype(np.float32)
+    found = flat_search(db.astype(np.float16), q, 15, chunk_rows=900, gemm=backend)
+    db16 = db.astype(np.float16).astype(np.float32)
+    d, expect = _distances64(db16, q), _faiss_flat(db16, q, 15)
+    _assert_nearest(db16, q, found, 15)
+    assert np.allclose(np.take_along_axis(d, found, 1), np.take_along_axis(d, expect, 1), rtol=0, atol=1e-4)
+    assert (found == expect).mean() > 0.99
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_every_gemm_backend_orders_exact_ties_the_same(request, blocks):
+    """Small integer vectors: float32 distances are exact whatever the order of the sums, so every backend
+    returns the very same rows (equal distances: the lower row first), and faiss the same distances."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    rng = np.random.default_rng(10)
+    base = rng.integers(-3, 4, size=(40, 12)).astype(np.float32)
+    db = base[rng.integers(0, len(base), 2000)]
+    q = base[rng.integers(0, len(base), 90)] + rng.integers(-1, 2, size=(90, 12)).astype(np.float32)
+    d = _distances64(db, q)
+    expect = np.lexsort((np.broadcast_to(np.arange(len(db)), d.shape), d), axis=1)[:, :25]
+    for backend in gemm.BACKENDS:
+        assert (flat_search(db, q, 25, chunk_rows=700, gemm=backend) == expect).all(), backend
+    assert (np.take_along_axis(d, _faiss_flat(db, q, 25), 1) == np.take_along_axis(d, expect, 1)).all()
+
+
+def test_the_gemm_chooser_measures_once_and_keeps_an_available_backend(monkeypatch):
+    monkeypatch.delenv(gemm.ENV, raising=False)
+    monkeypatch.setattr(gemm, "_chosen", None)
+    calls = []
+    measure = gemm.fastest
+    monkeypatch.setattr(gemm, "fastest", lambda dim: calls.append(dim) or measure(dim))
+    db, q = _clustered(11, nb=500, nq=20, dim=24)
+    first = flat_search(db, q, 3)
+    chosen = gemm.backend()
+    assert calls == [24] and chosen in gemm.available() and gemm._chosen == chosen
+    assert (flat_search(db, q, 3) == first).all() and calls == [24]       # cached: no second measurement
+    assert measure(16, ["faiss"]) == "faiss" and measure(16, ["numpy", "faiss"]) in ("numpy", "faiss")
+    monkeypatch.setenv(gemm.ENV, "faiss")
+    assert gemm.backend() == "faiss" and gemm.backend("numpy") == "numpy" and calls == [24]
+
+
+def test_torch_is_a_gemm_candidate_only_once_imported(monkeypatch):
+    import sys
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert gemm.available() == ["numpy", "faiss"]
+    monkeypatch.setitem(sys.modules, "torch", object())
+    assert gemm.available() == ["numpy", "torch", "faiss"]
+
+
+@pytest.mark.parametrize("backend", gemm.BACKENDS)
+def test_a_search_leaves_each_library_s_thread_count_as_it_was(backend):
+    import torch
+    before = gemm.threads("numpy"), torch.get_num_threads(), faiss.omp_get_max_threads()
+    db, q = _clustered(13, nb=3000, nq=400, dim=32)
+    flat_search(db, q, 5, gemm=backend)
+    with gemm.single_threaded(backend):
+        assert gemm.threads(backend) == 1
+    assert (gemm.threads("numpy"), torch.get_num_threads(), faiss.omp_get_max_threads()) == before
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_an_unknown_gemm_backend_is_one_clear_line(monkeypatch, how):
+    db, q = _clustered(12, nb=50, nq=5, dim=8)
+    if how == "environment":
+        monkeypatch.setenv(gemm.ENV, "openblas")
+    with pytest.raises(ConfigError) as err:
+        flat_search(db, q, 3, gemm="openblas" if how == "argument" else None)
+    source = "gemm" if how == "argument" else "VPR_GEMM"
+    assert str(err.value) == f"{source}='openblas': unknown GEMM backend; choose numpy, torch, faiss or auto"
+
+
 def test_keys_order_by_distance_then_row_and_give_back_the_distance():
     from vpr.eval.knn import _keys, _thresholds
     dist = np.array([-1.5, -0.0, 0.0, 1e-30, 2.5, 2.5, np.inf, -np.inf, 7.0], np.float32)
@@ -175,8 +258,8 @@ def test_chunks_of_a_memory_mapped_file_do_not_stay_resident(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads resident memory from /proc")
-def test_a_float32_memory_mapped_database_is_searched_in_place_and_released(tmp_path):
-    rows, dim = 32768, 256                        # 32 MiB of float32: searched in place, chunk by chunk
+def test_a_float32_memory_mapped_database_is_searched_in_chunks_and_released(tmp_path):
+    rows, dim = 32768, 256                        # 32 MiB of float32: searched chunk by chunk
     np.save(tmp_path / "big.npy", np.random.default_rng(8).normal(size=(rows, dim)).astype(np.float32))
 
     def file_pages_mib():

@@ -3,11 +3,12 @@
 ``eval.index`` in params.yaml picks the method; its settings live in ``eval.<index>`` (e.g. ``eval.ivf``).
 
 Flat search is exact L2 and reads the database a chunk of rows at a time, so a memory-mapped float16 ``.npy``
-of any size never has to fit in memory as float32: each chunk is converted once (a float32 array is used in
-place), searched, and its memory-mapped pages are handed back to the OS, so resident memory stays at about
-one chunk. Per block of database rows it is one float32 distance-matrix product (faiss pairwise_L2sqr: one
-BLAS sgemm, all threads) and a scan that keeps, per query, only the distances below its current k-th best
-(see ``flat_search``); no distance matrix of the whole database is ever held.
+of any size never has to fit in memory as float32: each block of a chunk is converted once, into float32 rows
+with two more columns (its norms: vpr.eval.gemm.augment), searched, and the chunk's memory-mapped pages are
+handed back to the OS, so resident memory stays at about one chunk. Per block of database rows it is one
+float32 distance-matrix product (by the fastest GEMM of the process: numpy, torch or faiss, vpr.eval.gemm)
+and a scan that keeps, per query, only the distances below its current k-th best (see ``flat_search``); no
+distance matrix of the whole database is ever held.
 
 Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; they keep the vectors
 with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
@@ -17,20 +18,23 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 from concurrent.futures import ThreadPoolExecutor
+from queue import Queue
 
 import faiss
 import numpy as np
 
+from vpr.eval.gemm import augment, distances, single_threaded, thread_init
+from vpr.eval.gemm import backend as gemm_backend, threads as gemm_threads
 from vpr.registry import Registry
 
 INDEXES = Registry("index")
 
-_PRODUCT_ENTRIES = 1 << 25   # distances per product (128 MiB of float32): query rows x database rows
+_PRODUCT_ENTRIES = 1 << 21   # distances per product and thread (8 MiB of float32, one buffer, reused); with
+                             # few queries, blocks of up to _PRODUCT_ENTRIES / 256 rows (a small augmented copy)
 _QUERY_ROWS = 4096           # queries per matrix product (more queries: several products per block)
 _MASK_BYTES = 1 << 20        # comparison bits per scan step, in cache
-_MIN_SCAN = 1 << 20          # distances scanned per thread at least
+_MIN_SCAN = 1 << 20          # distances per thread at least
 _FIRST_SLICE = 512           # database rows whose k-th best distance first sets each query's threshold
 _EMPTY = np.uint64(np.iinfo(np.uint64).max)   # key of a slot not filled yet
 _ROW_BITS = np.uint64(32)
@@ -70,12 +74,16 @@ def iter_chunks(database: np.ndarray, chunk_rows: int):
         yield start, chunk
 
 
-def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536) -> np.ndarray:
+def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536,
+                gemm: str | None = None) -> np.ndarray:
     """Exact k nearest database rows (L2) of each query, nearest first: (num_queries, min(k, n)) int64.
 
-    Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them
-    (one sgemm), then a scan (``_scan``) that keeps the few below each query's current k-th best, the queries
-    shared among threads. Equal distances: the lower database row first.
+    Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them,
+    in one matrix product by the fastest GEMM of the process (vpr.eval.gemm; ``gemm`` or $VPR_GEMM forces one),
+    then a scan (``_scan``) that keeps the few below each query's current k-th best. The blocks are shared out
+    among as many threads as the GEMM's library may use, each one computing its blocks' products on one thread
+    and keeping its own top-k (``_Worker``; merged at the end): no thread waits for another, and no library's
+    idle threads spin against the scans. Equal distances: the lower database row first.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     n, nq = len(database), len(queries)
@@ -84,45 +92,75 @@ def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: i
         return np.zeros((nq, k), np.int64)
     if n >= 1 << 32:
         raise ValueError(f"flat search packs database rows in 32 bits: {n} rows are too many")
-    top = np.full((nq, k), _EMPTY)                  # per query its k best (distance, row) keys so far, unsorted
+    name = gemm_backend(gemm, queries.shape[1])
     q_rows = min(nq, _QUERY_ROWS)
-    most = min(n, max(_PRODUCT_ENTRIES // q_rows, 2 * k))
-    dist = np.empty(q_rows * most, np.float32)      # only the part a product writes is ever touched
-    masks = np.zeros((len(_parts(q_rows, most)), _MASK_BYTES + 8), bool)   # + 8: read 8 at a time (_nonzero)
-    with ThreadPoolExecutor(len(masks)) as pool:
-        for start, chunk in iter_chunks(database, chunk_rows):
-            cols = -(-len(chunk) // -(-len(chunk) // most))     # equal blocks of at most ``most`` rows
-            for lo in range(0, len(chunk), cols):
-                block = chunk[lo:lo + cols]
-                for q0 in range(0, nq, q_rows):
-                    q, q_top = queries[q0:q0 + q_rows], top[q0:q0 + q_rows]
-                    product = dist[:len(q) * len(block)].reshape(len(q), len(block))
-                    faiss.pairwise_L2sqr(q.shape[1], len(q), faiss.swig_ptr(q), len(block), faiss.swig_ptr(block),
-                                         faiss.swig_ptr(product))
-                    list(pool.map(lambda part, mask: _scan(product[part], q_top[part], start + lo, mask),
-                                  _parts(len(q), len(block)), masks))
+    most = min(n, chunk_rows, max(_PRODUCT_ENTRIES // max(q_rows, 256), 2 * k))   # database rows per block
+    count = max(1, min(gemm_threads(name), -(-n // most), n * nq // _MIN_SCAN))
+    workers = Queue()
+    for _ in range(count):
+        workers.put(_Worker(nq, k, q_rows, most, queries.shape[1]))
+    everyone = list(workers.queue)
+    aug = augment(queries, query=True)
+
+    def search(first_row: int, block: np.ndarray) -> None:
+        worker = workers.get()                      # a worker per thread at a time: its buffers are its own
+        try:
+            worker.search(name, queries, aug, block, first_row)
+        finally:
+            workers.put(worker)
+
+    with single_threaded(name), ThreadPoolExecutor(count, initializer=thread_init, initargs=(name,)) as pool:
+        for start in range(0, n, chunk_rows):
+            chunk = database[start:start + chunk_rows]
+            list(pool.map(lambda b: search(start + b.start, chunk[b]), _blocks(len(chunk), most, count)))
+            _release_pages(chunk)
+    top = np.concatenate([worker.top for worker in everyone], axis=1)
+    top = np.partition(top, k - 1, axis=1)[:, :k] if count > 1 else top
     top.sort(axis=1)                                # keys order by distance (nearest first), then by row
     return np.where(top == _EMPTY, -1, (top & np.uint64(0xFFFFFFFF)).astype(np.int64))
 
 
-def _parts(rows: int, cols: int) -> list[slice]:
-    """Rows split among the CPUs this process may use (a thread per _MIN_SCAN distances at least)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    count = max(1, min(cpus, rows, rows * cols // _MIN_SCAN))
+class _Worker:
+    """One thread's share of a search: its buffers (a block of augmented database rows, their products with a
+    block of queries, the comparison bits of the scan) and the k best (distance, row) keys so far, unsorted,
+    of every query over the blocks it has searched."""
+
+    def __init__(self, nq: int, k: int, q_rows: int, block_rows: int, dim: int):
+        self.top = np.full((nq, k), _EMPTY)
+        self.rows = np.empty((block_rows, dim + 2), np.float32)
+        self.dist = np.empty(q_rows * block_rows, np.float32)   # only the part a product writes is ever touched
+        self.mask = np.zeros(_MASK_BYTES + 8, bool)             # + 8: read 8 at a time (_nonzero)
+        self.q_rows, self.merged = q_rows, 0
+
+    def search(self, name: str, queries: np.ndarray, aug: np.ndarray, block: np.ndarray, first_row: int) -> None:
+        block = augment(block, out=self.rows)
+        for q0 in range(0, len(queries), self.q_rows):
+            q = queries[q0:q0 + self.q_rows]
+            product = self.dist[:len(q) * len(block)].reshape(len(q), len(block))
+            distances(name, q, aug[q0:q0 + len(q)], block, product)
+            _scan(product, self.top[q0:q0 + len(q)], first_row, self.mask, self.merged)
+        self.merged += len(block)
+
+
+def _blocks(rows: int, most: int, workers: int) -> list[slice]:
+    """``rows`` split in equal blocks of at most ``most`` rows, as many as a multiple of ``workers`` (when there
+    are rows enough): the threads finish together."""
+    count = -(-rows // most)
+    count = min(rows, -(-count // workers) * workers)
     bounds = np.linspace(0, rows, count + 1).astype(int)
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _scan(dist: np.ndarray, top: np.ndarray, first_row: int, mask: np.ndarray) -> None:
-    """Merge a block's distances into ``top`` in column slices as wide as the rows seen so far (the first
-    ``_FIRST_SLICE``): each slice is compared with the thresholds the previous ones left, so a query meets
-    about k candidates per slice, in log2(n / _FIRST_SLICE) slices."""
+def _scan(dist: np.ndarray, top: np.ndarray, first_row: int, mask: np.ndarray, merged: int) -> None:
+    """Merge a block's distances (database rows from ``first_row``) into ``top``, which holds ``merged`` rows
+    already, in column slices as wide as the rows merged so far (the first ``_FIRST_SLICE``): each slice is
+    compared with the thresholds the previous ones left, so a query meets about k candidates per slice, in
+    log2(n / _FIRST_SLICE) slices."""
     k, lo = top.shape[1], 0
     while lo < dist.shape[1]:
-        seen = first_row + lo
-        hi = min(dist.shape[1], lo + max(_FIRST_SLICE, 2 * k, seen))
+        hi = min(dist.shape[1], lo + max(_FIRST_SLICE, 2 * k, merged + lo))
         rows, cols, values = _candidates(dist[:, lo:hi], _thresholds(top), k, mask)
-        _merge(top, rows, _keys(values, cols + seen))
+        _merge(top, rows, _keys(values, cols + first_row + lo))
         lo = hi
 
 
