@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from vpr.errors import DataError
 
 CORES_PER_RUN = 2          # a training run keeps about two cores busy (torch's threads + its loader worker)
-POLL_FIRST_S, POLL_MAX_S = 5.0, 60.0
+POLL_FIRST_S, POLL_MAX_S = 5.0, 30.0
 
 
 @dataclass
@@ -81,13 +81,15 @@ def start(repo: str, jobs: int) -> None:
 
 
 def queue_states(repo: str) -> dict:
-    """Experiment name -> state (Queued, Running, Success, Failed, ...) from `dvc queue status`."""
-    states = {}
-    for line in dvc(repo, "queue", "status").splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed", "Killed", "Unknown"):
-            states[parts[1]] = parts[-1]
-    return states
+    """Experiment name -> state (Queued, Running, Success, Failed, ...) of the queue's tasks: what `dvc queue
+    status` lists, read in this process (a `dvc` process per poll would cost a second of CPU each time)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    try:
+        with Repo(repo) as r:
+            return {e.get("name") or e["rev"][:7]: e["status"] for e in r.experiments.celery_queue.status()}
+    except DvcException as exc:
+        raise DataError(f"{repo}: cannot read the DVC queue ({exc})") from None
 
 
 def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = POLL_FIRST_S) -> dict:
