@@ -228,7 +228,10 @@ def test_a_run_of_other_params_under_the_same_name_is_not_taken_for_it():
     ranks = {r.name: [1] * 4 for r in plan.runs}
     stale = _runs_of(plan, {"smoke-circle-s0"}, ranks)[0]
     stale.params["train.epochs"] = 99
-    assert [r.name for r in St.match(plan, Store([stale], {}, [])).todo] == ["smoke-default-s0", "smoke-circle-s0"]
+    status = St.match(plan, Store([stale], {}, []))
+    assert [r.name for r in status.todo] == ["smoke-default-s0", "smoke-circle-s0"]
+    assert status.conflicts == {"smoke-circle-s0": ["train.epochs"]}        # run under its name: refused, said why
+    assert "dvc exp remove smoke-circle-s0" in str(St.conflict_error(status.conflicts))
 
 
 def test_shards_split_the_seeds_between_machines(monkeypatch, capsys):

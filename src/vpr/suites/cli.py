@@ -85,8 +85,8 @@ def _store_status(args, plan, timing):
         return St.match(plan, St.read(args.repo, args.all_commits))
 
 
-def cmd_run(args) -> int:
-    timing = R.Timing()
+def cmd_run(args, timing: R.Timing | None = None) -> int:
+    timing = timing if timing is not None else R.Timing()
     defs, plan = make(args, timing)
     jobs, why = (args.jobs, "as asked") if args.jobs else R.default_jobs()
     if args.dry_run:
@@ -100,6 +100,8 @@ def cmd_run(args) -> int:
     for line in St.check_workspace(args.repo):
         print(line, file=sys.stderr)
     status = _store_status(args, plan, timing)
+    if status.conflicts:
+        raise St.conflict_error(status.conflicts)
     shard = _shard(args.shard)
     mine = [r for r in status.todo if shard is None or r.seed % shard[1] == shard[0] - 1]
     print(f"suite {plan.suite.name} on {plan.profile}: {len(plan.runs)} runs; {len(status.done)} in the store, "
@@ -129,7 +131,7 @@ def _run_waves(args, plan, status, mine: list, jobs: int, timing) -> None:
                 R.queue(args.repo, todo, [n for n in status.failed if n in {r.name for r in todo}])
         if names:
             with R.timed(timing, "start"):
-                R.start(args.repo, jobs)
+                R.start(args.repo, jobs, timing, names)
             states = R.wait(args.repo, names, timing)
             failed = sorted(n for n, s in states.items() if s not in ("Success", "Unknown"))
             if failed:
@@ -184,13 +186,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None, timing: R.Timing | None = None) -> int:
+    """The command line; ``timing`` (run): filled with the runner's own seconds (benchmarks/bench_suites.py)."""
     args = parse_args(argv)
     if getattr(args, "seeds", None) is not None and args.seeds < 1:
         print(f"error: --seeds {args.seeds}: expected 1 or more", file=sys.stderr)
         return 2
     try:
-        return {"list": cmd_list, "run": cmd_run, "table": cmd_table}[args.command](args)
+        if args.command == "run":
+            return cmd_run(args, timing)
+        return {"list": cmd_list, "table": cmd_table}[args.command](args)
     except VPRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

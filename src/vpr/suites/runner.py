@@ -20,6 +20,7 @@ class Timing:
     """Wall-clock seconds of the runner's own work and of the waits during which the runs ran."""
     own: dict = field(default_factory=dict)        # phase -> seconds (plan, store, queue, start, poll, table)
     waiting_s: float = 0.0                         # the queue working, polls excluded
+    waves: list = field(default_factory=list)      # (unix time the queue was started, the run names waited for)
 
     def add(self, phase: str, seconds: float) -> None:
         self.own[phase] = self.own.get(phase, 0.0) + seconds
@@ -65,18 +66,23 @@ def dvc(repo: str, *args: str, env: dict | None = None) -> str:
 def queue(repo: str, runs: list, failed: list, out=print) -> None:
     """Queue each run (a failed earlier attempt of the same name is removed from the queue's list first)."""
     if failed:
-        dvc(repo, "queue", "remove", *failed)
+        try:
+            dvc(repo, "queue", "remove", *failed)
+        except DataError as exc:      # not fatal: queueing the name again says if it is
+            out(f"note: {exc}")
     for i, run in enumerate(runs, 1):
         dvc(repo, "exp", "run", "--queue", "-n", run.name, *[a for item in run.items for a in ("-S", item)])
         out(f"queued [{i}/{len(runs)}] {run.name}")
 
 
-def start(repo: str, jobs: int) -> None:
+def start(repo: str, jobs: int, timing: Timing | None = None, names=()) -> None:
     """`dvc queue start -j N`; with N > 1 each run gets its share of the cores as torch threads."""
     env = None
     if jobs > 1:
         threads = str(max(1, (os.cpu_count() or jobs) // jobs))
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if timing is not None:
+        timing.waves.append((time.time(), list(names)))
     dvc(repo, "queue", "start", "-j", str(jobs), env=env)
 
 
@@ -87,9 +93,15 @@ def queue_states(repo: str) -> dict:
     from dvc.repo import Repo
     try:
         with Repo(repo) as r:
-            return {e.get("name") or e["rev"][:7]: e["status"] for e in r.experiments.celery_queue.status()}
+            entries = r.experiments.celery_queue.status()
     except DvcException as exc:
         raise DataError(f"{repo}: cannot read the DVC queue ({exc})") from None
+    states: dict = {}
+    for e in entries:     # a name queued again after an earlier attempt: the active task counts
+        name = e.get("name") or e["rev"][:7]
+        if states.get(name) not in ("Queued", "Running"):
+            states[name] = e["status"]
+    return states
 
 
 def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = POLL_FIRST_S) -> dict:

@@ -19,6 +19,8 @@ class Status:
     todo: list = field(default_factory=list)        # planned runs to queue
     repeats: dict = field(default_factory=dict)     # planned name -> other finished runs of the same params
     failed: list = field(default_factory=list)      # planned names whose last attempt failed (queued again)
+    conflicts: dict = field(default_factory=dict)   # planned name -> keys of a finished run of that name and
+                                                    # other params (the definitions changed since)
 
 
 def read(repo: str = ".", all_commits: bool = False):
@@ -39,6 +41,7 @@ def match(plan, store) -> Status:
     """Which planned runs are in the store, waiting in the queue, or to be queued."""
     status, by_seed = Status(), _finished(store)
     states = {name: state for state, names in store.pending.items() for name in names}
+    by_name = {r.name: r for r in store.runs}
     for run in plan.runs:
         found = [r for r in by_seed.get(run.seed, []) if same_params(r.params, run.params)]
         if found:
@@ -51,8 +54,22 @@ def match(plan, store) -> Status:
         else:
             if states.get(run.name) == "Failed":
                 status.failed.append(run.name)
+            if run.name in by_name:
+                status.conflicts[run.name] = _differing_keys(by_name[run.name].params, run.params)
             status.todo.append(run)
     return status
+
+
+def _differing_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def conflict_error(conflicts: dict) -> ConfigError:
+    name, keys = next(iter(conflicts.items()))
+    more = f" (and {len(conflicts) - 1} more: {', '.join(list(conflicts)[1:4])})" if len(conflicts) > 1 else ""
+    return ConfigError(f"experiment {name} is in the store with other params ({', '.join(keys[:3])}): the suite's "
+                       f"definition changed since it ran{more}; `dvc exp remove {' '.join(conflicts)}` to run them "
+                       "again, or rename the variant")
 
 
 def check_workspace(repo: str = ".") -> list[str]:
