@@ -303,6 +303,18 @@ def test_markdown_latex_and_html_say_what_the_table_rests_on(tmp_path):
     assert "Content-Security-Policy" in page and "http" not in page.replace("http-equiv", "")
 
 
+def test_a_table_on_the_real_profile_states_its_budget():
+    plan = P.make_plan(DEFS, DEFS.suites["smoke"], "cambridge", [0, 1], PARAMS_TEXT, str(ROOT), check=False)
+    ranks = {r.name: [1, 2, None, 1, 3, 1] for r in plan.runs}
+    budget = P.budget_of(DEFS, plan.suite, "cambridge")
+    t = T.build(plan, St.match(plan, Store(_runs_of(plan, set(ranks), ranks), {}, [])), str(ROOT), 100,
+                DEFS.profiles["cambridge"], budget)
+    md, tex = render.markdown(t), render.latex(t)
+    assert "- budget: train.epochs=4, schedulers.multistep.milestones=[3]; about 5 min per run on 2 CPU cores" in md
+    assert r"budget: train.epochs=4, schedulers.multistep.milestones=[3]; about 5 min per run" in tex
+    assert "- budget:" not in render.markdown(_table())                  # the embedded city: the shipped params
+
+
 def test_outputs_are_written_to_a_temporary_path_then_renamed(tmp_path, monkeypatch):
     t = _table()
     out = tmp_path / "out"

@@ -22,7 +22,7 @@ def header_lines(t: Table) -> list[tuple[str, str]]:
     m = t.meta
     seeds = m["seeds"]
     lines = [("question", m["question"]), ("data", m["profile"] + (f" ({m['note']})" if m.get("note") else ""))]
-    if m["budget"] or m.get("minutes"):
+    if m["budget"]:
         lines.append(("budget", _budget(t)))
     lines += [("seeds", f"{', '.join(map(str, seeds))} (cells: mean ± std over the seeds found; Δ: paired bootstrap "
                         f"over queries and seeds, {m['resamples']} resamples, vs the baseline '{m['baseline']}')"),
@@ -73,7 +73,7 @@ def latex(t: Table) -> str:
     heads = " & ".join([tex(f"R@{n}") for n in t.recalls] + [tex(DELTA)]) 
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{tex(t.meta['question'])} Data: {tex(t.meta['profile'])}"
-             + (f"; budget: {tex(_budget(t))}" if t.meta["budget"] or t.meta.get("minutes") else "")
+             + (f"; budget: {tex(_budget(t))}" if t.meta["budget"] else "")
              + rf"; mean $\pm$ std over seeds {tex(', '.join(map(str, t.meta['seeds'])))}; $\Delta$R@1 vs "
              rf"{tex(t.meta['baseline'])} with its 95\% interval (paired bootstrap). CPU kind: {tex(t.meta['cpu'])}; "
              rf"{tex(t.meta['commit'])}, {tex(t.meta['date'])}.}}",
