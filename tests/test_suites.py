@@ -234,6 +234,26 @@ def test_a_run_of_other_params_under_the_same_name_is_not_taken_for_it():
     assert "dvc exp remove smoke-circle-s0" in str(St.conflict_error(status.conflicts))
 
 
+def test_a_worker_that_stopped_with_runs_queued_is_started_again(monkeypatch, tmp_path):
+    """DVC's queue worker can stop on a half-written message of its own broker (DVC issue #10428), leaving the
+    runs queued forever: the wait notices (no live worker, runs queued) and starts it again."""
+    from vpr.suites import runner as R
+    alive = R.workers_alive
+    states = iter([{"x": "Queued"}, {"x": "Queued"}, {"x": "Success"}])
+    monkeypatch.setattr(R, "queue_states", lambda repo: next(states))
+    monkeypatch.setattr(R, "workers_alive", lambda repo: False)
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    restarted, lines = [], []
+    assert R.wait(str(tmp_path), ["x"], R.Timing(), lines.append, restart=lambda: restarted.append(1)) == {"x": "Success"}
+    assert len(restarted) == 2 and "DVC issue #10428" in lines[0] and lines[-1].startswith("[1/1] x: Success")
+    info = tmp_path / ".dvc/tmp/exps/celery"
+    info.mkdir(parents=True)
+    (info / "dvc-exp-worker-1.json").write_text(json.dumps({"pid": os.getpid(), "returncode": None}))
+    assert alive(str(tmp_path))
+    (info / "dvc-exp-worker-1.json").write_text(json.dumps({"pid": os.getpid(), "returncode": 0}))
+    assert not alive(str(tmp_path))
+
+
 def test_shards_split_the_seeds_between_machines(monkeypatch, capsys):
     plan_store = Store([], {}, [])
     monkeypatch.setattr(St, "read", lambda *a: plan_store)

@@ -132,7 +132,7 @@ def _run_waves(args, plan, status, mine: list, jobs: int, timing) -> None:
         if names:
             with R.timed(timing, "start"):
                 R.start(args.repo, jobs, timing, names)
-            states = R.wait(args.repo, names, timing)
+            states = R.wait(args.repo, names, timing, restart=lambda: R.start(args.repo, jobs))
             failed = sorted(n for n, s in states.items() if s not in ("Success", "Unknown"))
             if failed:
                 print(f"warning: {len(failed)} runs did not succeed ({', '.join(failed)}); `dvc queue logs <name>` "

@@ -104,15 +104,38 @@ def queue_states(repo: str) -> dict:
     return states
 
 
-def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = POLL_FIRST_S) -> dict:
-    """Until none of ``names`` is queued or running: their last states. Prints each run as it ends."""
-    pause, reported, started = poll_first, {}, time.perf_counter()
+def workers_alive(repo: str) -> bool:
+    """Whether a queue worker of ``repo`` is running: dvc-task records each worker's pid and, once it has
+    exited, its return code (.dvc/tmp/exps/celery/dvc-exp-worker-*.json)."""
+    import glob
+    import json
+    for path in glob.glob(os.path.join(repo, ".dvc", "tmp", "exps", "celery", "dvc-exp-worker-*.json")):
+        try:
+            with open(path) as fh:
+                info = json.load(fh)
+            if info.get("returncode") is None and info.get("pid"):
+                os.kill(int(info["pid"]), 0)
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+RESTARTS = 3
+
+
+def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = POLL_FIRST_S, restart=None) -> dict:
+    """Until none of ``names`` is queued or running: their last states. Prints each run as it ends. When the
+    queue's worker is gone with runs still queued (it can stop on a half-written message of its own broker,
+    DVC issue #10428), ``restart()`` starts it again, up to RESTARTS times."""
+    pause, reported, started, restarts = poll_first, {}, time.perf_counter(), 0
     polled_before = timing.own.get("poll", 0.0)
     while True:
         t0 = time.perf_counter()
-        states = queue_states(repo)
+        mine = _states(repo, names)
+        stalled = any(s == "Queued" for s in mine.values()) and not any(s == "Running" for s in mine.values()) \
+            and not workers_alive(repo)
         timing.add("poll", time.perf_counter() - t0)
-        mine = {n: states.get(n, "Unknown") for n in names}
         for n, s in mine.items():
             if s not in ("Queued", "Running") and n not in reported:
                 reported[n] = s
@@ -120,5 +143,17 @@ def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = 
         if all(s not in ("Queued", "Running") for s in mine.values()):
             timing.waiting_s += time.perf_counter() - started - (timing.own["poll"] - polled_before)
             return mine
+        if stalled and restart is not None:
+            if restarts == RESTARTS:
+                raise DataError(f"the DVC queue worker stopped {RESTARTS + 1} times with runs still queued; see "
+                                ".dvc/tmp/exps/celery/dvc-exp-worker-1.out, then run the same command again")
+            restarts += 1
+            out("note: the DVC queue worker stopped with runs still queued (DVC issue #10428); starting it again")
+            restart()
         time.sleep(pause)
         pause = min(POLL_MAX_S, pause * 1.5)
+
+
+def _states(repo: str, names: list) -> dict:
+    states = queue_states(repo)
+    return {n: states.get(n, "Unknown") for n in names}
