@@ -389,33 +389,51 @@ def _strip_date(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("- date: "))
 
 
+SPLIT = """profiles:
+  synth: {minutes: 1}
+suites:
+  split:
+    question: Does a table merged from two machines equal one machine's?
+    seeds: 2
+    baseline: default
+    variants:
+      default: {}
+      fast: {loss: circle, optimizers.adam.lr: 0.01}
+"""
+
+
 @pytest.mark.slow
 def test_two_clones_sharing_git_and_dvc_remotes_give_the_table_of_one_machine(tmp_path, city_repo):
-    """Clone A runs seed 0, clone B seed 1, each pushes its experiments; A pulls B's: its table equals the table of
-    the repository that ran every run itself (city_repo, after the test above or on its own)."""
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    """Clone A runs seed 0, clone B seed 1, each pushes its experiments (Git refs to a bare remote, outputs to a
+    local DVC remote); A pulls B's: its table equals the table of a repository that ran every run itself (a copy
+    of the miniature repository: same commit). The variant's large learning rate makes its seeds differ."""
+    defs = tmp_path / "split.yaml"
+    defs.write_text(SPLIT)
     bare, store = tmp_path / "remote.git", tmp_path / "dvc-store"
     run_checked(["git", "init", "-q", "--bare", str(bare)], tmp_path)
     origin = tmp_path / "origin"
     shutil.copytree(city_repo, origin, symlinks=True,
                     ignore=lambda d, names: [n for n in names if (n == "tmp" and d.endswith(".dvc"))
                                              or (n == "suites" and d.endswith("reports"))])
-    dvc("remote", "add", "-d", "store", str(store), cwd=origin)
-    run_checked(git + ["commit", "-qam", "dvc remote"], origin)
     branch = run_checked(["git", "rev-parse", "--abbrev-ref", "HEAD"], origin).strip()
     run_checked(["git", "remote", "add", "origin", str(bare)], origin)
     run_checked(["git", "push", "-q", "origin", branch], origin)
+    dvc("remote", "add", "--local", "-d", "store", str(store), cwd=origin)    # --local: the commit stays the same
     dvc("push", "-q", cwd=origin)
     clones = {}
     for name, shard in (("a", "1/2"), ("b", "2/2")):
         clones[name] = tmp_path / name
         run_checked(["git", "clone", "-q", str(bare), str(clones[name])], tmp_path)
+        dvc("remote", "add", "--local", "-d", "store", str(store), cwd=clones[name])
         dvc("pull", "-q", cwd=clones[name])
-        _suites("run", "smoke", "--jobs", "1", "--shard", shard, "--resamples", "300", cwd=clones[name])
+        _suites("--file", str(defs), "run", "split", "--jobs", "1", "--shard", shard, "--resamples", "300",
+                cwd=clones[name])
         dvc("exp", "push", "origin", cwd=clones[name])
     dvc("exp", "pull", "origin", cwd=clones["a"])
-    _suites("table", "smoke", "--resamples", "300", "--out", "merged", cwd=clones["a"])
-    _suites("run", "smoke", "--jobs", "1", "--resamples", "300", "--out", "single", cwd=origin)   # every run here
+    _suites("--file", str(defs), "table", "split", "--resamples", "300", "--out", "merged", cwd=clones["a"])
+    _suites("--file", str(defs), "run", "split", "--jobs", "1", "--resamples", "300", "--out", "single", cwd=origin)
     merged = (clones["a"] / "merged/table.md").read_text()
-    assert "not in the store yet" not in merged
+    assert "not in the store yet" not in merged and "| fast " in merged
     assert _strip_date(merged) == _strip_date((origin / "single/table.md").read_text())
+    rows = [json.loads((d / "table.json").read_text())["rows"] for d in (clones["a"] / "merged", origin / "single")]
+    assert rows[0] == rows[1] and [r["seeds"] for r in rows[0]] == [[0, 1], [0, 1]]
