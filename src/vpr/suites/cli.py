@@ -57,7 +57,8 @@ def describe(defs, plan, status=None, jobs: int = 1, why: str = "") -> list[str]
              f"every run: the committed params.yaml + data profile {plan.profile} + {extra}",
              f"baseline: {s.baseline}; seeds: {', '.join(map(str, plan.seeds))}; "
              f"{len(plan.runs)} runs = {len({r.variant for r in plan.runs})} variants x {len(plan.seeds)} seeds",
-             f"{estimate(defs, plan, plan.runs, jobs)} (dvc queue start -j {jobs}: {why})"]
+             f"to run: {estimate(defs, plan, status.todo if status else plan.runs, jobs)} "
+             f"(dvc queue start -j {jobs}: {why})"]
     for name, reason in plan.skipped.items():
         lines.append(f"  (skipped) {name}: {reason}")
     width = max(len(r.name) for r in plan.runs)
