@@ -1,7 +1,7 @@
 """Run the benchmarks, print every figure as ``name: measured (target)``, and rewrite benchmarks/RESULTS.md.
 
     python benchmarks/run.py                     # everything (about 20 minutes on 2 CPU cores, more when busy)
-    python benchmarks/run.py --only knn,large    # a subset: train, datapath, extract, knn, large, dvc, real, methods
+    python benchmarks/run.py --only knn,large    # a subset: train, datapath, extract, knn, large, dvc, real, methods, suites
     python benchmarks/run.py --quick             # fewer repetitions
     python benchmarks/run.py --full-repro        # measure the full `dvc repro` again (else the kept one)
     python benchmarks/run.py --only dvc --full-repro --capability avx2   # ... with a plain AVX2 CPU's kernels
@@ -21,7 +21,7 @@ from common import ROOT, Figure, figures_to_json, load_average, machine, save_js
 
 STORE = ROOT / "benchmarks" / "results" / "figures.json"   # committed: every figure with its machine and commit
 
-ORDER = ("train", "datapath", "extract", "knn", "large", "dvc", "real", "methods")
+ORDER = ("train", "datapath", "extract", "knn", "large", "dvc", "real", "methods", "suites")
 TARGETS = {   # the issue's wording of each target, for the table
     "train": "time per training step / pure forward+backward on the same batch of random tensors <= 1.15",
     "datapath": "640x480 JPEG photos -> 320x320 training batches with RandAugment(3), 2 loader workers, no model: "
@@ -36,6 +36,8 @@ TARGETS = {   # the issue's wording of each target, for the table
                "over the places method's (reported: what an equal time budget means)",
     "real": "first dvc repro of the real-photo profile (recipe real_photos, Cambridge street view) on a fresh copy "
             "<= 15 min on 2 CPU cores (per-stage split)",
+    "suites": "the suite runner's own time (python -m vpr.suites run: everything but the DVC runs it launches) "
+              "<= 5 % of the runs' time",
     "dvc": "full dvc repro of the shipped params on a fresh copy <= 5 min on a 2-core AVX2 CPU (per-stage split); "
            "dvc exp run changing only a visualize or evaluate param <= 5 % of a full dvc repro",
 }
@@ -91,6 +93,9 @@ def _bench(name: str, args):
     if name == "methods":
         import bench_methods
         return bench_methods.run(args.quick)
+    if name == "suites":
+        import bench_suites
+        return bench_suites.run()
     raise SystemExit(f"unknown benchmark '{name}'; choose from {', '.join(ORDER)}")
 
 
