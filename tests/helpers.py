@@ -204,13 +204,13 @@ def query_run(name, seed, ranks, night=None, sets=("city",), **params):
 
 def fake_report_run(city, root):
     """The files a pipeline run leaves behind for the report, from random (but fixed) descriptors on the
-    miniature ``city``, in ``root``: (vpr.viz.html.ReportInputs, the test set's ground truth)."""
+    miniature ``city``, in ``root``: (vpr.viz.report_page.ReportInputs, the test set's ground truth)."""
     import numpy as np
     from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
     from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
     from vpr.io import write_json
-    from vpr.viz.html import ReportInputs
-    from vpr.viz.report import visualize_set
+    from vpr.viz.report_page import ReportInputs
+    from vpr.viz.visualize import visualize_set
     rng = np.random.default_rng(0)
     gt = eval_set(city / "test")
     save_eval_set(gt, root / "gt/city")
