@@ -17,7 +17,7 @@ import os
 import sys
 
 from vpr.errors import DataError, VPRError
-from vpr.eval import compare as cmp
+from vpr.eval import statistics as cmp
 
 
 RESOLVE_POINTS = 2.0     # the R@1 difference a comparison should be able to tell from noise

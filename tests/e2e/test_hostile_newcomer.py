@@ -14,7 +14,7 @@ import yaml
 
 from tests.helpers import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
 from vpr.errors import DataError
-from vpr.eval import compare as cmp
+from vpr.eval import statistics as cmp
 
 TEMPLATE = ROOT / "reports/templates/dvc_plots.html"
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//", re.I)
