@@ -18,7 +18,7 @@ def _experiments_repo() -> str:
 def ensemble_members(members, device):
     """[(model, weight)] for extract.ensemble: checkpoint paths, or DVC experiments' models/best.pt."""
     from vpr.errors import ConfigError
-    from vpr.train.checkpoint import load_model
+    from vpr.models.checkpoint import load_model
     models = []
     for i, member in enumerate(members):
         if "checkpoint" in member:

@@ -279,7 +279,7 @@ def stored_eval_set(set_dir, gt_root, features_root, name, model) -> object:
 
     from vpr.data.groundtruth import save_eval_set
     from vpr.eval.extract import compute_descriptors
-    from vpr.fingerprint import weights_md5
+    from vpr.models.checkpoint import weights_md5
     from vpr.io import write_json
     es = eval_set(set_dir)
     save_eval_set(es, Path(gt_root) / name)

@@ -33,8 +33,8 @@ def extract_set(gt_dir: str, out_dir: str, checkpoint: str, e: dict, device: str
     from vpr.data.groundtruth import load_eval_set
     from vpr.eval.extract import describe, save_features
     from vpr.eval.prepare import prep_of
-    from vpr.fingerprint import weights_md5
-    from vpr.train.checkpoint import load_model
+    from vpr.models.checkpoint import weights_md5
+    from vpr.models.checkpoint import load_model
 
     eval_set = load_eval_set(gt_dir)
     model, ckpt = load_model(checkpoint)

@@ -63,7 +63,7 @@ def epoch_name(epoch: int) -> str:
 
 def resume_checkpoint(models: str, run_id: str) -> dict | None:
     """``last.pt`` when it belongs to this very run (params and data) and is unfinished; else None."""
-    from vpr.train.checkpoint import load_checkpoint
+    from vpr.models.checkpoint import load_checkpoint
     path = os.path.join(models, "last.pt")
     if not os.path.isfile(path):
         return None
