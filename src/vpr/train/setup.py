@@ -129,7 +129,7 @@ def init_from_training_features(model, train_set: TrainSet, image_size, seed: in
     model.train()
 
 
-def fingerprint(cfg, *gt_dirs) -> str:
+def run_fingerprint(cfg, *gt_dirs) -> str:
     """Hash of the training params and the ground truth: a checkpoint resumes only the run it belongs to."""
     params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS}
     params["validation_prep"] = prep_of(cfg.extract, cfg.train.image_size).to_dict()   # picks the best epoch
