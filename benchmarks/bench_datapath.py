@@ -23,7 +23,7 @@ import time
 
 from common import standalone, Figure, fmt_spread, spread, synthetic_city
 
-PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, images_per_place=4, val_blocks=2,
+PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, max_images_per_place=4, val_blocks=2,
               test_blocks=2, val_queries=10, test_queries=10)
 SIZE = (320, 320)
 PLACES, PER_PLACE, WORKERS = 16, 4, 2

@@ -36,7 +36,7 @@ class SyntheticSpec:
     train_cities: int
     train_blocks: int
     places_per_city: int
-    images_per_place: int
+    max_images_per_place: int
     place_separation_m: float
     val_blocks: int
     test_blocks: int
@@ -191,7 +191,7 @@ def plan(spec: SyntheticSpec):
             prng.integers(2)   # (the draw that chose the place's heading)
             note = f"{place_id}_{name}"
             d = np.radians(street_axis)
-            for n in range(int(prng.integers(4, spec.images_per_place + 1))):
+            for n in range(int(prng.integers(4, spec.max_images_per_place + 1))):
                 if n == 0:  # one street-view-like shot per place, as GSV mixes years of car imagery
                     cam = Camera(x=float(point[0]), y=float(point[1]), heading=float(axis + prng.normal(0, 3)))
                     jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, "day", False), prng, note))
