@@ -61,7 +61,6 @@ class _TemplatePlaces:
     """The course template's TrainDataset.__getitem__ with its training transform, over fixed places."""
 
     def __init__(self, places):
-        from vpr.compat import torchvision  # noqa: F401  (shim first)
         import torchvision.transforms as tfm
         self.places = places
         self.transform = tfm.Compose([tfm.RandAugment(num_ops=3), tfm.ToTensor(),

@@ -11,7 +11,6 @@ from typing import Callable
 
 from vpr.config.catalog import KINDS
 from vpr.config.loader import entry_settings, unknown
-from vpr.errors import ConfigError
 
 
 class Registry:
@@ -48,9 +47,3 @@ class Registry:
 
     def build(self, name: str, *args, settings: dict | None = None, key: str | None = None):
         return self.get(name, key)(*args, **self.check(name, settings, key))
-
-
-def require(condition: bool, key: str, message: str) -> None:
-    """One-line ConfigError for what only the data or the model can tell (e.g. K > the smallest place)."""
-    if not condition:
-        raise ConfigError(f"{key}: {message}")

@@ -16,7 +16,8 @@ from pytorch_metric_learning.utils import common_functions as pml_common
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
-from vpr.registry import Registry, require
+from vpr.errors import require
+from vpr.registry import Registry
 
 SAMPLERS = Registry("sampler")
 
