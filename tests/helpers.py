@@ -207,7 +207,8 @@ def fake_report_run(city, root):
     miniature ``city``, in ``root``: (vpr.viz.report_page.ReportInputs, the test set's ground truth)."""
     import numpy as np
     from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
-    from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
+    from vpr.eval.evaluate import evaluate_features, recall_table
+    from vpr.eval.query_results import write_queries
     from vpr.io import write_json
     from vpr.viz.report_page import ReportInputs
     from vpr.viz.visualize import visualize_set

@@ -194,7 +194,7 @@ def test_no_file_a_stage_depends_on_is_empty():
 # --- 8. prediction pictures pair up across experiments; the dvc plots page works offline --------------------
 
 def test_a_querys_picture_has_one_name_whatever_its_verdict_and_the_report_says_the_verdict(report_run):
-    from vpr.eval.evaluate import read_queries
+    from vpr.eval.query_results import read_queries
     from vpr.viz.report_page import build_report
     root, inputs = report_run
     names = sorted(os.listdir(root / "predictions/city"))

@@ -18,7 +18,8 @@ import yaml
 
 from vpr.data.groundtruth import load_eval_set, load_train_set
 from vpr.errors import DataError
-from vpr.eval.evaluate import load_features, read_queries
+from vpr.eval.evaluate import load_features
+from vpr.eval.query_results import read_queries
 from vpr.viz import charts, maps
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
