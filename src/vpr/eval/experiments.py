@@ -137,6 +137,22 @@ def describe_rev(repo: str, rev: str | None) -> str:
     return f"{rev} {short}" if short and not short.startswith(rev) else rev
 
 
+def experiments_repo(path: str = ".") -> str:
+    """The repository holding the experiments: ``path``'s, or, inside a queued experiment's temporary workspace
+    (<repo>/.dvc/tmp/exps/<tmp>/), the repository that queued it."""
+    here = os.path.abspath(path)
+    marker = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+    return here.split(marker)[0] if marker in here else here
+
+
+def experiment_revs(repo: str = ".") -> dict[str, str]:
+    """Every DVC experiment of ``repo``, of any baseline commit (`dvc exp list -A`): name -> its commit."""
+    from dvc.repo import Repo
+    with Repo(repo) as dvc_repo:
+        listed = dvc_repo.experiments.ls(all_commits=True)
+    return {name: rev for experiments in listed.values() for name, rev in experiments if rev}
+
+
 @dataclass
 class Store:
     runs: list[Run]
