@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vpr.config import TRAINING_PARAMS
 from vpr.data.datasets import ImageList
 from vpr.data.groundtruth import TrainingData, TrainSet
 from vpr.data.transforms import eval_transform, train_transform
@@ -23,11 +24,6 @@ from vpr.train.addons import domain_adaptation, vicreg
 from vpr.train.context import Context
 from vpr.train.methods import METHODS, ignored_choices
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
-
-# The params sections that change what training produces (and so must match to resume a run).
-TRAINING_PARAMS = ("seed", "backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler", "model",
-                   "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "augment",
-                   "train", "methods", "domain_adaptation", "self_supervised")
 
 
 @dataclass
@@ -131,7 +127,7 @@ def init_from_training_features(model, train_set: TrainSet, image_size, seed: in
 
 def run_fingerprint(cfg, *gt_dirs) -> str:
     """Hash of the training params and the ground truth: a checkpoint resumes only the run it belongs to."""
-    params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS}
+    params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS if "." not in k}   # the extract keys: just below
     params["validation_prep"] = prep_of(cfg.extract, cfg.train.image_size).to_dict()   # picks the best epoch
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for d in gt_dirs:
