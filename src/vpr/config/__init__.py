@@ -15,6 +15,7 @@ from vpr.config import sections as S
 from vpr.config.catalog import KINDS, TOP_LEVEL_CHOICES
 from vpr.config.data import check_data, check_data_profiles, check_datasets
 from vpr.config.loader import SEED, TOP_LEVEL, _choice, check_augment, check_settings, entry_settings, unknown
+from vpr.config.settings import Validated
 from vpr.errors import ConfigError
 
 __all__ = ["load_config", "load_params", "missing_keys", "validate", "Config", "READS", "KINDS",
@@ -31,7 +32,7 @@ READS = {"fetch": ("datasets.*", "synthetic", "data.fetch"), "build_gt": ("data"
          "recall_table": ("eval.recall_values", "data.test"), "visualize": ("viz",), "report": ("*",)}
 
 
-class Section(dict):
+class Section(Validated):
     """A validated section: its settings as attributes (``cfg.train.epochs``)."""
 
     def __getattr__(self, name: str) -> Any:
@@ -92,7 +93,8 @@ def validate(raw: dict, reads=None) -> Config:
     if "augment" in want:
         values["augment"] = check_augment(raw.get("augment"))
     if "self_supervised" in want:
-        check_augment(values["self_supervised"]["view_augment"], "self_supervised.view_augment")
+        ssl = values["self_supervised"]
+        ssl["view_augment"] = check_augment(ssl["view_augment"], "self_supervised.view_augment")
     if want & {"datasets", "data", "data_profiles"}:
         values["datasets"] = check_datasets(raw.get("datasets"))
     if "data" in want:

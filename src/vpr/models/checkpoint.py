@@ -28,9 +28,9 @@ def load_checkpoint(path) -> dict:
 
 def load_model(path):
     """Rebuild the network saved in a checkpoint; returns (model, checkpoint dict)."""
-    from vpr.models.network import build_model
+    from vpr.models.network import build_model, check_spec
     ckpt = load_checkpoint(path)
-    spec = dict(ckpt["spec"])
+    spec = check_spec(ckpt["spec"])
     # The saved weights replace any pretrained ones: never download them again just to overwrite them.
     spec["backbone_settings"] = {**spec["backbone_settings"], **(
         {"pretrained": False} if "pretrained" in spec["backbone_settings"] else {})}

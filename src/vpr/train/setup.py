@@ -48,7 +48,7 @@ def build_training(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank
     for line in ignored_choices(t.method, cfg.raw):
         warnings.warn(line, DataWarning)
     torch.manual_seed(cfg.seed)
-    spec = model_spec(cfg.raw, t.image_size)
+    spec = model_spec(cfg, t.image_size)
     model = build_model(spec)
     if hasattr(model.aggregator, "init_from_local_features"):
         init_from_training_features(model, data.places, t.image_size, cfg.seed)
@@ -56,10 +56,10 @@ def build_training(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
     two_views = ssl["enabled"] or t.method == "self_supervised"
-    ctx = Context(cfg, data, model, device, train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std),
+    ctx = Context(cfg, data, model, device, train_transform(cfg.augment, t.image_size, model.mean, model.std),
                   train_transform(ssl["view_augment"], t.image_size, model.mean, model.std) if two_views else None,
                   rank, world)
-    method = METHODS.build(t.method, ctx, settings=(cfg.raw.get("methods") or {}).get(t.method), key="train.method")
+    method = METHODS.build(t.method, ctx, settings=cfg.settings("method"), key="train.method")
     objective, batches = method.objective, method.batches
     if ssl["enabled"] and t.method != "self_supervised":
         objective.add_terms([vicreg.VICRegTerm(model.descriptor_dim, ssl)])

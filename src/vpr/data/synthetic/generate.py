@@ -53,10 +53,13 @@ class SyntheticSpec:
 
     @classmethod
     def of(cls, settings: dict | None = None) -> "SyntheticSpec":
-        """The spec from (some of) the section's settings, checked, the schema's defaults filled in."""
+        """The spec from the validated section (vpr.config), or from some of its settings, checked, the schema's
+        defaults filled in."""
         from vpr.config.loader import check_settings
         from vpr.config.sections import SYNTHETIC
-        values = check_settings("synthetic", SYNTHETIC, dict(settings or {}))
+        from vpr.config.settings import Validated
+        values = settings if isinstance(settings, Validated) else check_settings("synthetic", SYNTHETIC,
+                                                                                 dict(settings or {}))
         return cls(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, (list, tuple)) else v
                       for k, v in values.items()})
 

@@ -27,7 +27,7 @@ def places(ctx: Context):
         # The fast path: decoding in persistent workers, uint8 hand-over, normalisation (optionally augmentation)
         # on the device, augmentation seeded per image; DDP shares of each global batch (vpr.data.loading).
         from vpr.data.loading import PlaceBatches
-        batches = PlaceBatches(places_, sampler, cfg.raw.get("augment"), t.image_size, ctx.model.mean,
+        batches = PlaceBatches(places_, sampler, cfg.augment, t.image_size, ctx.model.mean,
                                ctx.model.std, seed=cfg.seed, device=ctx.device, num_workers=t.num_workers,
                                augment_on=t.augment_on, channels_last=t.channels_last, rank=ctx.rank, world=ctx.world)
     else:   # a second augmented view per image (the self-supervised auxiliary loss): the generic loader
