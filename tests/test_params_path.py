@@ -1,11 +1,13 @@
-"""Every params value is validated once, when params.yaml is loaded: the builders take the validated settings as
-they are (a plain mapping from a library caller is still checked)."""
+"""From a params key to its builder: params.yaml -> its schema entry (vpr.config.choices / catalog, whose KINDS
+table names the module that builds it) -> that module. Every value is validated once, when params.yaml is loaded:
+the builders take the validated settings as they are (a plain mapping from a library caller is still checked)."""
 import collections
+import importlib
 from pathlib import Path
 
 import pytest
 
-from vpr.config import load_config, load_params, loader, validate
+from vpr.config import KINDS, load_config, load_params, loader, validate
 from vpr.errors import ConfigError
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "params.yaml").is_file())
@@ -48,3 +50,11 @@ def test_a_library_callers_settings_are_still_checked():
     assert LOSSES.build("circle", 4, 8, settings={"gamma": 10.0}).m == 0.4    # the default filled in
     with pytest.raises(ConfigError, match="losses.circle.m"):
         LOSSES.build("circle", 4, 8, settings={"m": 2.0})
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_schema_names_the_module_that_builds_each_entry(kind):
+    from vpr.registry import Registry
+    module = importlib.import_module(KINDS[kind].builders)
+    (registry,) = [r for r in vars(module).values() if isinstance(r, Registry) and r.kind == kind]
+    assert [name for name in KINDS[kind].entries if name not in registry] == []
