@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = next(p for p in Path(__file__).resolve().parents if (p / "params.yaml").is_file()) / "src"
+from tests.helpers import ROOT
+
+SRC = ROOT / "src"
 
 LAYERS = {
     "vpr": 0, "compat": 0, "errors": 0, "io": 0, "progress": 0, "device": 0, "environment": 0,

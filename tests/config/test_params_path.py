@@ -3,14 +3,12 @@ table names the module that builds it) -> that module. Every value is validated 
 the builders take the validated settings as they are (a plain mapping from a library caller is still checked)."""
 import collections
 import importlib
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
 from vpr.config import KINDS, load_config, load_params, loader, validate
 from vpr.errors import ConfigError
-
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "params.yaml").is_file())
 
 
 def test_loading_checks_each_settings_mapping_once(monkeypatch):
