@@ -280,8 +280,8 @@ def stored_eval_set(set_dir, gt_root, features_root, name, model) -> object:
 
     from vpr.data.groundtruth import save_eval_set
     from vpr.eval.extract import compute_descriptors
-    from vpr.models.checkpoint import weights_md5
     from vpr.io import write_json
+    from vpr.models.checkpoint import weights_md5
     es = eval_set(set_dir)
     save_eval_set(es, Path(gt_root) / name)
     out = Path(features_root) / name

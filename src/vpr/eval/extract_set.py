@@ -36,6 +36,7 @@ def ensemble_members(members, device: str, repo: str = ".") -> list:
 def _experiment_model(name: str, key: str, repo: str):
     """The network of models/best.pt in DVC experiment ``name`` (vpr.eval.experiments finds its commit)."""
     import dvc.api
+
     from vpr.eval.experiments import experiment_revs, experiments_repo
     from vpr.models.checkpoint import load_model
     repo = experiments_repo(repo)
@@ -63,8 +64,7 @@ def extract_set(gt_dir: str, out_dir: str, checkpoint: str, e: dict, device: str
     from vpr.data.groundtruth import load_eval_set
     from vpr.eval.extract import describe, save_features
     from vpr.eval.prepare import prep_of
-    from vpr.models.checkpoint import weights_md5
-    from vpr.models.checkpoint import load_model
+    from vpr.models.checkpoint import load_model, weights_md5
 
     eval_set = load_eval_set(gt_dir)
     model, ckpt = load_model(checkpoint)
