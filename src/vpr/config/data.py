@@ -19,13 +19,13 @@ def check_dataset(name: str, spec) -> dict:
     s = check_settings(key, S.DATASET, spec)
     if s["source"] == "url":
         require(bool(s["url"]) and urlparse(s["url"]).scheme in ("http", "https"), f"{key}.url",
-                 f"source 'url' needs an http(s) address of a zip or tar archive, got {s['url']!r}")
+                f"source 'url' needs an http(s) address of a zip or tar archive, got {s['url']!r}")
         require(s["sha256"] is None or re.fullmatch(r"[0-9a-fA-F]{64}", s["sha256"]) is not None, f"{key}.sha256",
-                 f"expected 64 hex digits or null, got {s['sha256']!r}")
+                f"expected 64 hex digits or null, got {s['sha256']!r}")
         require(s["root"] is None or not (posixpath.isabs(s["root"]) or ".." in s["root"].split("/")), f"{key}.root",
-                 f"must be a folder inside the archive (relative, no '..'), got {s['root']!r}")
+                f"must be a folder inside the archive (relative, no '..'), got {s['root']!r}")
     require(s["source"] != "path" or bool(s["path"]), f"{key}.path",
-             "source 'path' needs the folder you downloaded, e.g. path: /data/sf_xs")
+            "source 'path' needs the folder you downloaded, e.g. path: /data/sf_xs")
     return s
 
 
@@ -42,7 +42,7 @@ def check_night(key: str, spec) -> dict:
         raise ConfigError(f"{key}: expected a mapping like {{name: tokyo_night, rule: brightness, max_brightness: 80}}")
     out = check_settings(key, S.NIGHT, spec)
     require(out["rule"] != "list" or out["list"] is not None, f"{key}.list",
-             f"rule 'list' needs a list file, e.g. {S.NIGHT_LISTS_DIR}/tokyo_night.txt (one query name per line)")
+            f"rule 'list' needs a list file, e.g. {S.NIGHT_LISTS_DIR}/tokyo_night.txt (one query name per line)")
     return out
 
 
@@ -66,10 +66,10 @@ def check_data(data, datasets: dict, key: str = "data") -> dict:
             raise ConfigError(f"{role}: '{folder}' must be a folder under data/raw starting with a dataset name "
                               f"from 'datasets' ({', '.join(datasets)})")
         require(folder.split("/")[0] in fetched, role,
-                 f"'{folder}' is in dataset '{folder.split('/')[0]}', which {key}.fetch does not list; add it there")
+                f"'{folder}' is in dataset '{folder.split('/')[0]}', which {key}.fetch does not list; add it there")
     for name in d["test"]:
         require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"{key}.test.{name}",
-                 "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
+                "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
     for name, spec in d["night"].items():
         require(name in d["test"], f"{key}.night.{name}", f"no evaluation set '{name}' in {key}.test")
         d["night"][name] = check_night(f"{key}.night.{name}", spec)
