@@ -23,7 +23,7 @@ import time
 
 from common import standalone, Figure, fmt_spread, spread, synthetic_city
 
-PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, images_per_place=4, val_blocks=2,
+PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, max_images_per_place=4, val_blocks=2,
               test_blocks=2, val_queries=10, test_queries=10)
 SIZE = (320, 320)
 PLACES, PER_PLACE, WORKERS = 16, 4, 2
@@ -61,7 +61,6 @@ class _TemplatePlaces:
     """The course template's TrainDataset.__getitem__ with its training transform, over fixed places."""
 
     def __init__(self, places):
-        from vpr.compat import torchvision  # noqa: F401  (shim first)
         import torchvision.transforms as tfm
         self.places = places
         self.transform = tfm.Compose([tfm.RandAugment(num_ops=3), tfm.ToTensor(),

@@ -24,7 +24,7 @@ def measure(city, device: str, reps: int, limit: int) -> dict:
     cfg = validate(shipped_params())
     e = cfg.extract
     torch.manual_seed(0)
-    model = build_model(model_spec(cfg.raw, cfg.train.image_size)).to(device).eval()
+    model = build_model(model_spec(cfg, cfg.train.image_size)).to(device).eval()
     paths = sorted(str(p) for p in (city / "train").rglob("*.jpg"))[:limit]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     batch = torch.randn(e.batch_size, 3, *e.image_size, device=device)
@@ -68,7 +68,7 @@ def measure_mixed(folder, device: str, reps: int) -> dict:
     e = cfg.extract
     prep = ImagePrep(tuple(e.image_size), "keep_aspect", e.resize_side)
     torch.manual_seed(0)
-    model = build_model(model_spec(cfg.raw, cfg.train.image_size)).to(device).eval()
+    model = build_model(model_spec(cfg, cfg.train.image_size)).to(device).eval()
     paths = sorted(str(p) for p in folder.glob("*.jpg"))
     batches = size_batches(paths, prep, e.batch_size)
     shapes = [prep.output(*oriented_size(paths[b[0]])) for b in batches]

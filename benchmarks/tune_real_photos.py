@@ -80,7 +80,7 @@ def measure(project: str, name: str, overrides: dict) -> dict:
     from vpr.data.groundtruth import load_eval_set
     from vpr.eval.prepare import ImagePrep
     from vpr.eval.validate import evaluate_model
-    from vpr.train.checkpoint import load_model
+    from vpr.models.checkpoint import load_model
     set_params(os.path.join(project, "params.yaml"), overrides)
     start = time.time()
     subprocess.run([sys.executable, "stages/train.py"], cwd=project, check=True, capture_output=True)

@@ -7,7 +7,8 @@ from _common import argument, eval_set_names, run, load_config
 def main():
     cfg = load_config("evaluate")
     name = argument(eval_set_names(cfg))
-    from vpr.eval.evaluate import evaluate_features, write_queries
+    from vpr.eval.evaluate import evaluate_features
+    from vpr.eval.query_results import write_queries
     from vpr.io import write_json
     result = evaluate_features(f"data/features/{name}", f"data/gt/{name}", cfg.eval.recall_values,
                                cfg.eval.index, getattr(cfg.eval, cfg.eval.index))

@@ -7,7 +7,7 @@ from _common import run, load_config
 
 def main():
     from vpr.io import atomic_file
-    from vpr.viz.html import ReportInputs, build_report
+    from vpr.viz.report_page import ReportInputs, build_report
 
     cfg = load_config("report")
     sets = {name: dict(metrics=f"metrics/eval/{name}.json", queries=f"metrics/eval/{name}.queries.tsv",

@@ -6,7 +6,7 @@ from _common import argument, eval_set_names, run, load_config
 def main():
     cfg = load_config("visualize")
     name = argument(eval_set_names(cfg))
-    from vpr.viz.report import visualize_set
+    from vpr.viz.visualize import visualize_set
     v = cfg.viz
     written = visualize_set(f"data/features/{name}", f"data/gt/{name}", f"reports/predictions/{name}",
                             f"metrics/curves/{name}.csv", num_queries=v.num_queries, top_k=v.top_k,

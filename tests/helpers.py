@@ -204,13 +204,14 @@ def query_run(name, seed, ranks, night=None, sets=("city",), **params):
 
 def fake_report_run(city, root):
     """The files a pipeline run leaves behind for the report, from random (but fixed) descriptors on the
-    miniature ``city``, in ``root``: (vpr.viz.html.ReportInputs, the test set's ground truth)."""
+    miniature ``city``, in ``root``: (vpr.viz.report_page.ReportInputs, the test set's ground truth)."""
     import numpy as np
     from vpr.data.groundtruth import build_train_set, save_eval_set, save_train_set
-    from vpr.eval.evaluate import evaluate_features, recall_table, write_queries
+    from vpr.eval.evaluate import evaluate_features, recall_table
+    from vpr.eval.query_results import write_queries
     from vpr.io import write_json
-    from vpr.viz.html import ReportInputs
-    from vpr.viz.report import visualize_set
+    from vpr.viz.report_page import ReportInputs
+    from vpr.viz.visualize import visualize_set
     rng = np.random.default_rng(0)
     gt = eval_set(city / "test")
     save_eval_set(gt, root / "gt/city")
@@ -279,8 +280,8 @@ def stored_eval_set(set_dir, gt_root, features_root, name, model) -> object:
 
     from vpr.data.groundtruth import save_eval_set
     from vpr.eval.extract import compute_descriptors
-    from vpr.fingerprint import weights_md5
     from vpr.io import write_json
+    from vpr.models.checkpoint import weights_md5
     es = eval_set(set_dir)
     save_eval_set(es, Path(gt_root) / name)
     out = Path(features_root) / name

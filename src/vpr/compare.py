@@ -17,7 +17,7 @@ import os
 import sys
 
 from vpr.errors import DataError, VPRError
-from vpr.eval import compare as cmp
+from vpr.eval import statistics as cmp
 
 
 RESOLVE_POINTS = 2.0     # the R@1 difference a comparison should be able to tell from noise
@@ -119,7 +119,7 @@ def figure(blocks: dict[str, list[dict]]) -> dict:
 def write_page(out_dir: str, text: str, spec: dict) -> None:
     from vpr.io import atomic_dir
     from vpr.viz import charts
-    from vpr.viz.html import CSP
+    from vpr.viz.report_page import CSP
     svg = charts.to_svg(spec)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
             f"content=\"{CSP}\"><title>Comparison</title></head><body style='font-family:sans-serif'>"

@@ -7,8 +7,8 @@ cannot load) lets the pure-Python parts we use (models, transforms) import.
 
 ``install()`` (run by ``import vpr``) puts a finder first on ``sys.meta_path`` that applies the shim the
 moment anything (our modules, pytorch-metric-learning, timm) first imports torchvision. So the shim
-lives in one place, and ``import vpr`` stays cheap: light stages (evaluate, tables, pictures) never pay
-for importing torch and torchvision.
+lives in one place (a module of ours just writes ``import torchvision``), and ``import vpr`` stays cheap:
+light stages (evaluate, tables, pictures) never pay for importing torch and torchvision.
 """
 from __future__ import annotations
 
@@ -63,12 +63,3 @@ class _ShimBeforeTorchvision(importlib.abc.MetaPathFinder):
 def install() -> None:
     if "torchvision" not in sys.modules and not any(isinstance(f, _ShimBeforeTorchvision) for f in sys.meta_path):
         sys.meta_path.insert(0, _ShimBeforeTorchvision())
-
-
-def __getattr__(name: str):
-    """``from vpr.compat import torchvision``: torchvision, shimmed."""
-    if name == "torchvision":
-        install()
-        import torchvision
-        return torchvision
-    raise AttributeError(name)

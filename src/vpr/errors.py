@@ -20,6 +20,13 @@ class TrainingError(VPRError):
     """Training diverged (NaN/inf loss) or cannot continue."""
 
 
+def require(condition: bool, key: str, message: str) -> None:
+    """A one-line ConfigError naming ``key`` unless ``condition`` holds: for checks of the params schema and for
+    what only the data or the model can tell (e.g. K > the smallest place)."""
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
 class DataWarning(UserWarning):
     """A data problem that does not stop the stage (skipped images, unexpected set sizes, no coordinates)."""
 

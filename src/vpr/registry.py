@@ -4,6 +4,9 @@ The names, their settings, defaults, ranges and docs are declared once, in the p
 (vpr.config.catalog); a registry maps each name to the function that builds it. A builder's positional
 parameters come from the code (input channels, model parameters, the optimizer), its keyword-only ones are
 the entry's settings, passed already validated and complete: builders carry no defaults of their own.
+
+Settings are validated once, when params.yaml is loaded (vpr.config): ``build`` passes those (Validated) as they
+are, and checks only a plain mapping a library caller writes (defaults filled in, one-line errors).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Callable
 
 from vpr.config.catalog import KINDS
 from vpr.config.loader import entry_settings, unknown
-from vpr.errors import ConfigError
+from vpr.config.settings import Validated
 
 
 class Registry:
@@ -43,14 +46,13 @@ class Registry:
         return self._builders[name]
 
     def check(self, name: str, settings: dict | None, key: str | None = None) -> dict:
-        """``settings`` of entry ``name`` checked by the schema, defaults filled in."""
-        return entry_settings(self.kind, name, settings, key)
+        """``settings`` of entry ``name`` checked by the schema, defaults filled in, as a plain dict (for a model
+        spec, which checkpoints store)."""
+        return dict(entry_settings(self.kind, name, settings, key))
 
     def build(self, name: str, *args, settings: dict | None = None, key: str | None = None):
-        return self.get(name, key)(*args, **self.check(name, settings, key))
-
-
-def require(condition: bool, key: str, message: str) -> None:
-    """One-line ConfigError for what only the data or the model can tell (e.g. K > the smallest place)."""
-    if not condition:
-        raise ConfigError(f"{key}: {message}")
+        """The entry built with ``settings``: Validated ones (vpr.config) as they are, a plain mapping checked."""
+        builder = self.get(name, key)
+        if not isinstance(settings, Validated):
+            settings = entry_settings(self.kind, name, settings, key)
+        return builder(*args, **settings)

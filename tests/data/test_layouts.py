@@ -251,7 +251,7 @@ def test_gsv_cities_and_vg_layouts_end_to_end_with_a_query_list_without_coordina
     row = next(line for line in table.splitlines() if "my_photos" in line and line.startswith("|"))
     assert [c.strip() for c in row.strip("|").split("|")] == ["my_photos (no coordinates)"] + ["n/a"] * 4
     assert "my_photos: its 24 queries carry no coordinates, so recall is not computed" in table
-    from vpr.viz.report import visualize_set                  # predictions still drawn, in grey frames
+    from vpr.viz.visualize import visualize_set                  # predictions still drawn, in grey frames
     drawn = visualize_set(tmp_path / "features/my_photos", tmp_path / "gt/my_photos", tmp_path / "pictures",
                           tmp_path / "curve.csv", num_queries=2, top_k=3, curve_max_n=5)
     assert drawn == 2 and len(list((tmp_path / "pictures").glob("query_?????.jpg"))) == 2    # one name per query

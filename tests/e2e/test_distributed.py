@@ -61,13 +61,13 @@ def _in_box(box, what):
     """The box's initial weights or its run fingerprint, for its current params.yaml."""
     from vpr.config import load_config
     from vpr.data.groundtruth import load_train_set
-    from vpr.train.setup import build_training, fingerprint
+    from vpr.train.setup import build_training, run_fingerprint
     cwd = os.getcwd()
     os.chdir(box)
     try:
         cfg = load_config()
         if what == "fingerprint":
-            return fingerprint(cfg, "data/gt/train", "data/gt/val")
+            return run_fingerprint(cfg, "data/gt/train", "data/gt/val")
         return build_training(cfg, load_train_set("data/gt/train")).model.state_dict()
     finally:
         os.chdir(cwd)

@@ -14,7 +14,7 @@ import yaml
 
 from tests.helpers import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
 from vpr.errors import DataError
-from vpr.eval import compare as cmp
+from vpr.eval import statistics as cmp
 
 TEMPLATE = ROOT / "reports/templates/dvc_plots.html"
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*['\"]?\s*(https?:)?//", re.I)
@@ -151,7 +151,7 @@ def _summary(page: str) -> str:
 
 
 def test_the_report_gives_the_training_time_and_draws_the_train_loss(report_run):
-    from vpr.viz.html import build_report
+    from vpr.viz.report_page import build_report
     root, inputs = report_run
     page = build_report(inputs)
     assert "<dd>2 epochs in 0.1 min; best epoch 2</dd>" in _summary(page) and "?" not in _summary(page)
@@ -163,7 +163,7 @@ def test_the_report_gives_the_training_time_and_draws_the_train_loss(report_run)
 def test_the_report_names_a_best_epoch_0_the_untrained_model(report_run, tmp_path):
     from dataclasses import replace
 
-    from vpr.viz.html import build_report
+    from vpr.viz.report_page import build_report
     _, inputs = report_run
     summary = json.loads(open(inputs.train_summary).read())
     (tmp_path / "metrics.json").write_text(json.dumps(dict(summary, best_epoch=0)))
@@ -194,8 +194,8 @@ def test_no_file_a_stage_depends_on_is_empty():
 # --- 8. prediction pictures pair up across experiments; the dvc plots page works offline --------------------
 
 def test_a_querys_picture_has_one_name_whatever_its_verdict_and_the_report_says_the_verdict(report_run):
-    from vpr.eval.evaluate import read_queries
-    from vpr.viz.html import build_report
+    from vpr.eval.query_results import read_queries
+    from vpr.viz.report_page import build_report
     root, inputs = report_run
     names = sorted(os.listdir(root / "predictions/city"))
     assert len(names) == 2 and all(re.fullmatch(r"query_\d{5}\.jpg", n) for n in names), names

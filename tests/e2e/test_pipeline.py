@@ -32,7 +32,7 @@ def test_train_metrics_record_the_cpu_kernels_and_library_versions(repo):
 
 
 def test_evaluate_writes_every_querys_result_next_to_the_metrics(repo):
-    from vpr.eval.evaluate import read_queries
+    from vpr.eval.query_results import read_queries
     dest, _ = repo
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     with open(dest / "metrics/eval/synth_test.queries.tsv") as fh:

@@ -101,3 +101,10 @@ def _normalised(params) -> set[str]:
 @pytest.mark.parametrize("name", list(READS))
 def test_a_stage_depends_on_exactly_the_params_it_reads(name):
     assert _normalised(_stages()[name]["params"]) == set(READS[name])
+
+
+def test_the_train_stage_params_are_the_one_declaration_of_the_training_params():
+    """dvc.yaml's train params, the config's READS and the run fingerprint all come from TRAINING_PARAMS."""
+    from vpr.config import TRAINING_PARAMS
+    assert READS["train"] is TRAINING_PARAMS
+    assert [p if isinstance(p, str) else next(iter(p)) for p in _stages()["train"]["params"]] == list(TRAINING_PARAMS)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vpr.eval import compare as cmp
+from vpr.eval import statistics as cmp
 from vpr.eval.experiments import Run, flatten, stale_params
 
 

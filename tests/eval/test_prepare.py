@@ -12,7 +12,7 @@ from vpr.data.groundtruth import save_eval_set
 from vpr.eval.evaluate import evaluate_features
 from vpr.eval.extract import compute_descriptors, describe, save_features
 from vpr.eval.prepare import POLICIES, ImagePrep, oriented_size, size_batches
-from vpr.fingerprint import weights_md5
+from vpr.models.checkpoint import weights_md5
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model

@@ -11,7 +11,7 @@ from PIL import Image
 from vpr import localize as loc
 from vpr.data.groundtruth import save_eval_set
 from vpr.eval.extract import compute_descriptors
-from vpr.fingerprint import weights_md5
+from vpr.models.checkpoint import weights_md5
 from vpr.io import write_json
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES

@@ -8,7 +8,7 @@ import torch
 from vpr import localize as loc
 from vpr.eval.confidence import (DEPTH, FEATURES, Calibration, fit_calibration, fit_logistic, flagging_threshold,
                                  match_features, without_own_place)
-from vpr.train.checkpoint import load_checkpoint
+from vpr.models.checkpoint import load_checkpoint
 from tests.helpers import LOCALIZE_SIZE, eval_set, small_checkpoint, small_spec, stored_eval_set
 
 

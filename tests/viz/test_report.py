@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import fake_report_run
 from vpr.viz import charts, maps
-from vpr.viz.html import build_report, markdown_table_to_html
+from vpr.viz.report_page import build_report, markdown_table_to_html
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,6 @@ def test_charts_render_offline_to_svg_with_unique_ids(run):
     assert [s["title"] for s in specs] == ["Training loss", "Learning rate", "Validation recall"]
     svg = charts.to_svg(specs[2])
     assert svg.startswith("<svg") and "R@1" in svg and "R@5" in svg
-    from vpr.viz.html import _prefix_ids
+    from vpr.viz.report_page import _prefix_ids
     assert _prefix_ids('<clipPath id="clip1"/><g clip-path="url(#clip1)"/>', "c7-") == \
         '<clipPath id="c7-clip1"/><g clip-path="url(#c7-clip1)"/>'

@@ -15,20 +15,24 @@ from vpr.config import sections as S
 from vpr.config.catalog import KINDS, TOP_LEVEL_CHOICES
 from vpr.config.data import check_data, check_data_profiles, check_datasets
 from vpr.config.loader import SEED, TOP_LEVEL, _choice, check_augment, check_settings, entry_settings, unknown
+from vpr.config.settings import Validated
 from vpr.errors import ConfigError
 
-__all__ = ["load_config", "load_params", "missing_keys", "validate", "Config", "READS", "KINDS"]
+__all__ = ["load_config", "load_params", "missing_keys", "validate", "Config", "READS", "KINDS",
+           "TRAINING_PARAMS"]
 
-# What each stage reads (the params: list of its dvc.yaml entry; a test keeps the two equal).
-_TRAINING = ("seed", *TOP_LEVEL_CHOICES, "model", *(KINDS[k].section for k in TOP_LEVEL_CHOICES), "augment", "train",
-             "methods", "domain_adaptation", "self_supervised", "extract.batch_size", "extract.resize",
-             "extract.resize_side")
+# The params training reads, declared once: the train stage's params in dvc.yaml (a test keeps the two equal),
+# and, the top-level ones, what a run's fingerprint hashes (vpr.train.setup.run_fingerprint; the extract keys
+# enter it as the validation's image preparation).
+TRAINING_PARAMS = ("seed", *TOP_LEVEL_CHOICES, "model", *(KINDS[k].section for k in TOP_LEVEL_CHOICES), "augment",
+                   "train", "methods", "domain_adaptation", "self_supervised", "extract.batch_size", "extract.resize",
+                   "extract.resize_side")
 READS = {"fetch": ("datasets.*", "synthetic", "data.fetch"), "build_gt": ("data", "gt", "datasets"),
-         "train": _TRAINING, "extract": ("extract",), "evaluate": ("eval",),
+         "train": TRAINING_PARAMS, "extract": ("extract",), "evaluate": ("eval",),
          "recall_table": ("eval.recall_values", "data.test"), "visualize": ("viz",), "report": ("*",)}
 
 
-class Section(dict):
+class Section(Validated):
     """A validated section: its settings as attributes (``cfg.train.epochs``)."""
 
     def __getattr__(self, name: str) -> Any:
@@ -89,7 +93,8 @@ def validate(raw: dict, reads=None) -> Config:
     if "augment" in want:
         values["augment"] = check_augment(raw.get("augment"))
     if "self_supervised" in want:
-        check_augment(values["self_supervised"]["view_augment"], "self_supervised.view_augment")
+        ssl = values["self_supervised"]
+        ssl["view_augment"] = check_augment(ssl["view_augment"], "self_supervised.view_augment")
     if want & {"datasets", "data", "data_profiles"}:
         values["datasets"] = check_datasets(raw.get("datasets"))
     if "data" in want:

@@ -1,6 +1,8 @@
-"""Every kind of choice in one table: where its name is set, where its settings live, and its entries.
+"""Every kind of choice in one table: where its name is set, where its settings live, its entries, and the
+module that builds them.
 
-    loss: circle  ->  KINDS["loss"]: chosen by the top-level key ``loss``, settings in ``losses.circle``
+    loss: circle  ->  KINDS["loss"]: chosen by the top-level key ``loss``, settings in ``losses.circle``,
+                      entry choices.LOSSES["circle"], built by vpr.train.losses (``circle``)
 """
 from __future__ import annotations
 
@@ -100,18 +102,19 @@ class Kind:
     section: str          # e.g. "losses", "methods", "eval", "augment"
     entries: dict
     default: str | None   # the shipped choice (None for the augment list)
+    builders: str         # the module whose registry builds each entry (a function registered under its name)
 
 
 KINDS = {
-    "backbone": Kind("backbone", "backbones", choices.BACKBONES, "efficientnet_lite0"),
-    "aggregator": Kind("aggregator", "aggregators", choices.AGGREGATORS, "gem"),
-    "loss": Kind("loss", "losses", choices.LOSSES, "multisimilarity"),
-    "miner": Kind("miner", "miners", choices.MINERS, "multisimilarity"),
-    "optimizer": Kind("optimizer", "optimizers", choices.OPTIMIZERS, "adam"),
-    "scheduler": Kind("scheduler", "schedulers", choices.SCHEDULERS, "multistep"),
-    "sampler": Kind("sampler", "samplers", choices.SAMPLERS, "places"),
-    "method": Kind("train.method", "methods", METHODS, "places"),
-    "augmentation": Kind("augment", "augment", AUGMENTATIONS, None),
-    "index": Kind("eval.index", "eval", INDEXES, "flat"),
+    "backbone": Kind("backbone", "backbones", choices.BACKBONES, "efficientnet_lite0", "vpr.models.backbones"),
+    "aggregator": Kind("aggregator", "aggregators", choices.AGGREGATORS, "gem", "vpr.models.aggregators"),
+    "loss": Kind("loss", "losses", choices.LOSSES, "multisimilarity", "vpr.train.losses"),
+    "miner": Kind("miner", "miners", choices.MINERS, "multisimilarity", "vpr.train.losses"),
+    "optimizer": Kind("optimizer", "optimizers", choices.OPTIMIZERS, "adam", "vpr.train.optim"),
+    "scheduler": Kind("scheduler", "schedulers", choices.SCHEDULERS, "multistep", "vpr.train.optim"),
+    "sampler": Kind("sampler", "samplers", choices.SAMPLERS, "places", "vpr.data.samplers"),
+    "method": Kind("train.method", "methods", METHODS, "places", "vpr.train.methods"),
+    "augmentation": Kind("augment", "augment", AUGMENTATIONS, None, "vpr.data.transforms"),
+    "index": Kind("eval.index", "eval", INDEXES, "flat", "vpr.eval.knn"),
 }
 TOP_LEVEL_CHOICES = ("backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler")

@@ -1,6 +1,7 @@
 """The schema of the choices: every name a choice can take (``loss: circle``) with its doc, paper and
 settings (``losses.circle.m``). The builders (vpr.models, vpr.train, ...) are registered under these very
-names and receive these settings; they declare no defaults of their own."""
+names and receive these settings; they declare no defaults of their own. Which module builds a kind:
+vpr.config.catalog.KINDS[kind].builders (losses: vpr.train.losses)."""
 from __future__ import annotations
 
 from vpr.config.settings import (Entry, flag, interval, is_int, items, number, one_of, positive, probability,

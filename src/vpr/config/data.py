@@ -7,12 +7,7 @@ import re
 from urllib.parse import urlparse
 
 from vpr.config import sections as S
-from vpr.errors import ConfigError
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
+from vpr.errors import ConfigError, require
 
 
 def check_dataset(name: str, spec) -> dict:
@@ -23,14 +18,14 @@ def check_dataset(name: str, spec) -> dict:
         raise ConfigError(f"{key}: expected a mapping like {{source: url, url: ..., sha256: ...}}, got {spec!r}")
     s = check_settings(key, S.DATASET, spec)
     if s["source"] == "url":
-        _require(bool(s["url"]) and urlparse(s["url"]).scheme in ("http", "https"), f"{key}.url",
-                 f"source 'url' needs an http(s) address of a zip or tar archive, got {s['url']!r}")
-        _require(s["sha256"] is None or re.fullmatch(r"[0-9a-fA-F]{64}", s["sha256"]) is not None, f"{key}.sha256",
-                 f"expected 64 hex digits or null, got {s['sha256']!r}")
-        _require(s["root"] is None or not (posixpath.isabs(s["root"]) or ".." in s["root"].split("/")), f"{key}.root",
-                 f"must be a folder inside the archive (relative, no '..'), got {s['root']!r}")
-    _require(s["source"] != "path" or bool(s["path"]), f"{key}.path",
-             "source 'path' needs the folder you downloaded, e.g. path: /data/sf_xs")
+        require(bool(s["url"]) and urlparse(s["url"]).scheme in ("http", "https"), f"{key}.url",
+                f"source 'url' needs an http(s) address of a zip or tar archive, got {s['url']!r}")
+        require(s["sha256"] is None or re.fullmatch(r"[0-9a-fA-F]{64}", s["sha256"]) is not None, f"{key}.sha256",
+                f"expected 64 hex digits or null, got {s['sha256']!r}")
+        require(s["root"] is None or not (posixpath.isabs(s["root"]) or ".." in s["root"].split("/")), f"{key}.root",
+                f"must be a folder inside the archive (relative, no '..'), got {s['root']!r}")
+    require(s["source"] != "path" or bool(s["path"]), f"{key}.path",
+            "source 'path' needs the folder you downloaded, e.g. path: /data/sf_xs")
     return s
 
 
@@ -46,8 +41,8 @@ def check_night(key: str, spec) -> dict:
     if not isinstance(spec, dict):
         raise ConfigError(f"{key}: expected a mapping like {{name: tokyo_night, rule: brightness, max_brightness: 80}}")
     out = check_settings(key, S.NIGHT, spec)
-    _require(out["rule"] != "list" or out["list"] is not None, f"{key}.list",
-             f"rule 'list' needs a list file, e.g. {S.NIGHT_LISTS_DIR}/tokyo_night.txt (one query name per line)")
+    require(out["rule"] != "list" or out["list"] is not None, f"{key}.list",
+            f"rule 'list' needs a list file, e.g. {S.NIGHT_LISTS_DIR}/tokyo_night.txt (one query name per line)")
     return out
 
 
@@ -59,9 +54,9 @@ def check_data(data, datasets: dict, key: str = "data") -> dict:
         raise ConfigError(f"{key}.test: the list of evaluation sets is empty; name at least one, "
                           "e.g. {synth_test: synth/test}")
     fetched = list(d["fetch"])
-    _require(len(set(fetched)) == len(fetched), f"{key}.fetch", f"expected a list of distinct dataset names, got {fetched!r}")
+    require(len(set(fetched)) == len(fetched), f"{key}.fetch", f"expected a list of distinct dataset names, got {fetched!r}")
     for name in fetched:
-        _require(name in datasets, f"{key}.fetch", f"'{name}' is not in datasets ({', '.join(datasets)})")
+        require(name in datasets, f"{key}.fetch", f"'{name}' is not in datasets ({', '.join(datasets)})")
     roles = [(f"{key}.train", d["train"]), (f"{key}.val", d["val"])] + \
         [(f"{key}.test.{k}", v) for k, v in d["test"].items()] + \
         [(f"{key}.{k}", d[k]) for k in ("mining", "target") if d[k] is not None] + \
@@ -70,13 +65,13 @@ def check_data(data, datasets: dict, key: str = "data") -> dict:
         if not isinstance(folder, str) or folder.split("/")[0] not in datasets:
             raise ConfigError(f"{role}: '{folder}' must be a folder under data/raw starting with a dataset name "
                               f"from 'datasets' ({', '.join(datasets)})")
-        _require(folder.split("/")[0] in fetched, role,
-                 f"'{folder}' is in dataset '{folder.split('/')[0]}', which {key}.fetch does not list; add it there")
+        require(folder.split("/")[0] in fetched, role,
+                f"'{folder}' is in dataset '{folder.split('/')[0]}', which {key}.fetch does not list; add it there")
     for name in d["test"]:
-        _require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"{key}.test.{name}",
-                 "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
+        require(name not in ("train", "val") and name.replace("_", "").isalnum(), f"{key}.test.{name}",
+                "eval set names must be letters, digits and '_' (and not 'train' or 'val')")
     for name, spec in d["night"].items():
-        _require(name in d["test"], f"{key}.night.{name}", f"no evaluation set '{name}' in {key}.test")
+        require(name in d["test"], f"{key}.night.{name}", f"no evaluation set '{name}' in {key}.test")
         d["night"][name] = check_night(f"{key}.night.{name}", spec)
     return d
 
@@ -91,6 +86,6 @@ def check_data_profiles(profiles, datasets: dict) -> dict:
     for name, profile in profiles.items():
         key = f"data_profiles.{name}"
         missing = [k for k in ("fetch", "train", "val", "test") if not isinstance(profile, dict) or k not in profile]
-        _require(not missing, key, f"a profile replaces the whole data section: give {', '.join(missing)} too")
+        require(not missing, key, f"a profile replaces the whole data section: give {', '.join(missing)} too")
         out[name] = check_data(profile, datasets, key)
     return out

@@ -9,7 +9,7 @@ import difflib
 
 from vpr.config import sections as S
 from vpr.config.catalog import KINDS, TOP_LEVEL_CHOICES
-from vpr.config.settings import Setting, number
+from vpr.config.settings import Setting, Validated, number
 from vpr.errors import ConfigError
 
 SEED = number(0, "training randomness (initialisation, batches, augmentation) and nothing else", 0)
@@ -26,7 +26,7 @@ def unknown(key: str, value, allowed) -> ConfigError:
                        f"(allowed: {', '.join(map(str, allowed))})")
 
 
-def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -> dict:
+def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -> Validated:
     """A mapping of settings checked key by key against ``schema``, defaults filled in."""
     if given is None:
         given = {}
@@ -35,7 +35,7 @@ def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -
     for k in given:
         if k not in schema:
             raise unknown(f"{prefix}.{k}", k, schema)
-    out = {k: s.validate(f"{prefix}.{k}", given[k]) if k in given else s.default for k, s in schema.items()}
+    out = Validated((k, s.validate(f"{prefix}.{k}", given[k]) if k in given else s.default) for k, s in schema.items())
     problem = cross(out) if cross else None
     if problem:
         key, message = problem if isinstance(problem, tuple) else (prefix, problem)
@@ -43,43 +43,53 @@ def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -
     return out
 
 
-def entry_settings(kind: str, name: str, given, prefix: str | None = None) -> dict:
+def entry_settings(kind: str, name: str, given, prefix: str | None = None) -> Validated:
     """The settings of entry ``name`` of a choice ``kind`` (e.g. loss circle), checked, defaults filled in."""
     k = KINDS[kind]
     if name not in k.entries:
         raise unknown(k.key, name, k.entries)
+    return _entry_settings(k, name, given, prefix)
+
+
+def _entry_settings(k, name: str, given, prefix: str | None = None) -> Validated:
     entry = k.entries[name]
     return check_settings(prefix or f"{k.section}.{name}", entry.settings, given, entry.check)
 
 
-def _choice(raw: dict, kind: str, name) -> dict:
-    """Check the choice ``kind`` named ``name`` and every entry listed in its section; the chosen entry's settings."""
+def _choice(raw: dict, kind: str, name) -> Validated:
+    """Check the choice ``kind`` named ``name`` and every entry listed in its section, each once; the chosen
+    entry's settings."""
     k = KINDS[kind]
     if not isinstance(name, str):
         raise ConfigError(f"{k.key}: expected a name, one of: {', '.join(k.entries)}; got {name!r}")
     section = raw.get(k.section) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{k.section}: expected a mapping of {kind} name -> settings")
-    for listed, given in section.items():
-        if listed not in k.entries:
-            raise unknown(f"{k.section}.{listed}", listed, k.entries)
-        entry_settings(kind, listed, given)
-    return entry_settings(kind, name, section.get(name))
+    listed = {}
+    for entry, given in section.items():
+        if entry not in k.entries:
+            raise unknown(f"{k.section}.{entry}", entry, k.entries)
+        listed[entry] = _entry_settings(k, entry, given)
+    return listed[name] if name in listed else entry_settings(kind, name, None)
 
 
-def check_augment(items, key: str = "augment") -> list[tuple[str, dict]]:
-    """An augmentation list: [{name: ..., setting: value}, ...] -> [(name, settings with defaults)]."""
+def check_augment(items, key: str = "augment") -> list[tuple[str, Validated]]:
+    """An augmentation list: [{name: ..., setting: value}, ...] -> [(name, settings with defaults)]; an item
+    already validated, a (name, Validated settings) pair, is kept as it is."""
     if items is None:
         return []
     if not isinstance(items, list):
         raise ConfigError(f"{key}: expected a list of {{name: ..., setting: value}} items, got {items!r}")
     out = []
     for i, item in enumerate(items):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Validated):
+            out.append(item)
+            continue
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{key}[{i}]: expected a mapping with a 'name' key, e.g. {{name: randaugment}}, "
                               f"got {item!r}")
         settings = {k: v for k, v in item.items() if k != "name"}
         if item["name"] not in KINDS["augmentation"].entries:
             raise unknown(f"{key}[{i}].name", item["name"], KINDS["augmentation"].entries)
-        out.append((item["name"], entry_settings("augmentation", item["name"], settings, f"{key}[{i}]")))
+        out.append((item["name"], _entry_settings(KINDS["augmentation"], item["name"], settings, f"{key}[{i}]")))
     return out

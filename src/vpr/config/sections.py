@@ -30,7 +30,7 @@ SYNTHETIC = {
     "train_cities": number(3, "training cities (1..6), separate from the val and test cities", 1, 6),
     "train_blocks": number(8, "city size in blocks per side", 1, 20),
     "places_per_city": number(400, "training places per city", 1),
-    "images_per_place": number(6, "each place gets 4..this many images (GSV-XS places have >= 4)", 4),
+    "max_images_per_place": number(6, "each place gets 4..this many images (GSV-XS places have >= 4)", 4),
     "place_separation_m": positive(20.0, "minimum distance between two training places"),
     "val_blocks": number(4, "validation city size in blocks per side", 1, 20),
     "test_blocks": number(6, "test city size in blocks per side", 1, 20),

@@ -60,6 +60,12 @@ def _is(value, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+class Validated(dict):
+    """Settings that passed the schema: every value checked, defaults filled in. Validation happens once, where a
+    value enters (vpr.config for params.yaml); what receives Validated settings (a registry's build, the synthetic
+    city, a dataset fetch) takes them as they are, and checks only the plain mappings a library caller writes."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """A name a choice can take: one-line doc, paper, and its settings (``losses.<name>.<key>``)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS, parse_name
+from vpr.data.filenames import FETCH_MARKER, IMAGE_EXTENSIONS, parse_name, utm_of
 from vpr.errors import DataError
 from vpr.io import atomic_dir, atomic_path
 
@@ -125,14 +125,6 @@ class EvalSet:
         return bool(np.isfinite(self.queries_utm).all())
 
 
-def _utm(paths) -> np.ndarray:
-    out = np.empty((len(paths), 2))
-    for i, p in enumerate(paths):
-        n = parse_name(p)
-        out[i] = n.utm_east, n.utm_north
-    return out
-
-
 def save_eval_set(gt: EvalSet, out_dir: str | os.PathLike, **meta) -> None:
     with atomic_dir(out_dir) as tmp:
         for name in ("database_paths", "queries_paths", "database_utm", "queries_utm", "queries_night"):
@@ -200,7 +192,7 @@ def build_train_set(train_dir: str | os.PathLike, min_images: int = 4) -> TrainS
             raise DataError(f"{p}: training image note field '{note}' is not 'placeID_City'; "
                             f"training images must be named as in GSV-XS (e.g. ...@284_Rome@.jpg)")
         notes.append(note)
-    return train_set_from_places(paths, _utm(paths), notes, min_images, where=train_dir)
+    return train_set_from_places(paths, utm_of(paths), notes, min_images, where=train_dir)
 
 
 def train_set_from_places(paths, utm, place_names, min_images: int = 4, where: str = "training set") -> TrainSet:

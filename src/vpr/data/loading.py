@@ -24,9 +24,8 @@ import contextlib
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
-
-from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
+
 from vpr.data.datasets import load_rgb
 from vpr.data.images import PlainJpeg
 from vpr.data.transforms import augmentations, split_for_pil

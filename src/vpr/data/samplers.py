@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import samplers as pml_samplers
 from pytorch_metric_learning.utils import common_functions as pml_common
-from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
-from vpr.registry import Registry, require
+from vpr.errors import require
+from vpr.registry import Registry
 
 SAMPLERS = Registry("sampler")
 
@@ -174,10 +174,6 @@ class GlobalProxySampler(PlaceBatchSampler):
             emitted += 1
             yield self._images_of(group, rng)
         yield from self._random_batches(rng, self.batches_per_epoch - emitted)
-
-    def objective_terms(self, descriptor_dim: int) -> list[nn.Module]:
-        from vpr.train.addons.proxy_head import ProxyHeadTerm
-        return [ProxyHeadTerm(self, descriptor_dim, self.proxy_dim)]
 
 
 @SAMPLERS.register()

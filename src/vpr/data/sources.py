@@ -38,10 +38,11 @@ FILE_LIST = ".files.tsv"
 def fetch(name: str, spec: dict, raw_root: str = "data/raw", downloads: str = "data/downloads",
           synthetic: dict | None = None, retries: int = 5, backoff_s: float = 2.0, timeout_s: float = 60.0,
           progress: bool = True) -> str:
-    """Produce ``<raw_root>/<name>`` from its source (``spec``: datasets.<name>, checked by
-    vpr.config.data.check_dataset; ``synthetic``: the synthetic section); returns a one-line summary."""
+    """Produce ``<raw_root>/<name>`` from its source (``spec``: datasets.<name>, validated by vpr.config or
+    checked here by vpr.config.data.check_dataset; ``synthetic``: the synthetic section); a one-line summary."""
     from vpr.config.data import check_dataset
-    s = SimpleNamespace(**check_dataset(name, spec))
+    from vpr.config.settings import Validated
+    s = SimpleNamespace(**(spec if isinstance(spec, Validated) else check_dataset(name, spec)))
     target = os.path.join(raw_root, name)
     if s.source == "synthetic":
         from vpr.data.synthetic.generate import SyntheticSpec, generate

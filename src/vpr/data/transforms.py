@@ -14,9 +14,8 @@ import math
 
 import torch
 from torch import nn
-
-from vpr.compat import torchvision  # noqa: F401  (shim first)
 from torchvision.transforms import v2
+
 from vpr.errors import ConfigError
 from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 from vpr.registry import Registry
@@ -196,15 +195,6 @@ def train_transform(augment, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -
     return v2.Compose([v2.ToImage(), *resize,
                        *augmentations(augment, image_size),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-
-def uint8_transform(image_size=None) -> v2.Compose:
-    """PIL image -> uint8 tensor, resized to ``image_size`` (H, W; None keeps the native size): the part of
-    eval_transform that runs in loader workers (float conversion and normalisation happen on the batch)."""
-    steps = [v2.ToImage()]
-    if image_size:
-        steps.append(v2.Resize(tuple(image_size), antialias=True))
-    return v2.Compose(steps)
 
 
 def eval_transform(image_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:

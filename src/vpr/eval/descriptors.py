@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vpr.registry import require
+from vpr.errors import require
 
 FUSIONS = ("avg", "sum", "max", "min")
 

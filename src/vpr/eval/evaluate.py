@@ -1,7 +1,6 @@
 """Evaluate extracted descriptors against ground truth; build the recall table."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ def retrieve_stored(features_dir, db: np.ndarray, q: np.ndarray, k: int, index: 
 @dataclass
 class Evaluation:
     metrics: dict            # recall@N (percent), counts, the night block: metrics/eval/<set>.json
-    queries: list[dict]      # one row per query: rank of its first correct match and its top-k (see write_queries)
+    queries: list[dict]      # one row per query: rank of its first correct match and its top-k (vpr.eval.query_results)
 
 
 def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", index_settings=None) -> Evaluation:
@@ -77,9 +76,6 @@ def evaluate_features(features_dir, gt_dir, recall_values, index: str = "flat", 
     return Evaluation(out, query_rows(gt, predictions, rank))
 
 
-QUERY_COLUMNS = ("query", "name", "night", "positives", "first_correct", "top")
-
-
 def query_rows(gt, predictions: np.ndarray, rank: np.ndarray | None) -> list[dict]:
     """Per query: index, file name, night flag, number of positives, 1-based rank of the first correct match
     (None: none in the top k, or no coordinates) and the top-k database indices (into database_paths.npy)."""
@@ -89,29 +85,6 @@ def query_rows(gt, predictions: np.ndarray, rank: np.ndarray | None) -> list[dic
                  first_correct=None if rank is None or rank[i] == NO_HIT else int(rank[i]) + 1,
                  top=[int(j) for j in predictions[i] if j >= 0])
             for i in range(len(predictions))]
-
-
-def write_queries(path, rows: list[dict]) -> None:
-    """Per-query results as a small tab-separated file tracked in git next to the metrics (vpr.compare reads
-    them for paired tests); empty first_correct = no correct match in the top k."""
-    from vpr.io import atomic_file
-    with atomic_file(path) as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(QUERY_COLUMNS)
-        for r in rows:
-            w.writerow([r["query"], r["name"], r["night"], "" if r["positives"] is None else r["positives"],
-                        "" if r["first_correct"] is None else r["first_correct"], " ".join(map(str, r["top"]))])
-
-
-def read_queries(fh) -> list[dict]:
-    """Rows of a per-query results file (an open text file), as write_queries wrote them."""
-    rows = []
-    for r in csv.DictReader(fh, delimiter="\t"):
-        rows.append(dict(query=int(r["query"]), name=r["name"], night=int(r["night"]),
-                         positives=int(r["positives"]) if r["positives"] else None,
-                         first_correct=int(r["first_correct"]) if r["first_correct"] else None,
-                         top=[int(x) for x in r["top"].split()]))
-    return rows
 
 
 def recall_table(metric_files: dict, recall_values) -> str:

@@ -22,7 +22,7 @@ class Run:
     name: str                       # experiment name, or the baseline commit / "workspace"
     rev: str                        # git revision holding its files ("workspace": the working tree)
     params: dict                    # params.yaml, flattened to dotted keys
-    sets: dict = field(default_factory=dict)     # eval set -> per-query rows (vpr.eval.evaluate.read_queries)
+    sets: dict = field(default_factory=dict)     # eval set -> per-query rows (vpr.eval.query_results.read_queries)
     environment: dict = field(default_factory=dict)   # train metrics' environment block (CPU kind, versions)
 
 
@@ -101,7 +101,7 @@ def stale_params(lock_text: str | None, params: dict, dvc_yaml_text: str | None 
 def load_run(repo: str, name: str, rev: str) -> Run | None:
     """The run's params and per-query results (None when the commit has no per-query results). A commit whose
     dvc.lock ran other params than its params.yaml says raises StaleRun: its metrics belong to other params."""
-    from vpr.eval.evaluate import read_queries
+    from vpr.eval.query_results import read_queries
     params_text = _read(repo, rev, "params.yaml")
     sets = _eval_sets(repo, rev)
     if params_text is None or not sets:
@@ -135,6 +135,22 @@ def describe_rev(repo: str, rev: str | None) -> str:
     rev = rev or "HEAD"
     short = (_git(repo, "rev-parse", "--short", f"{rev}^{{commit}}") or "").strip()
     return f"{rev} {short}" if short and not short.startswith(rev) else rev
+
+
+def experiments_repo(path: str = ".") -> str:
+    """The repository holding the experiments: ``path``'s, or, inside a queued experiment's temporary workspace
+    (<repo>/.dvc/tmp/exps/<tmp>/), the repository that queued it."""
+    here = os.path.abspath(path)
+    marker = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+    return here.split(marker)[0] if marker in here else here
+
+
+def experiment_revs(repo: str = ".") -> dict[str, str]:
+    """Every DVC experiment of ``repo``, of any baseline commit (`dvc exp list -A`): name -> its commit."""
+    from dvc.repo import Repo
+    with Repo(repo) as dvc_repo:
+        listed = dvc_repo.experiments.ls(all_commits=True)
+    return {name: rev for experiments in listed.values() for name, rev in experiments if rev}
 
 
 @dataclass

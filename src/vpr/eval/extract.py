@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from vpr.data.datasets import PreparedImages
-from vpr.compat import torchvision  # noqa: F401  (shim first)
-from torchvision.transforms import v2
 from vpr.eval.descriptors import fuse_scales
 from vpr.eval.prepare import ImagePrep, size_batches
 from vpr.models.backbones import IMAGENET_MEAN, IMAGENET_STD

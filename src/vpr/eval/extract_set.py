@@ -3,6 +3,8 @@ checkpoint (plus optional ensemble members), with the ``extract`` section's prep
 multi-scale fusion and PCA, stored with a record of how they were made (info.json)."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from vpr.errors import ConfigError
@@ -15,6 +17,35 @@ def check_fixed_grid(model, spec: dict, e: dict, prep) -> None:
         raise ConfigError(f"extract.scales / extract.image_size / extract.resize: {spec['aggregator']} needs "
                           f"images of the training size {spec['image_size']} (resize stretch or cover_crop) "
                           "and scales [1.0]")
+
+
+def ensemble_members(members, device: str, repo: str = ".") -> list:
+    """[(model, weight)] for extract.ensemble: checkpoint paths, or DVC experiments' models/best.pt (``repo``: where
+    the experiments are)."""
+    from vpr.models.checkpoint import load_model
+    models = []
+    for i, member in enumerate(members):
+        if "checkpoint" in member:
+            model, _ = load_model(member["checkpoint"])
+        else:
+            model = _experiment_model(member["experiment"], f"extract.ensemble[{i}].experiment", repo)
+        models.append((model.to(device), float(member.get("weight", 1.0))))
+    return models
+
+
+def _experiment_model(name: str, key: str, repo: str):
+    """The network of models/best.pt in DVC experiment ``name`` (vpr.eval.experiments finds its commit)."""
+    import dvc.api
+
+    from vpr.eval.experiments import experiment_revs, experiments_repo
+    from vpr.models.checkpoint import load_model
+    repo = experiments_repo(repo)
+    revs = experiment_revs(repo)
+    if name not in revs:
+        raise ConfigError(f"{key}: no experiment '{name}' (have: {', '.join(sorted(revs)) or 'none'}); "
+                          "see `dvc exp show -A`")
+    with dvc.api.open("models/best.pt", repo=repo, rev=revs[name], mode="rb") as fh:
+        return load_model(io.BytesIO(fh.read()))[0]
 
 
 def pca_training_paths(e: dict, train_gt: str):
@@ -33,8 +64,7 @@ def extract_set(gt_dir: str, out_dir: str, checkpoint: str, e: dict, device: str
     from vpr.data.groundtruth import load_eval_set
     from vpr.eval.extract import describe, save_features
     from vpr.eval.prepare import prep_of
-    from vpr.fingerprint import weights_md5
-    from vpr.train.checkpoint import load_model
+    from vpr.models.checkpoint import load_model, weights_md5
 
     eval_set = load_eval_set(gt_dir)
     model, ckpt = load_model(checkpoint)

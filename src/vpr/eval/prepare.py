@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vpr.registry import require
+from vpr.errors import require
 
 POLICIES = ("stretch", "keep_aspect", "cover_crop")
 SIDES = ("shorter", "longer")
@@ -84,7 +84,6 @@ class ImagePrep:
         ``output(*source_size)`` size. ``source_size``: the image's (H, W) as its file header gives it (after
         EXIF rotation), when the decoder reduced it (JPEG draft mode): the output size is computed from the
         header's size, as ``size_batches`` computes it, never from the reduced one (whose rounding differs)."""
-        from vpr.compat import torchvision  # noqa: F401  (shim first)
         from torchvision.transforms import v2
 
         tensor = v2.functional.to_image(image)

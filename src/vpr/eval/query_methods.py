@@ -43,7 +43,6 @@ class FiveCrops:
 
     def __call__(self, image, source_size=None):
         import torch
-        from vpr.compat import torchvision  # noqa: F401  (shim first)
         from torchvision.transforms import v2
         return torch.stack(v2.functional.five_crop(self.keep(image, source_size), [self.side, self.side]))
 

@@ -14,7 +14,7 @@ from vpr.localize.pictures import write_pictures
 
 
 def load_model_for_localize(model_path: str, device: str):
-    from vpr.train.checkpoint import load_model
+    from vpr.models.checkpoint import load_model
     model, ckpt = load_model(model_path)
     model.to(device)
     model.spec, model.epoch = ckpt["spec"], ckpt.get("epoch")

@@ -91,7 +91,7 @@ def database_descriptors(db: Database, model, model_path: str, asked, device: st
     model was validated with (``stored_only``: DataError)."""
     from vpr.eval.extract import compute_descriptors
     from vpr.eval.prepare import ImagePrep
-    from vpr.fingerprint import weights_md5
+    from vpr.models.checkpoint import weights_md5
 
     ours = dict(spec=model.spec, descriptor_dim=model.descriptor_dim, weights_md5=weights_md5(model),
                 epoch=model.epoch)

@@ -6,9 +6,9 @@ can freeze the first N of them, plus the input normalisation its weights expect.
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 
-from vpr.compat import torchvision
 from vpr.errors import ConfigError
 from vpr.registry import Registry
 

@@ -11,7 +11,7 @@ from torch import nn
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, feature_shape
 
-__all__ = ["VPRNet", "model_spec", "build_model", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["VPRNet", "model_spec", "check_spec", "build_model", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 
 class VPRNet(nn.Module):
@@ -43,27 +43,32 @@ class VPRNet(nn.Module):
         return self.projection(self.aggregator(features))
 
 
-def model_spec(params: dict, image_size) -> dict:
-    """The plain-dict model description from params.yaml (validated)."""
-    from vpr.config.loader import check_settings
-    from vpr.config.sections import MODEL
-    model = check_settings("model", MODEL, params.get("model"))
-    backbone, aggregator = params["backbone"], params["aggregator"]
+def model_spec(cfg, image_size) -> dict:
+    """The plain-dict model description from the validated params (a vpr.config.Config, whose values are taken
+    as they are; a raw params mapping is validated first, once)."""
+    if isinstance(cfg, dict):
+        from vpr.config import validate
+        cfg = validate(cfg, ("backbone", "aggregator", "model"))
     return dict(
-        backbone=backbone,
-        backbone_settings=BACKBONES.check(backbone, (params.get("backbones") or {}).get(backbone)),
-        aggregator=aggregator,
-        aggregator_settings=AGGREGATORS.check(aggregator, (params.get("aggregators") or {}).get(aggregator)),
-        descriptor_dim=model["descriptor_dim"], normalize=model["normalize"],
+        backbone=cfg.raw["backbone"], backbone_settings=dict(cfg.settings("backbone")),
+        aggregator=cfg.raw["aggregator"], aggregator_settings=dict(cfg.settings("aggregator")),
+        descriptor_dim=cfg.model["descriptor_dim"], normalize=cfg.model["normalize"],
         image_size=list(image_size) if image_size else None)
 
 
+def check_spec(spec: dict) -> dict:
+    """A spec from elsewhere (a checkpoint) checked by the schema: names known, settings complete (an older
+    checkpoint gets the defaults of settings added since)."""
+    return {**spec, "backbone_settings": BACKBONES.check(spec["backbone"], spec["backbone_settings"], "backbone"),
+            "aggregator_settings": AGGREGATORS.check(spec["aggregator"], spec["aggregator_settings"], "aggregator")}
+
+
 def build_model(spec: dict) -> VPRNet:
-    backbone = BACKBONES.build(spec["backbone"], settings=spec["backbone_settings"], key="backbone")
+    """The network of a validated spec (model_spec, or check_spec for one read from a file)."""
+    backbone = BACKBONES.get(spec["backbone"], "backbone")(**spec["backbone_settings"])
     # native-size training (image_size null): aggregators see maps of any size; a fixed grid cannot be built
     channels, h, w = feature_shape(backbone, spec["image_size"] or (224, 224))
-    aggregator = AGGREGATORS.build(spec["aggregator"], channels, (h, w), settings=spec["aggregator_settings"],
-                                   key="aggregator")
+    aggregator = AGGREGATORS.get(spec["aggregator"], "aggregator")(channels, (h, w), **spec["aggregator_settings"])
     if spec["image_size"] is None and hasattr(aggregator, "positions"):
         from vpr.errors import ConfigError
         raise ConfigError(f"train.image_size: {spec['aggregator']} needs a fixed training size (its grid of "

@@ -63,7 +63,7 @@ def epoch_name(epoch: int) -> str:
 
 def resume_checkpoint(models: str, run_id: str) -> dict | None:
     """``last.pt`` when it belongs to this very run (params and data) and is unfinished; else None."""
-    from vpr.train.checkpoint import load_checkpoint
+    from vpr.models.checkpoint import load_checkpoint
     path = os.path.join(models, "last.pt")
     if not os.path.isfile(path):
         return None
@@ -79,7 +79,7 @@ def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "model
     from vpr.eval.prepare import prep_of
     from vpr.eval.validate import evaluate_model
     from vpr.train.loop import LoopConfig, fit
-    from vpr.train.setup import build_training, fingerprint, seed_everything
+    from vpr.train.setup import build_training, run_fingerprint, seed_everything
 
     t = cfg.train
     if t.processes > 1 and not distributed.launched():
@@ -94,7 +94,7 @@ def run_training(cfg, script: str, gt_dir: str = "data/gt", models: str = "model
             training.model.compile()
         else:
             warnings.warn("train.compile: a no-op on CPU (compilation costs more than it saves here)")
-    run_id = fingerprint(cfg, f"{gt_dir}/train", f"{gt_dir}/val")
+    run_id = run_fingerprint(cfg, f"{gt_dir}/train", f"{gt_dir}/val")
     resume = resume_checkpoint(models, run_id)
     distributed.barrier()    # DDP: every rank decided from the same last.pt before rank 0 overwrites it
     if ranks.world > 1:

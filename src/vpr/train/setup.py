@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vpr.config import TRAINING_PARAMS
 from vpr.data.datasets import ImageList
 from vpr.data.groundtruth import TrainingData, TrainSet
 from vpr.data.transforms import eval_transform, train_transform
@@ -23,11 +24,6 @@ from vpr.train.addons import domain_adaptation, vicreg
 from vpr.train.context import Context
 from vpr.train.methods import METHODS, ignored_choices
 from vpr.train.optim import OPTIMIZERS, SCHEDULERS
-
-# The params sections that change what training produces (and so must match to resume a run).
-TRAINING_PARAMS = ("seed", "backbone", "aggregator", "loss", "miner", "optimizer", "scheduler", "sampler", "model",
-                   "backbones", "aggregators", "losses", "miners", "optimizers", "schedulers", "samplers", "augment",
-                   "train", "methods", "domain_adaptation", "self_supervised")
 
 
 @dataclass
@@ -52,7 +48,7 @@ def build_training(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank
     for line in ignored_choices(t.method, cfg.raw):
         warnings.warn(line, DataWarning)
     torch.manual_seed(cfg.seed)
-    spec = model_spec(cfg.raw, t.image_size)
+    spec = model_spec(cfg, t.image_size)
     model = build_model(spec)
     if hasattr(model.aggregator, "init_from_local_features"):
         init_from_training_features(model, data.places, t.image_size, cfg.seed)
@@ -60,10 +56,10 @@ def build_training(cfg, data: TrainingData | TrainSet, device: str = "cpu", rank
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
     two_views = ssl["enabled"] or t.method == "self_supervised"
-    ctx = Context(cfg, data, model, device, train_transform(cfg.raw.get("augment"), t.image_size, model.mean, model.std),
+    ctx = Context(cfg, data, model, device, train_transform(cfg.augment, t.image_size, model.mean, model.std),
                   train_transform(ssl["view_augment"], t.image_size, model.mean, model.std) if two_views else None,
                   rank, world)
-    method = METHODS.build(t.method, ctx, settings=(cfg.raw.get("methods") or {}).get(t.method), key="train.method")
+    method = METHODS.build(t.method, ctx, settings=cfg.settings("method"), key="train.method")
     objective, batches = method.objective, method.batches
     if ssl["enabled"] and t.method != "self_supervised":
         objective.add_terms([vicreg.VICRegTerm(model.descriptor_dim, ssl)])
@@ -129,9 +125,9 @@ def init_from_training_features(model, train_set: TrainSet, image_size, seed: in
     model.train()
 
 
-def fingerprint(cfg, *gt_dirs) -> str:
+def run_fingerprint(cfg, *gt_dirs) -> str:
     """Hash of the training params and the ground truth: a checkpoint resumes only the run it belongs to."""
-    params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS}
+    params = {k: cfg.raw.get(k) for k in TRAINING_PARAMS if "." not in k}   # the extract keys: just below
     params["validation_prep"] = prep_of(cfg.extract, cfg.train.image_size).to_dict()   # picks the best epoch
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for d in gt_dirs:

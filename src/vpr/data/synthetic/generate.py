@@ -36,7 +36,7 @@ class SyntheticSpec:
     train_cities: int
     train_blocks: int
     places_per_city: int
-    images_per_place: int
+    max_images_per_place: int
     place_separation_m: float
     val_blocks: int
     test_blocks: int
@@ -53,10 +53,13 @@ class SyntheticSpec:
 
     @classmethod
     def of(cls, settings: dict | None = None) -> "SyntheticSpec":
-        """The spec from (some of) the section's settings, checked, the schema's defaults filled in."""
+        """The spec from the validated section (vpr.config), or from some of its settings, checked, the schema's
+        defaults filled in."""
         from vpr.config.loader import check_settings
         from vpr.config.sections import SYNTHETIC
-        values = check_settings("synthetic", SYNTHETIC, dict(settings or {}))
+        from vpr.config.settings import Validated
+        values = settings if isinstance(settings, Validated) else check_settings("synthetic", SYNTHETIC,
+                                                                                 dict(settings or {}))
         return cls(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, (list, tuple)) else v
                       for k, v in values.items()})
 
@@ -191,7 +194,7 @@ def plan(spec: SyntheticSpec):
             prng.integers(2)   # (the draw that chose the place's heading)
             note = f"{place_id}_{name}"
             d = np.radians(street_axis)
-            for n in range(int(prng.integers(4, spec.images_per_place + 1))):
+            for n in range(int(prng.integers(4, spec.max_images_per_place + 1))):
                 if n == 0:  # one street-view-like shot per place, as GSV mixes years of car imagery
                     cam = Camera(x=float(point[0]), y=float(point[1]), heading=float(axis + prng.normal(0, 3)))
                     jobs.append(_job(city, f"train/{name}", cam, _conditions(prng, "day", False), prng, note))

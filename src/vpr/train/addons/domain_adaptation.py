@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
-from vpr.registry import require
+from vpr.errors import require
 from vpr.train.autograd import scale_gradient
 
 

@@ -15,8 +15,7 @@ from pytorch_metric_learning.losses import CosFaceLoss
 from torch import nn
 
 from vpr.data.filenames import parse_name
-from vpr.errors import DataError
-from vpr.registry import require
+from vpr.errors import DataError, require
 from vpr.train.context import Context, Method
 from vpr.train.objectives import Objective
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vpr.registry import require
+from vpr.errors import require
 from vpr.train.addons.vicreg import VICRegOnViews
 from vpr.train.context import Context, Method
 from vpr.train.objectives import Objective

@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from vpr.data.groundtruth import positives_within
-from vpr.errors import ConfigError
+from vpr.errors import ConfigError, require
 from vpr.eval.extract import compute_descriptors
-from vpr.registry import require
 from vpr.train.context import Context, Method
 from vpr.train.objectives import Objective
 

@@ -1,4 +1,4 @@
-"""Per-set visual outputs: prediction pictures and the recall@N curve."""
+"""The visualize stage, per evaluation set: prediction pictures and the recall@N curve."""
 from __future__ import annotations
 
 import csv

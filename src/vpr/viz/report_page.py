@@ -1,5 +1,5 @@
-"""One self-contained, offline HTML report of a run: recall table, recall@N curves, training curves,
-dataset maps, prediction pictures and the run's params.
+"""The report stage's page: one self-contained, offline HTML report of a run: recall table, recall@N curves,
+training curves, dataset maps, prediction pictures and the run's params.
 
 Charts are inline SVG (rendered by vl-convert), pictures are data URIs, and a Content-Security-Policy
 forbids any network load, so the file can be mailed, archived and opened without internet. The output
@@ -18,7 +18,8 @@ import yaml
 
 from vpr.data.groundtruth import load_eval_set, load_train_set
 from vpr.errors import DataError
-from vpr.eval.evaluate import load_features, read_queries
+from vpr.eval.evaluate import load_features
+from vpr.eval.query_results import read_queries
 from vpr.viz import charts, maps
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
