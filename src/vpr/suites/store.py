@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from vpr.errors import ConfigError
-from vpr.eval.compare import same_params
+from vpr.eval.statistics import same_params
 
 ACTIVE = ("Queued", "Running")
 

@@ -41,9 +41,9 @@ def shown(value) -> str:
 
 
 def row_variants(plan, status) -> tuple[list, list]:
-    """vpr.eval.compare.Variant per row that has runs (runs sorted by seed: the bootstrap is then independent of
+    """vpr.eval.statistics.Variant per row that has runs (runs sorted by seed: the bootstrap is then independent of
     the store's order), and the planned runs not in the store."""
-    from vpr.eval.compare import Variant
+    from vpr.eval.statistics import Variant
     variants, missing = [], []
     for v in plan.suite.variants:
         if v.name in plan.skipped:
@@ -69,7 +69,7 @@ def _cpu(variants) -> str:
 def build(plan, status, repo: str = ".", resamples: int = 5000, profile=None, budget: dict | None = None) -> Table:
     """The table of ``plan`` from the runs ``status`` found (vpr.suites.store.match)."""
     from vpr import compare as vc
-    from vpr.eval import compare as cmp
+    from vpr.eval import statistics as cmp
     from vpr.eval.experiments import describe_rev
     suite = plan.suite
     variants, missing = row_variants(plan, status)

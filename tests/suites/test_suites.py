@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, dvc, pipeline_repo, run_checked
+from tests.helpers import ROOT, dvc, pipeline_repo, run_checked
 from vpr.errors import ConfigError
 from vpr.eval.experiments import Run, Store, flatten
 from vpr.suites import cli, plan as P, render, spec as S, store as St, table as T
@@ -271,7 +271,7 @@ def test_shards_split_the_seeds_between_machines(monkeypatch, capsys):
 
 def test_cells_are_mean_and_std_over_seeds_and_verdicts_are_vpr_compares(monkeypatch):
     from vpr import compare as vc
-    from vpr.eval import compare as cmp
+    from vpr.eval import statistics as cmp
     plan = _smoke_plan()
     n = 40
     night = [i % 4 == 0 for i in range(n)]
