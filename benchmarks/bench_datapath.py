@@ -16,15 +16,24 @@ The three loaders run in turns, repeated; the figures are medians of the per-tur
 
     python benchmarks/bench_datapath.py [--quick]
 """
+
 from __future__ import annotations
 
 import statistics
 import time
 
-from common import standalone, Figure, fmt_spread, spread, synthetic_city
+from common import Figure, fmt_spread, spread, standalone, synthetic_city
 
-PHOTOS = dict(image_size=[480, 640], train_cities=1, places_per_city=96, max_images_per_place=4, val_blocks=2,
-              test_blocks=2, val_queries=10, test_queries=10)
+PHOTOS = dict(
+    image_size=[480, 640],
+    train_cities=1,
+    places_per_city=96,
+    max_images_per_place=4,
+    val_blocks=2,
+    test_blocks=2,
+    val_queries=10,
+    test_queries=10,
+)
 SIZE = (320, 320)
 PLACES, PER_PLACE, WORKERS = 16, 4, 2
 
@@ -40,6 +49,7 @@ class _PureDecode:
 
     def __getitem__(self, i):
         from PIL import Image
+
         for path in self.batches[i]:
             with Image.open(path) as img:
                 img.convert("RGB")
@@ -51,6 +61,7 @@ class _PureTurboDecode(_PureDecode):
 
     def __getitem__(self, i):
         import simplejpeg
+
         for path in self.batches[i]:
             with open(path, "rb") as fh:
                 simplejpeg.decode_jpeg(fh.read(), colorspace="RGB")
@@ -62,9 +73,15 @@ class _TemplatePlaces:
 
     def __init__(self, places):
         import torchvision.transforms as tfm
+
         self.places = places
-        self.transform = tfm.Compose([tfm.RandAugment(num_ops=3), tfm.ToTensor(),
-                                      tfm.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+        self.transform = tfm.Compose(
+            [
+                tfm.RandAugment(num_ops=3),
+                tfm.ToTensor(),
+                tfm.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+            ]
+        )
 
     def __len__(self):
         return len(self.places)
@@ -72,6 +89,7 @@ class _TemplatePlaces:
     def __getitem__(self, i):
         import torch
         from PIL import Image
+
         images = [self.transform(Image.open(p).convert("RGB")) for p in self.places[i]]
         return torch.stack(images), torch.tensor(i).repeat(len(images))
 
@@ -90,33 +108,63 @@ def _loaders(city):
     from vpr.data.samplers import PlaceBatchSampler
 
     train_set = build_train_set(city / "train")
-    sampler = PlaceBatchSampler(train_set.place_offsets, train_set.place_images, PLACES, PER_PLACE, seed=0)
-    ours = PlaceBatches(train_set, sampler, [{"name": "randaugment", "num_ops": 3}], SIZE, (0.5,) * 3, (0.5,) * 3,
-                        seed=0, num_workers=WORKERS)
-    batches = [[train_set.paths[i] for i in indices] for indices in sampler]   # epoch 0's batches, as paths
-    pure = DataLoader(_PureDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True)
-    turbo = DataLoader(_PureTurboDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True)
-    places = [b[k:k + PER_PLACE] for b in batches for k in range(0, len(b), PER_PLACE)]
-    template = DataLoader(_TemplatePlaces(places), batch_size=PLACES, num_workers=WORKERS, persistent_workers=True)
-    on_device = PlaceBatches(train_set, sampler, [{"name": "randaugment", "num_ops": 3}], SIZE, (0.5,) * 3,
-                             (0.5,) * 3, seed=0, num_workers=WORKERS, augment_on="device")
+    sampler = PlaceBatchSampler(
+        train_set.place_offsets, train_set.place_images, PLACES, PER_PLACE, seed=0
+    )
+    ours = PlaceBatches(
+        train_set,
+        sampler,
+        [{"name": "randaugment", "num_ops": 3}],
+        SIZE,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        seed=0,
+        num_workers=WORKERS,
+    )
+    batches = [
+        [train_set.paths[i] for i in indices] for indices in sampler
+    ]  # epoch 0's batches, as paths
+    pure = DataLoader(
+        _PureDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True
+    )
+    turbo = DataLoader(
+        _PureTurboDecode(batches), batch_size=None, num_workers=WORKERS, persistent_workers=True
+    )
+    places = [b[k : k + PER_PLACE] for b in batches for k in range(0, len(b), PER_PLACE)]
+    template = DataLoader(
+        _TemplatePlaces(places), batch_size=PLACES, num_workers=WORKERS, persistent_workers=True
+    )
+    on_device = PlaceBatches(
+        train_set,
+        sampler,
+        [{"name": "randaugment", "num_ops": 3}],
+        SIZE,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        seed=0,
+        num_workers=WORKERS,
+        augment_on="device",
+    )
     # the uint8 batches the training loop gets (and then makes float, and with augment_on: device resizes and
     # augments, on the device), each buffer handed back to its worker when the next batch is asked for
-    return dict(ours=(lambda: ours.uint8_batches(0), lambda b: len(b["images"])),
-                ours_device=(lambda: on_device.uint8_batches(0), lambda b: len(b["images"])),
-                pure=(lambda: iter(pure), lambda n: n),
-                pure_turbo=(lambda: iter(turbo), lambda n: n),
-                template=(lambda: iter(template), lambda b: len(b[0]) * b[0].shape[1])), len(batches)
+    return dict(
+        ours=(lambda: ours.uint8_batches(0), lambda b: len(b["images"])),
+        ours_device=(lambda: on_device.uint8_batches(0), lambda b: len(b["images"])),
+        pure=(lambda: iter(pure), lambda n: n),
+        pure_turbo=(lambda: iter(turbo), lambda n: n),
+        template=(lambda: iter(template), lambda b: len(b[0]) * b[0].shape[1]),
+    ), len(batches)
 
 
 def run(quick: bool = False) -> list[Figure]:
     from PIL import Image
+
     city = synthetic_city("photos_640x480", **PHOTOS)
     loaders, n_batches = _loaders(city)
     first = next((city / "train").rglob("*.jpg"))
     with Image.open(first) as img:
         photo = f"{img.width}x{img.height}"
-    for loader, count in loaders.values():   # start the persistent workers, warm the page cache
+    for loader, count in loaders.values():  # start the persistent workers, warm the page cache
         _rate(loader, count)
     rates = {name: [] for name in loaders}
     for _ in range(2 if quick else 5):
@@ -127,25 +175,49 @@ def run(quick: bool = False) -> list[Figure]:
     device_vs_decode = spread(o / p for o, p in zip(rates["ours_device"], rates["pure"]))
     device_vs_turbo = spread(o / p for o, p in zip(rates["ours_device"], rates["pure_turbo"]))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    common = (f"{photo} JPEGs -> {SIZE[0]}x{SIZE[1]}, RandAugment(3), {WORKERS} workers, batches of "
-              f"{PLACES}x{PER_PLACE}, {n_batches} batches per turn")
+    common = (
+        f"{photo} JPEGs -> {SIZE[0]}x{SIZE[1]}, RandAugment(3), {WORKERS} workers, batches of "
+        f"{PLACES}x{PER_PLACE}, {n_batches} batches per turn"
+    )
     return [
-        Figure("data path images/s / pure JPEG decode images/s, augment_on: device (GPU training)",
-               f"{device_vs_decode['median']:.3f}", ">= 0.8", device_vs_decode["median"] >= 0.8,
-               f"{common}; the workers decode and stack, the resize and RandAugment run on the GPU batch (not "
-               f"counted: the GPU's work); {fmt_spread(device_vs_decode)}; {med['ours_device']:.0f} vs "
-               f"{med['pure']:.0f} images/s", rates),
-        Figure("data path images/s / pure libjpeg-turbo decode images/s, augment_on: device",
-               f"{device_vs_turbo['median']:.3f}", "for comparison", None,
-               f"{common}; the same files decoded by simplejpeg (our decoder) into arrays, nothing returned: what "
-               f"passing the batches to the main process costs; {fmt_spread(device_vs_turbo)}; "
-               f"{med['ours_device']:.0f} vs {med['pure_turbo']:.0f} images/s", rates),
-        Figure("data path images/s / pure JPEG decode images/s, augment_on: workers (CPU training)",
-               f"{vs_decode['median']:.3f}", "for comparison", None, f"{common}; resize and RandAugment in the "
-               f"workers; {fmt_spread(vs_decode)}; {med['ours']:.0f} vs {med['pure']:.0f} images/s", rates),
-        Figure("data path images/s / course template's data path images/s", f"{vs_template['median']:.2f}",
-               ">= 2", vs_template["median"] >= 2, f"{common}; {fmt_spread(vs_template, 2)}; {med['ours']:.0f} vs "
-               f"{med['template']:.0f} images/s (template: full-size RandAugment, float32 tensors)", rates),
+        Figure(
+            "data path images/s / pure JPEG decode images/s, augment_on: device (GPU training)",
+            f"{device_vs_decode['median']:.3f}",
+            ">= 0.8",
+            device_vs_decode["median"] >= 0.8,
+            f"{common}; the workers decode and stack, the resize and RandAugment run on the GPU batch (not "
+            f"counted: the GPU's work); {fmt_spread(device_vs_decode)}; {med['ours_device']:.0f} vs "
+            f"{med['pure']:.0f} images/s",
+            rates,
+        ),
+        Figure(
+            "data path images/s / pure libjpeg-turbo decode images/s, augment_on: device",
+            f"{device_vs_turbo['median']:.3f}",
+            "for comparison",
+            None,
+            f"{common}; the same files decoded by simplejpeg (our decoder) into arrays, nothing returned: what "
+            f"passing the batches to the main process costs; {fmt_spread(device_vs_turbo)}; "
+            f"{med['ours_device']:.0f} vs {med['pure_turbo']:.0f} images/s",
+            rates,
+        ),
+        Figure(
+            "data path images/s / pure JPEG decode images/s, augment_on: workers (CPU training)",
+            f"{vs_decode['median']:.3f}",
+            "for comparison",
+            None,
+            f"{common}; resize and RandAugment in the "
+            f"workers; {fmt_spread(vs_decode)}; {med['ours']:.0f} vs {med['pure']:.0f} images/s",
+            rates,
+        ),
+        Figure(
+            "data path images/s / course template's data path images/s",
+            f"{vs_template['median']:.2f}",
+            ">= 2",
+            vs_template["median"] >= 2,
+            f"{common}; {fmt_spread(vs_template, 2)}; {med['ours']:.0f} vs "
+            f"{med['template']:.0f} images/s (template: full-size RandAugment, float32 tensors)",
+            rates,
+        ),
     ]
 
 

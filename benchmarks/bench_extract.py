@@ -4,14 +4,22 @@ same model, same process, interleaved and repeated.
 
     python benchmarks/bench_extract.py [--quick] [--device cpu|cuda]
 """
+
 from __future__ import annotations
 
-import os
 import time
 
 from bench_train import TRAIN_CITY
-from common import (standalone, Figure, fmt_spread, mixed_shape_photos, shipped_params, spread, synthetic_city,
-                    upscaled_copy)
+from common import (
+    Figure,
+    fmt_spread,
+    mixed_shape_photos,
+    shipped_params,
+    spread,
+    standalone,
+    synthetic_city,
+    upscaled_copy,
+)
 
 
 def measure(city, device: str, reps: int, limit: int) -> dict:
@@ -38,7 +46,7 @@ def measure(city, device: str, reps: int, limit: int) -> dict:
             done += n
         sync()
 
-    pure()   # warm-up
+    pure()  # warm-up
     extract_rate, pure_rate = [], []
     for _ in range(reps):
         start = time.perf_counter()
@@ -48,8 +56,15 @@ def measure(city, device: str, reps: int, limit: int) -> dict:
         pure()
         pure_rate.append(len(paths) / (time.perf_counter() - start))
     ratio = [x / p for x, p in zip(extract_rate, pure_rate)]
-    return dict(ratio=spread(ratio), images=len(paths), extract_img_s=extract_rate, pure_img_s=pure_rate,
-                batch=e.batch_size, workers=e.num_workers, image_size=list(e.image_size))
+    return dict(
+        ratio=spread(ratio),
+        images=len(paths),
+        extract_img_s=extract_rate,
+        pure_img_s=pure_rate,
+        batch=e.batch_size,
+        workers=e.num_workers,
+        image_size=list(e.image_size),
+    )
 
 
 def measure_mixed(folder, device: str, reps: int) -> dict:
@@ -81,7 +96,7 @@ def measure_mixed(folder, device: str, reps: int) -> dict:
             model(x).float().cpu()
         sync()
 
-    pure()   # warm-up
+    pure()  # warm-up
     extract_rate, pure_rate = [], []
     for _ in range(reps):
         start = time.perf_counter()
@@ -91,38 +106,70 @@ def measure_mixed(folder, device: str, reps: int) -> dict:
         pure()
         pure_rate.append(len(paths) / (time.perf_counter() - start))
     fill = len(paths) / (len(batches) * e.batch_size)
-    return dict(ratio=spread([x / p for x, p in zip(extract_rate, pure_rate)]), images=len(paths),
-                batches=len(batches), sizes=len(set(shapes)), batch=e.batch_size, mean_fill=fill,
-                workers=e.num_workers, extract_img_s=extract_rate, pure_img_s=pure_rate)
+    return dict(
+        ratio=spread([x / p for x, p in zip(extract_rate, pure_rate)]),
+        images=len(paths),
+        batches=len(batches),
+        sizes=len(set(shapes)),
+        batch=e.batch_size,
+        mean_fill=fill,
+        workers=e.num_workers,
+        extract_img_s=extract_rate,
+        pure_img_s=pure_rate,
+    )
 
 
 def run(quick: bool = False, device: str = "auto") -> list[Figure]:
     from vpr.device import resolve_device
-    device = resolve_device(device, "--device")   # threads and device as the stages set them
+
+    device = resolve_device(device, "--device")  # threads and device as the stages set them
     reps, limit = (2, 640) if quick else (5, 1280)
     city = synthetic_city("train_city", **TRAIN_CITY)
     figures = []
-    for label, folder in (("", city), (", photos 4x the training size", upscaled_copy(city, "train_city_x4", 4))):
+    for label, folder in (
+        ("", city),
+        (", photos 4x the training size", upscaled_copy(city, "train_city_x4", 4)),
+    ):
         m = measure(folder, device, reps, limit)
         r = m["ratio"]
-        figures.append(Figure(
-            f"extraction images/s / pure forward images/s{label}", f"{r['median']:.3f}", ">= 0.9", r["median"] >= 0.9,
-            f"{device}, {m['images']} images, batch {m['batch']}, {m['workers']} worker; {fmt_spread(r)}; "
-            f"{sorted(m['extract_img_s'])[len(m['extract_img_s']) // 2]:.0f} vs "
-            f"{sorted(m['pure_img_s'])[len(m['pure_img_s']) // 2]:.0f} images/s", m))
+        figures.append(
+            Figure(
+                f"extraction images/s / pure forward images/s{label}",
+                f"{r['median']:.3f}",
+                ">= 0.9",
+                r["median"] >= 0.9,
+                f"{device}, {m['images']} images, batch {m['batch']}, {m['workers']} worker; {fmt_spread(r)}; "
+                f"{sorted(m['extract_img_s'])[len(m['extract_img_s']) // 2]:.0f} vs "
+                f"{sorted(m['pure_img_s'])[len(m['pure_img_s']) // 2]:.0f} images/s",
+                m,
+            )
+        )
     folder = mixed_shape_photos(256 if quick else 512)
     if folder is None:
-        figures.append(Figure("extraction / pure forward, real photos of mixed shapes", "not measured", ">= 0.9", None,
-                              "no local copy of the Cambridge photos"))
+        figures.append(
+            Figure(
+                "extraction / pure forward, real photos of mixed shapes",
+                "not measured",
+                ">= 0.9",
+                None,
+                "no local copy of the Cambridge photos",
+            )
+        )
         return figures
     m = measure_mixed(folder, device, max(2, reps - 2))
     r = m["ratio"]
-    figures.append(Figure(
-        "extraction images/s / pure forward images/s, real photos of mixed shapes (real profile, 320, keep_aspect)",
-        f"{r['median']:.3f}", ">= 0.9", r["median"] >= 0.9,
-        f"{device}, {m['images']} Cambridge photos cropped to 8 shapes -> {m['sizes']} input sizes, {m['batches']} "
-        f"batches of up to {m['batch']}: mean batch fill {m['mean_fill']:.2f}; {m['workers']} worker; "
-        f"{fmt_spread(r)}", m))
+    figures.append(
+        Figure(
+            "extraction images/s / pure forward images/s, real photos of mixed shapes (real profile, 320, keep_aspect)",
+            f"{r['median']:.3f}",
+            ">= 0.9",
+            r["median"] >= 0.9,
+            f"{device}, {m['images']} Cambridge photos cropped to 8 shapes -> {m['sizes']} input sizes, {m['batches']} "
+            f"batches of up to {m['batch']}: mean batch fill {m['mean_fill']:.2f}; {m['workers']} worker; "
+            f"{fmt_spread(r)}",
+            m,
+        )
+    )
     return figures
 
 

@@ -18,6 +18,7 @@ benchmarks/results/knn.json.
 
     python benchmarks/bench_knn.py [--quick] [--reps N] [--kernels avx2,default]
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,28 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import ROOT, Figure, figures_to_json, fmt_spread, load_average, machine, save_json, spread, standalone
+from common import (
+    ROOT,
+    Figure,
+    figures_to_json,
+    fmt_spread,
+    load_average,
+    machine,
+    save_json,
+    spread,
+    standalone,
+)
 
 NS = (1, 5, 10, 20)
-FLOORS = {"numpy": "numpy `queries @ database.T`", "torch": "torch `queries @ database.T`",
-          "faiss": "faiss pairwise_L2sqr"}
-KERNELS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-           "default": {"ATEN_CPU_CAPABILITY": "default"}}
+FLOORS = {
+    "numpy": "numpy `queries @ database.T`",
+    "torch": "torch `queries @ database.T`",
+    "faiss": "faiss pairwise_L2sqr",
+}
+KERNELS = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default"},
+}
 RESULT = ROOT / "benchmarks" / "results" / "knn.json"
 
 
@@ -43,6 +58,7 @@ def problem(num_database=27191, num_queries=1000, dim=512, side_m=2000.0, seed=0
     """Database and queries scattered over a square; descriptors vary smoothly with position (random Fourier
     features, ~20 m correlation) plus noise, so nearby images look alike and recall is neither 0 nor 100."""
     from vpr.data.groundtruth import positives_within
+
     rng = np.random.default_rng(seed)
     db_xy = rng.uniform(0, side_m, (num_database, 2))
     q_xy = rng.uniform(0, side_m, (num_queries, 2))
@@ -58,6 +74,7 @@ def problem(num_database=27191, num_queries=1000, dim=512, side_m=2000.0, seed=0
 
 def reference_protocol(database, queries, positive_lists, ns=NS):
     import faiss
+
     start = time.perf_counter()
     index = faiss.IndexFlatL2(database.shape[1])
     index.add(database)
@@ -75,6 +92,7 @@ def reference_protocol(database, queries, positive_lists, ns=NS):
 
 def ours(database, queries, positives, ns=NS):
     from vpr.eval.retrieval import recall_at, search
+
     start = time.perf_counter()
     predictions = search(database, queries, max(ns))
     searched = time.perf_counter()
@@ -95,17 +113,23 @@ def matmul_floors(database, queries) -> dict[str, float]:
     plain product): the work no exact search can skip."""
     import faiss
     import torch
+
     db_t, q_t = torch.from_numpy(database), torch.from_numpy(queries)
     dim, nq, nb = database.shape[1], len(queries), len(database)
 
     def faiss_product():
         out = np.empty((nq, nb), np.float32)
-        faiss.pairwise_L2sqr(dim, nq, faiss.swig_ptr(queries), nb, faiss.swig_ptr(database), faiss.swig_ptr(out))
+        faiss.pairwise_L2sqr(
+            dim, nq, faiss.swig_ptr(queries), nb, faiss.swig_ptr(database), faiss.swig_ptr(out)
+        )
         return out
 
     out = {}
-    for name, product in (("numpy", lambda: queries @ database.T), ("torch", lambda: q_t @ db_t.T),
-                          ("faiss", faiss_product)):
+    for name, product in (
+        ("numpy", lambda: queries @ database.T),
+        ("torch", lambda: q_t @ db_t.T),
+        ("faiss", faiss_product),
+    ):
         settle()
         start = time.perf_counter()
         product()
@@ -116,14 +140,19 @@ def matmul_floors(database, queries) -> dict[str, float]:
 def measure(quick: bool = False, reps: int = 0) -> dict:
     """Every time of the figures, medians (ms) and ratios (with their spread), in this process."""
     import torch
+
     from vpr.eval.gemm import backend
+
     load_before = load_average()
     database, queries, positives = problem()
     positive_lists = [positives[q] for q in range(len(queries))]
     reps = int(reps) or (3 if quick else 9)
-    t = {key: [] for key in ("ref", "ref_search", "ref_loop", "ours", "our_search", "our_recall", *FLOORS)}
+    t = {
+        key: []
+        for key in ("ref", "ref_search", "ref_loop", "ours", "our_search", "our_recall", *FLOORS)
+    }
     same = True
-    for rep in range(reps + 1):                      # the first round warms up every side (and chooses the GEMM)
+    for rep in range(reps + 1):  # the first round warms up every side (and chooses the GEMM)
         floors = matmul_floors(database, queries)
         settle()
         o, os_, or_ = ours(database, queries, positives)
@@ -131,18 +160,34 @@ def measure(quick: bool = False, reps: int = 0) -> dict:
         r, rs, rr = reference_protocol(database, queries, positive_lists)
         same &= bool(np.allclose(r, o))
         if rep:
-            for key, value in (("ref", rs + rr), ("ref_search", rs), ("ref_loop", rr), ("ours", os_ + or_),
-                               ("our_search", os_), ("our_recall", or_), *floors.items()):
+            for key, value in (
+                ("ref", rs + rr),
+                ("ref_search", rs),
+                ("ref_loop", rr),
+                ("ours", os_ + or_),
+                ("our_search", os_),
+                ("our_recall", or_),
+                *floors.items(),
+            ):
                 t[key].append(value)
     med = {key: spread(v)["median"] * 1000 for key, v in t.items()}
     floor = min(FLOORS, key=med.get)
-    return dict(floor_ratio=spread(o / f for o, f in zip(t["ours"], t[floor])), floor=floor, gemm=backend(),
-                ratio=spread(o / r for o, r in zip(t["ours"], t["ref"])),
-                recall_ratio=spread(o / r for o, r in zip(t["our_recall"], t["ref_loop"])),
-                **{f"{key}_ms": value for key, value in med.items()}, recalls=o.tolist(), identical=same,
-                mean_positives=float(positives.counts.mean()), cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                torch_threads=torch.get_num_threads(), kernels_env={k: os.environ.get(k) for k in KERNELS["avx2"]},
-                load_before=load_before, load_after=load_average())
+    return dict(
+        floor_ratio=spread(o / f for o, f in zip(t["ours"], t[floor])),
+        floor=floor,
+        gemm=backend(),
+        ratio=spread(o / r for o, r in zip(t["ours"], t["ref"])),
+        recall_ratio=spread(o / r for o, r in zip(t["our_recall"], t["ref_loop"])),
+        **{f"{key}_ms": value for key, value in med.items()},
+        recalls=o.tolist(),
+        identical=same,
+        mean_positives=float(positives.counts.mean()),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        torch_threads=torch.get_num_threads(),
+        kernels_env={k: os.environ.get(k) for k in KERNELS["avx2"]},
+        load_before=load_before,
+        load_after=load_average(),
+    )
 
 
 def measure_elsewhere(kernels: str, quick: bool, reps: int) -> dict:
@@ -150,8 +195,13 @@ def measure_elsewhere(kernels: str, quick: bool, reps: int) -> dict:
     if kernels not in KERNELS:
         raise SystemExit(f"--kernels: unknown '{kernels}'; choose from {', '.join(KERNELS)}")
     code = f"import json, bench_knn; print(json.dumps(bench_knn.measure({bool(quick)!r}, {int(reps)!r})))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
-                          env={**os.environ, **KERNELS[kernels]})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **KERNELS[kernels]},
+    )
     if proc.returncode:
         raise RuntimeError(f"bench_knn under {kernels} kernels failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -160,13 +210,20 @@ def measure_elsewhere(kernels: str, quick: bool, reps: int) -> dict:
 def floor_figure(raw: dict, label: str = "") -> Figure:
     ratio, floor = raw["floor_ratio"], raw["floor"]
     others = ", ".join(f"{FLOORS[f]} {raw[f + '_ms']:.0f} ms" for f in FLOORS if f != floor)
-    load = f"load average {'/'.join(f'{x:.2f}' for x in raw['load_before'])} before, " \
-           f"{'/'.join(f'{x:.2f}' for x in raw['load_after'])} after"
-    return Figure(f"kNN + recall / fastest float32 GEMM floor (27,191 x 1,000 x 512-D, top 20{label})",
-                  f"{ratio['median']:.3f}", "<= 1.1", ratio["median"] <= 1.1,
-                  f"{fmt_spread(ratio)}; floor = {FLOORS[floor]} {raw[floor + '_ms']:.0f} ms ({others}); "
-                  f"{_ours_ms(raw)}, search by the {raw['gemm']} GEMM; cpu capability {raw['cpu_capability']}, "
-                  f"{raw['torch_threads']} threads; {load}", raw)
+    load = (
+        f"load average {'/'.join(f'{x:.2f}' for x in raw['load_before'])} before, "
+        f"{'/'.join(f'{x:.2f}' for x in raw['load_after'])} after"
+    )
+    return Figure(
+        f"kNN + recall / fastest float32 GEMM floor (27,191 x 1,000 x 512-D, top 20{label})",
+        f"{ratio['median']:.3f}",
+        "<= 1.1",
+        ratio["median"] <= 1.1,
+        f"{fmt_spread(ratio)}; floor = {FLOORS[floor]} {raw[floor + '_ms']:.0f} ms ({others}); "
+        f"{_ours_ms(raw)}, search by the {raw['gemm']} GEMM; cpu capability {raw['cpu_capability']}, "
+        f"{raw['torch_threads']} threads; {load}",
+        raw,
+    )
 
 
 def _ours_ms(raw: dict) -> str:
@@ -182,18 +239,35 @@ def run(quick: bool = False, reps: int = 0, kernels: str = "avx2,default") -> li
     ratio, recall_ratio = raw["ratio"], raw["recall_ratio"]
     share = raw["ref_search_ms"] / raw["ref_ms"]
     figures += [
-        Figure("kNN + recall / reference protocol (27,191 x 1,000 x 512-D)", f"{ratio['median']:.3f}",
-               "for comparison", None,
-               f"{fmt_spread(ratio)}; reference {raw['ref_ms']:.0f} ms = search {raw['ref_search_ms']:.0f} + "
-               f"per-query loop {raw['ref_loop_ms']:.0f}; {_ours_ms(raw)}; the reference's faiss IndexFlatL2 search "
-               f"is {share:.0%} of its time, so no exact search can take much less than that share of it (an "
-               f"earlier target of 0.5 is out of reach at the floor; the floor ratio above is the target)", raw),
-        Figure("recall@N: vectorised / per-query loop (same predictions)", f"{recall_ratio['median']:.3f}",
-               "for comparison", None, f"{fmt_spread(recall_ratio)}; recalls identical to the reference: "
-               f"{raw['identical']} (R@1/5/10/20 = {', '.join(f'{x:.1f}' for x in raw['recalls'])})", raw),
+        Figure(
+            "kNN + recall / reference protocol (27,191 x 1,000 x 512-D)",
+            f"{ratio['median']:.3f}",
+            "for comparison",
+            None,
+            f"{fmt_spread(ratio)}; reference {raw['ref_ms']:.0f} ms = search {raw['ref_search_ms']:.0f} + "
+            f"per-query loop {raw['ref_loop_ms']:.0f}; {_ours_ms(raw)}; the reference's faiss IndexFlatL2 search "
+            f"is {share:.0%} of its time, so no exact search can take much less than that share of it (an "
+            f"earlier target of 0.5 is out of reach at the floor; the floor ratio above is the target)",
+            raw,
+        ),
+        Figure(
+            "recall@N: vectorised / per-query loop (same predictions)",
+            f"{recall_ratio['median']:.3f}",
+            "for comparison",
+            None,
+            f"{fmt_spread(recall_ratio)}; recalls identical to the reference: "
+            f"{raw['identical']} (R@1/5/10/20 = {', '.join(f'{x:.1f}' for x in raw['recalls'])})",
+            raw,
+        ),
     ]
-    save_json(RESULT, dict(when=time.strftime("%Y-%m-%d %H:%M"), machine=machine(),
-                           figures=figures_to_json(figures)))
+    save_json(
+        RESULT,
+        dict(
+            when=time.strftime("%Y-%m-%d %H:%M"),
+            machine=machine(),
+            figures=figures_to_json(figures),
+        ),
+    )
     return figures
 
 

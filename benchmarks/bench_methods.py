@@ -6,6 +6,7 @@ The epochs run in turns, repeated; the figure is each method's median epoch time
 
     python benchmarks/bench_methods.py [--quick]
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,7 +14,7 @@ import tempfile
 
 from common import Figure, fmt_spread, shipped_params, spread, synthetic_city
 
-METHODS = {   # name -> train / methods overrides of the shipped params
+METHODS = {  # name -> train / methods overrides of the shipped params
     "places": {},
     "cosplace, 150 batches of 32": {"train": {"method": "cosplace", "batches_per_epoch": 150}},
     "cosplace, 220 batches of 32": {"train": {"method": "cosplace", "batches_per_epoch": 220}},
@@ -24,7 +25,10 @@ METHODS = {   # name -> train / methods overrides of the shipped params
 def _training_data(city):
     from vpr.data.groundtruth import TrainingData, build_train_set
     from vpr.data.layouts import build_eval_index
-    return TrainingData(build_train_set(city / "train"), mining=build_eval_index(str(city / "mining"))[0])
+
+    return TrainingData(
+        build_train_set(city / "train"), mining=build_eval_index(str(city / "mining"))[0]
+    )
 
 
 def epoch_seconds(data, overrides: dict) -> tuple[float, int]:
@@ -43,15 +47,21 @@ def epoch_seconds(data, overrides: dict) -> tuple[float, int]:
         for batch in batches(epoch):
             steps.append(1)
             yield batch
+
     training.batches = counted
     with tempfile.TemporaryDirectory() as tmp:
-        result = fit(training, LoopConfig(epochs=1, checkpoint_dir=tmp, patience=0, device="cpu", seed=cfg.seed),
-                     lambda model: {"R@1": 0.0})
+        result = fit(
+            training,
+            LoopConfig(epochs=1, checkpoint_dir=tmp, patience=0, device="cpu", seed=cfg.seed),
+            lambda model: {"R@1": 0.0},
+        )
     return result.history[-1]["seconds"], len(steps)
 
 
 def run(quick: bool = False) -> list[Figure]:
-    synth = dict(shipped_params()["synthetic"], extra_sets=["mining"], val_queries=20, test_queries=20)
+    synth = dict(
+        shipped_params()["synthetic"], extra_sets=["mining"], val_queries=20, test_queries=20
+    )
     data = _training_data(synthetic_city("methods_city", **synth))
     seconds = {name: [] for name in METHODS}
     steps = {}
@@ -63,13 +73,21 @@ def run(quick: bool = False) -> list[Figure]:
     figures = []
     for name in list(METHODS)[1:]:
         ratio = spread(s / p for s, p in zip(seconds[name], seconds["places"]))
-        figures.append(Figure(
-            f"epoch time / places method's epoch time: {name}", f"{ratio['median']:.2f}", "reported", None,
-            f"{statistics.median(seconds[name]):.1f} s ({steps[name]} steps) vs {places:.1f} s "
-            f"({steps['places']} steps of 16 x 4); {fmt_spread(ratio)}", seconds))
+        figures.append(
+            Figure(
+                f"epoch time / places method's epoch time: {name}",
+                f"{ratio['median']:.2f}",
+                "reported",
+                None,
+                f"{statistics.median(seconds[name]):.1f} s ({steps[name]} steps) vs {places:.1f} s "
+                f"({steps['places']} steps of 16 x 4); {fmt_spread(ratio)}",
+                seconds,
+            )
+        )
     return figures
 
 
 if __name__ == "__main__":
     from common import standalone
+
     standalone(__doc__, run)

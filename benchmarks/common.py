@@ -4,6 +4,7 @@ Benchmarks are not tests: each measures a ratio within one run (numerator and de
 process, interleaved, repeated; medians, with the spread), prints ``name: measured (target)``, and
 ``run.py`` keeps the latest figures in RESULTS.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))   # this checkout's library, installed or not
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's library, installed or not
 CACHE = ROOT / "benchmarks" / ".cache"  # generated data, reused between runs (git-ignored)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -24,15 +25,17 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 @dataclass
 class Figure:
     name: str
-    measured: str                 # formatted value
-    target: str                   # e.g. "<= 1.15"
-    met: bool | None              # None: no target, or not measurable here
+    measured: str  # formatted value
+    target: str  # e.g. "<= 1.15"
+    met: bool | None  # None: no target, or not measurable here
     detail: str = ""
     raw: dict = field(default_factory=dict)
 
     def line(self) -> str:
         verdict = {True: "met", False: "NOT met", None: "no target"}[self.met]
-        return f"{self.name}: {self.measured} ({self.target}) [{verdict}]" + (f" -- {self.detail}" if self.detail else "")
+        return f"{self.name}: {self.measured} ({self.target}) [{verdict}]" + (
+            f" -- {self.detail}" if self.detail else ""
+        )
 
 
 def spread(values) -> dict:
@@ -56,6 +59,7 @@ def machine() -> dict:
     import faiss
     import numpy
     import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -68,18 +72,29 @@ def machine() -> dict:
     try:
         for line in open("/proc/meminfo"):
             if line.startswith("MemTotal"):
-                mem = round(int(line.split()[1]) / 2 ** 20, 1)
+                mem = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(), memory_gib=mem, gpu=gpu, os=platform.platform(),
-                python=platform.python_version(), torch=torch.__version__, faiss=faiss.__version__,
-                numpy=numpy.__version__, torch_threads=torch.get_num_threads())
+    return dict(
+        cpu=cpu,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cores=os.cpu_count(),
+        memory_gib=mem,
+        gpu=gpu,
+        os=platform.platform(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        faiss=faiss.__version__,
+        numpy=numpy.__version__,
+        torch_threads=torch.get_num_threads(),
+    )
 
 
 def synthetic_city(name: str, **spec) -> Path:
     """A generated city under the cache (same generator as the pipeline), made once."""
     from vpr.data.synthetic.generate import SyntheticSpec, generate
+
     root = CACHE / name
     marker = root / ".spec.json"
     wanted = json.dumps(spec, sort_keys=True)
@@ -93,6 +108,7 @@ def upscaled_copy(src: Path, name: str, factor: int) -> Path:
     """The city's training images re-encoded ``factor`` times larger (like real photos, larger than the
     training size): what decoding at the right size is for."""
     from PIL import Image
+
     dst = CACHE / name
     marker = dst / ".done"
     if not marker.exists():
@@ -100,7 +116,9 @@ def upscaled_copy(src: Path, name: str, factor: int) -> Path:
             out = dst / "train" / path.relative_to(src / "train")
             out.parent.mkdir(parents=True, exist_ok=True)
             with Image.open(path) as img:
-                img.resize((img.width * factor, img.height * factor), Image.BICUBIC).save(out, quality=90)
+                img.resize((img.width * factor, img.height * factor), Image.BICUBIC).save(
+                    out, quality=90
+                )
         marker.write_text("ok")
     return dst
 
@@ -108,6 +126,7 @@ def upscaled_copy(src: Path, name: str, factor: int) -> Path:
 def cambridge_photos() -> Path | None:
     """The shared copy's folder of real 320 x 320 street-view JPEGs (None where there is none)."""
     from vpr.data.cambridge import local_copy
+
     source = local_copy(str(ROOT))
     return None if source is None else Path(source) / "data" / "images"
 
@@ -115,6 +134,7 @@ def cambridge_photos() -> Path | None:
 def cambridge_converted() -> Path | None:
     """The shared copy converted once into the course layout under the cache (train/Cambridge, val, test)."""
     from vpr.data.cambridge import convert, local_copy
+
     source = local_copy(str(ROOT))
     if source is None:
         return None
@@ -128,10 +148,20 @@ def mixed_shape_photos(limit: int) -> Path | None:
     """``limit`` real photos cropped to phone shapes (4:3, 3:4, 16:9, 3:2, 1:1) and a few odd sizes, made once:
     a set of mixed sizes and aspect ratios from real street-view pixels."""
     from PIL import Image
+
     photos = cambridge_photos()
     if photos is None:
         return None
-    shapes = [(320, 240), (240, 320), (320, 180), (320, 213), (320, 320), (301, 227), (227, 301), (319, 179)]
+    shapes = [
+        (320, 240),
+        (240, 320),
+        (320, 180),
+        (320, 213),
+        (320, 320),
+        (301, 227),
+        (227, 301),
+        (319, 179),
+    ]
     dst = CACHE / f"cambridge_mixed_{limit}"
     if not (dst / ".done").exists():
         dst.mkdir(parents=True, exist_ok=True)
@@ -146,6 +176,7 @@ def mixed_shape_photos(limit: int) -> Path | None:
 
 def shipped_params() -> dict:
     import yaml
+
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
@@ -169,6 +200,7 @@ def standalone(doc: str, run) -> None:
     then its figures printed as ``name: measured (target)``."""
     import argparse
     import inspect
+
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     for name, p in inspect.signature(run).parameters.items():
         option = "--" + name.replace("_", "-")

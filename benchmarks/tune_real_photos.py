@@ -13,6 +13,7 @@ dataset read from a local copy, gt.train_places clusters, gt.train_min_images 2,
 train.places_per_batch 32, train.image_size [160, 160]) and whose `dvc repro build_gt` has run. Each setting
 runs `python stages/train.py` there (minutes each on 2 cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,21 +26,56 @@ import time
 import numpy as np
 import yaml
 
-AUGMENT = [{"name": "color_jitter", "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.0},
-           {"name": "random_resized_crop", "scale": [0.6, 1.0], "ratio": [0.75, 1.333]}]
-SETTINGS = {   # name -> params overrides, in the order they ran (each on top of the previous params file)
-    "A_lr1e-4_f3_e10": {"train.epochs": 10, "optimizers.adam.lr": 1e-4, "backbones.efficientnet_lite0.freeze": 3,
-                        "schedulers.multistep.milestones": [7], "augment": []},
-    "B_lr1e-4_f5_e10": {"train.epochs": 10, "optimizers.adam.lr": 1e-4, "backbones.efficientnet_lite0.freeze": 5},
-    "C_lr3e-4_f5_e10": {"train.epochs": 10, "optimizers.adam.lr": 3e-4, "backbones.efficientnet_lite0.freeze": 5},
-    "D_lr1e-4_f3_e10_aug": {"train.epochs": 10, "optimizers.adam.lr": 1e-4, "backbones.efficientnet_lite0.freeze": 3,
-                            "augment": AUGMENT},
+AUGMENT = [
+    {"name": "color_jitter", "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.0},
+    {"name": "random_resized_crop", "scale": [0.6, 1.0], "ratio": [0.75, 1.333]},
+]
+SETTINGS = {  # name -> params overrides, in the order they ran (each on top of the previous params file)
+    "A_lr1e-4_f3_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 1e-4,
+        "backbones.efficientnet_lite0.freeze": 3,
+        "schedulers.multistep.milestones": [7],
+        "augment": [],
+    },
+    "B_lr1e-4_f5_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 1e-4,
+        "backbones.efficientnet_lite0.freeze": 5,
+    },
+    "C_lr3e-4_f5_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 3e-4,
+        "backbones.efficientnet_lite0.freeze": 5,
+    },
+    "D_lr1e-4_f3_e10_aug": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 1e-4,
+        "backbones.efficientnet_lite0.freeze": 3,
+        "augment": AUGMENT,
+    },
     "U_untrained": {"train.epochs": 0, "augment": []},
-    "C2_lr3e-4_f5_e10": {"train.epochs": 10, "optimizers.adam.lr": 3e-4, "backbones.efficientnet_lite0.freeze": 5},
-    "E_lr1e-3_f5_e10": {"train.epochs": 10, "optimizers.adam.lr": 1e-3, "backbones.efficientnet_lite0.freeze": 5},
-    "F_lr3e-4_f3_e10": {"train.epochs": 10, "optimizers.adam.lr": 3e-4, "backbones.efficientnet_lite0.freeze": 3},
-    "G_lr3e-4_f5_e10_aug": {"train.epochs": 10, "optimizers.adam.lr": 3e-4, "backbones.efficientnet_lite0.freeze": 5,
-                            "augment": AUGMENT},
+    "C2_lr3e-4_f5_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 3e-4,
+        "backbones.efficientnet_lite0.freeze": 5,
+    },
+    "E_lr1e-3_f5_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 1e-3,
+        "backbones.efficientnet_lite0.freeze": 5,
+    },
+    "F_lr3e-4_f3_e10": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 3e-4,
+        "backbones.efficientnet_lite0.freeze": 3,
+    },
+    "G_lr3e-4_f5_e10_aug": {
+        "train.epochs": 10,
+        "optimizers.adam.lr": 3e-4,
+        "backbones.efficientnet_lite0.freeze": 5,
+        "augment": AUGMENT,
+    },
 }
 
 
@@ -62,6 +98,7 @@ def validation_all(model, val, size: int) -> list[float]:
     from vpr.data.filenames import parse_name
     from vpr.eval.extract import compute_descriptors
     from vpr.eval.prepare import ImagePrep
+
     paths = list(val.database_paths) + list(val.queries_paths)
     d = compute_descriptors(model, paths, ImagePrep((size, size), "stretch"), 32, 1)
     point = np.array([parse_name(p).pano_id for p in paths])
@@ -71,8 +108,13 @@ def validation_all(model, val, size: int) -> list[float]:
     sim[same] = -9
     top = np.argsort(-sim, 1)[:, :20]
     near = cKDTree(utm).query_ball_point(utm, 25.0)
-    hits = [[bool(set(top[i, :n]) & (set(near[i]) - set(np.nonzero(same[i])[0]))) for n in (1, 5, 10, 20)]
-            for i in range(len(paths))]
+    hits = [
+        [
+            bool(set(top[i, :n]) & (set(near[i]) - set(np.nonzero(same[i])[0])))
+            for n in (1, 5, 10, 20)
+        ]
+        for i in range(len(paths))
+    ]
     return [round(100 * float(v), 1) for v in np.mean(hits, 0)]
 
 
@@ -81,15 +123,20 @@ def measure(project: str, name: str, overrides: dict) -> dict:
     from vpr.eval.prepare import ImagePrep
     from vpr.eval.validate import evaluate_model
     from vpr.models.checkpoint import load_model
+
     set_params(os.path.join(project, "params.yaml"), overrides)
     start = time.time()
-    subprocess.run([sys.executable, "stages/train.py"], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "stages/train.py"], cwd=project, check=True, capture_output=True
+    )
     out = dict(name=name, overrides=overrides, train_minutes=round((time.time() - start) / 60, 2))
     val = load_eval_set(os.path.join(project, "data/gt/val"))
     for which in ("best", "last"):
         model, ckpt = load_model(os.path.join(project, f"models/{which}.pt"))
         for size in (320, 160):
-            rec = evaluate_model(model, val, ImagePrep((size, size), "stretch"), batch_size=32, num_workers=1)
+            rec = evaluate_model(
+                model, val, ImagePrep((size, size), "stretch"), batch_size=32, num_workers=1
+            )
             out[f"{which}{size}"] = [round(rec[f"R@{n}"], 1) for n in (1, 5, 10, 20)]
             out[f"{which}{size}all"] = validation_all(model, val, size)
         out[f"{which}_epoch"] = ckpt["epoch"]

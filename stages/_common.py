@@ -1,5 +1,6 @@
 """Shared by the stage scripts: find the library, read the command line (``--help``), validate what the stage
 reads, report errors in one line."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,24 +14,34 @@ sys.path.insert(0, str(ROOT / "src"))  # the library of *this* checkout, install
 os.chdir(ROOT)
 
 # what to do about an OSError, by errno; anything else gets DEFAULT_FIX
-OS_FIXES = {errno.ENOSPC: "free some space on that disk and re-run", errno.EDQUOT: "free some space (disk quota)",
-            errno.EACCES: "check permissions", errno.EPERM: "check permissions",
-            errno.EROFS: "the file system is read-only: write elsewhere", errno.ENOENT: "check that the path exists"}
+OS_FIXES = {
+    errno.ENOSPC: "free some space on that disk and re-run",
+    errno.EDQUOT: "free some space (disk quota)",
+    errno.EACCES: "check permissions",
+    errno.EPERM: "check permissions",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.ENOENT: "check that the path exists",
+}
 DEFAULT_FIX = "free some space / check permissions"
 
 
 def load_config(stage: str):
     """params.yaml, validated as far as ``stage`` reads it (vpr.config.READS)."""
     from vpr.config import load_config as load
-    return load("params.yaml", stage)   # relative (the working folder is ROOT): messages name it as DVC does
+
+    return load(
+        "params.yaml", stage
+    )  # relative (the working folder is ROOT): messages name it as DVC does
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # argparse's usage line + message: one line instead, as every stage error
+    def error(
+        self, message
+    ):  # argparse's usage line + message: one line instead, as every stage error
         _exit(f"error: {message} ({self.prog} --help shows the usage)", 2)
 
 
-_COMMAND_LINE: dict = {}   # what run() parsed: the stage's name, its argument's (what, key) and value
+_COMMAND_LINE: dict = {}  # what run() parsed: the stage's name, its argument's (what, key) and value
 
 
 def _parse_command_line(takes) -> None:
@@ -41,19 +52,31 @@ def _parse_command_line(takes) -> None:
     stage = Path(script.__file__).stem
     what, key = takes or (None, None)
     prog = f"python stages/{stage}.py"
-    parser = _Parser(prog=prog, usage=prog + (f" <{what}>" if what else ""), description=script.__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    if what:   # optional for argparse: argument() names the choices when it is missing
-        parser.add_argument(what, nargs="?", metavar=f"<{what}>",
-                            help=f"a {what} name listed under {key} in params.yaml")
+    parser = _Parser(
+        prog=prog,
+        usage=prog + (f" <{what}>" if what else ""),
+        description=script.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    if what:  # optional for argparse: argument() names the choices when it is missing
+        parser.add_argument(
+            what,
+            nargs="?",
+            metavar=f"<{what}>",
+            help=f"a {what} name listed under {key} in params.yaml",
+        )
     args = parser.parse_args()
-    _COMMAND_LINE.update(stage=stage, what=what, key=key, value=getattr(args, what) if what else None)
+    _COMMAND_LINE.update(
+        stage=stage, what=what, key=key, value=getattr(args, what) if what else None
+    )
 
 
 def argument(names) -> str:
     """The stage's one argument (run's ``takes``): a name listed in its params key; a ConfigError naming that
     key when it is missing or not listed there (DVC always passes a listed one)."""
     from vpr.errors import ConfigError
+
     stage, what, key, value = (_COMMAND_LINE[k] for k in ("stage", "what", "key", "value"))
     names = [str(n) for n in names]
     usage = f"usage: python stages/{stage}.py <{what}> (one of {key}: {', '.join(names) or 'none listed'})"
@@ -94,10 +117,15 @@ def message(exc: BaseException) -> str:
 def os_error_line(exc: OSError) -> str:
     """``<file>: <what went wrong> (<fix>)`` for an OSError (full disk, permissions, missing path)."""
     fix = OS_FIXES.get(exc.errno, DEFAULT_FIX)
-    where = " -> ".join(os.fsdecode(f) if not isinstance(f, int) else f"file descriptor {f}"
-                        for f in (exc.filename, exc.filename2) if f is not None)   # a rename names both
+    where = " -> ".join(
+        os.fsdecode(f) if not isinstance(f, int) else f"file descriptor {f}"
+        for f in (exc.filename, exc.filename2)
+        if f is not None
+    )  # a rename names both
     what = exc.strerror or message(exc)
-    if exc.errno is None and " requested and " in what and " written" in what:   # numpy's short write
+    if (
+        exc.errno is None and " requested and " in what and " written" in what
+    ):  # numpy's short write
         what, fix = f"a write stopped short ({what}): the disk is probably full", DEFAULT_FIX
     return f"{where}: {what} ({fix})" if where else f"{what} ({fix})"
 
@@ -110,6 +138,7 @@ def run(main, takes: tuple[str, str] | None = None) -> None:
     and renamed, vpr.io: nothing half-written stays). Anything else is a bug: its traceback."""
     _parse_command_line(takes)
     from vpr.errors import VPRError, data_warnings_as_lines
+
     try:
         with data_warnings_as_lines():
             main()

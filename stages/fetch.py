@@ -1,5 +1,6 @@
 """Stage fetch@<dataset>: produce data/raw/<dataset> from its source (synthetic | url | path)."""
-from _common import argument, run, load_config
+
+from _common import argument, load_config, run
 
 
 def main():

@@ -1,5 +1,6 @@
 """Stage recall_table: metrics/recalls.md, one row per evaluation set (the course's first table)."""
-from _common import run, load_config
+
+from _common import load_config, run
 
 
 def main():
@@ -7,7 +8,9 @@ def main():
     from vpr.io import atomic_file
 
     cfg = load_config("recall_table")
-    table = recall_table({name: f"metrics/eval/{name}.json" for name in cfg.data.test}, cfg.eval.recall_values)
+    table = recall_table(
+        {name: f"metrics/eval/{name}.json" for name in cfg.data.test}, cfg.eval.recall_values
+    )
     with atomic_file("metrics/recalls.md") as fh:
         fh.write(table + "\n")
     print(table)

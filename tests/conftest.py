@@ -1,4 +1,5 @@
 """The fixtures the tests share; plain helpers are in tests/helpers.py."""
+
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tests.helpers import ROOT, TINY_SYNTHETIC, Server, pipeline_repo  # noqa: E
 def tiny_city(tmp_path_factory):
     """Path of a generated miniature dataset root (train/, val/, test/)."""
     from vpr.data.synthetic.generate import SyntheticSpec, generate
+
     root = tmp_path_factory.mktemp("synth") / "synth"
     generate(root, SyntheticSpec.of(TINY_SYNTHETIC), workers=1)
     return root
@@ -31,10 +33,13 @@ def server():
 def cambridge_source():
     """The shared Cambridge copy; skipped with a reason where it is absent, a failure under CI=true."""
     from vpr.data.cambridge import local_copy
+
     found = local_copy(str(ROOT))
     if found is None:
-        why = ("the Cambridge street-view copy (../shared/data/cambridge_streetview, or $VPR_CAMBRIDGE_SV) is not on "
-               "this machine")
+        why = (
+            "the Cambridge street-view copy (../shared/data/cambridge_streetview, or $VPR_CAMBRIDGE_SV) is not on "
+            "this machine"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why}; CI must run the real-photo tests")
         pytest.skip(why)

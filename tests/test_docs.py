@@ -1,11 +1,12 @@
 """The README and docs/: generated parts current, links resolve, the README short, and no result number typed
 by hand outside a generated part."""
+
 import re
 
 import pytest
 
-from vpr import docs
 from tests.helpers import ROOT
+from vpr import docs
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -42,17 +43,21 @@ def test_every_relative_link_resolves_to_a_file_and_its_heading(page):
         path, _, anchor = target.partition("#")
         dest = (ROOT / page).parent / path if path else ROOT / page
         if path.endswith(".html"):
-            continue    # generated pages (reports/), not committed everywhere
+            continue  # generated pages (reports/), not committed everywhere
         assert dest.exists(), f"{page}: link to missing {target}"
         if anchor and dest.suffix == ".md":
-            assert anchor in _anchors(dest.read_text()), f"{page}: no heading for #{anchor} in {path or page}"
+            assert anchor in _anchors(dest.read_text()), (
+                f"{page}: no heading for #{anchor} in {path or page}"
+            )
 
 
 def test_the_readme_is_short_and_every_reference_table_lives_in_docs():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 300
     for name in ("registry-tables", "section-tables", "recipe-tables"):
-        assert f"generated:{name}" not in readme and any(f"generated:{name}" in p.read_text() for p in docs.pages())
+        assert f"generated:{name}" not in readme and any(
+            f"generated:{name}" in p.read_text() for p in docs.pages()
+        )
 
 
 def _outside_generated(text: str) -> str:
@@ -63,12 +68,15 @@ def _outside_generated(text: str) -> str:
 def test_no_measured_result_is_typed_by_hand(page):
     """Mean ± std cells, recall figures and times are generated from committed result files, never typed."""
     text = _outside_generated((ROOT / page).read_text())
-    typed = re.findall(r"\d+(?:\.\d+)? ± \d|R@\d+ (?:of |= |)\d+\.\d|\b\d+(?:\.\d+)? (?:ms|s|min)\b(?! \w+ing)", text)
+    typed = re.findall(
+        r"\d+(?:\.\d+)? ± \d|R@\d+ (?:of |= |)\d+\.\d|\b\d+(?:\.\d+)? (?:ms|s|min)\b(?! \w+ing)",
+        text,
+    )
     assert not typed, f"{page}: {typed[:5]}"
 
 
 def _same(a, b) -> bool:
-    norm = lambda v: [norm(x) for x in v] if isinstance(v, (list, tuple)) else v   # noqa: E731
+    norm = lambda v: [norm(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
     return norm(a) == norm(b)
 
 
@@ -78,6 +86,7 @@ def test_params_yaml_ships_exactly_the_schema_defaults():
     from vpr.config.catalog import TOP_LEVEL_CHOICES
     from vpr.config.loader import SEED
     from vpr.config.sections import SECTIONS
+
     raw = load_params(ROOT / "params.yaml")
     wrong = []
     assert raw["seed"] == SEED.default
@@ -86,17 +95,26 @@ def test_params_yaml_ships_exactly_the_schema_defaults():
             wrong.append(f"{kind}: {raw.get(kind)!r} != {KINDS[kind].default!r}")
     indexes = KINDS["index"].entries
     for name, (schema, _) in SECTIONS.items():
-        given = {k: v for k, v in (raw.get(name) or {}).items() if not (name == "eval" and k in indexes)}
+        given = {
+            k: v for k, v in (raw.get(name) or {}).items() if not (name == "eval" and k in indexes)
+        }
         assert set(given) == set(schema), f"params.yaml {name}: keys differ from the schema"
-        wrong += [f"{name}.{k}: {v!r} != {schema[k].default!r}" for k, v in given.items() if not _same(v, schema[k].default)]
+        wrong += [
+            f"{name}.{k}: {v!r} != {schema[k].default!r}"
+            for k, v in given.items()
+            if not _same(v, schema[k].default)
+        ]
     for kind, k in KINDS.items():
         section = raw.get(k.section) or {}
         if kind == "augmentation":
-            continue    # a list of steps, each checked by test_config
+            continue  # a list of steps, each checked by test_config
         for entry, settings in section.items():
             if kind == "index" and entry not in indexes:
                 continue
             schema = k.entries[entry].settings
-            wrong += [f"{k.section}.{entry}.{key}: {v!r} != {schema[key].default!r}"
-                      for key, v in (settings or {}).items() if not _same(v, schema[key].default)]
+            wrong += [
+                f"{k.section}.{entry}.{key}: {v!r} != {schema[key].default!r}"
+                for key, v in (settings or {}).items()
+                if not _same(v, schema[key].default)
+            ]
     assert not wrong, wrong

@@ -6,6 +6,7 @@ functions count too), so each part can be read, tested and reused without the pa
 
 train and eval are peers that do not import each other, except the eval modules listed in TRAIN_USES_EVAL.
 """
+
 import ast
 from pathlib import Path
 
@@ -16,13 +17,25 @@ from tests.helpers import ROOT
 SRC = ROOT / "src"
 
 LAYERS = {
-    "vpr": 0, "compat": 0, "errors": 0, "io": 0, "progress": 0, "device": 0, "environment": 0,
-    "config": 1, "recipes": 1,        # params schema and ready-made params: pure data
-    "registry": 2,                    # name -> builder, names from the schema
-    "data": 3, "models": 3,           # files, ground truth, loaders; networks and checkpoints
-    "train": 4, "eval": 4,            # training; extraction, retrieval, recall, comparisons
-    "localize": 5, "viz": 5,          # new photos; pictures, charts and pages
-    "compare": 6, "suites": 6, "docs": 6,   # commands built on everything below
+    "vpr": 0,
+    "compat": 0,
+    "errors": 0,
+    "io": 0,
+    "progress": 0,
+    "device": 0,
+    "environment": 0,
+    "config": 1,
+    "recipes": 1,  # params schema and ready-made params: pure data
+    "registry": 2,  # name -> builder, names from the schema
+    "data": 3,
+    "models": 3,  # files, ground truth, loaders; networks and checkpoints
+    "train": 4,
+    "eval": 4,  # training; extraction, retrieval, recall, comparisons
+    "localize": 5,
+    "viz": 5,  # new photos; pictures, charts and pages
+    "compare": 6,
+    "suites": 6,
+    "docs": 6,  # commands built on everything below
 }
 # Peers that must not import each other (same layer).
 SEPARATE = {("train", "eval"), ("eval", "train")}
@@ -54,10 +67,14 @@ def _imports(module: str, path: Path):
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            names = [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
+            names = [
+                f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names
+            ]
         else:
             continue
-        yield from ((node.lineno, n) for n in dict.fromkeys(names) if n == "vpr" or n.startswith("vpr."))
+        yield from (
+            (node.lineno, n) for n in dict.fromkeys(names) if n == "vpr" or n.startswith("vpr.")
+        )
 
 
 def _part(module: str) -> str:
@@ -71,7 +88,9 @@ def _allowed(importer: str, imported: str) -> bool:
     if a == b or b == "vpr":
         return True
     if (a, b) in SEPARATE:
-        return a == "train" and any(imported == m or imported.startswith(m + ".") for m in TRAIN_USES_EVAL)
+        return a == "train" and any(
+            imported == m or imported.startswith(m + ".") for m in TRAIN_USES_EVAL
+        )
     return LAYERS.get(b, len(LAYERS)) <= LAYERS[a]
 
 
@@ -80,18 +99,28 @@ def test_every_part_of_the_library_has_a_layer():
     assert not unknown, f"give these parts of src/vpr a layer in tests/test_layers.py: {unknown}"
 
 
-@pytest.mark.parametrize("module,path", list(_modules()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "module,path", list(_modules()), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_no_import_runs_up_the_layers(module, path):
     if _part(module) not in LAYERS:
         pytest.skip("no layer (the test above names it)")
-    wrong = [f"line {line}: {name} (layer of {_part(module)}: {LAYERS[_part(module)]}, of {_part(name)}: "
-             f"{LAYERS.get(_part(name))})" for line, name in _imports(module, path) if not _allowed(module, name)]
-    assert not wrong, f"{path.relative_to(SRC.parent)} imports from a higher layer or a separate peer: {wrong}"
+    wrong = [
+        f"line {line}: {name} (layer of {_part(module)}: {LAYERS[_part(module)]}, of {_part(name)}: "
+        f"{LAYERS.get(_part(name))})"
+        for line, name in _imports(module, path)
+        if not _allowed(module, name)
+    ]
+    assert not wrong, (
+        f"{path.relative_to(SRC.parent)} imports from a higher layer or a separate peer: {wrong}"
+    )
 
 
 def test_the_torchvision_shim_is_installed_in_one_place():
     """vpr/__init__ installs vpr.compat's import hook; every other module imports torchvision plainly."""
-    users = sorted(m for m, path in _modules() for _, name in _imports(m, path) if name == "vpr.compat")
+    users = sorted(
+        m for m, path in _modules() for _, name in _imports(m, path) if name == "vpr.compat"
+    )
     assert users == ["vpr"]
 
 
@@ -100,4 +129,6 @@ def test_the_rules_catch_an_upward_import():
     assert not _allowed("vpr.models.network", "vpr.eval.extract")
     assert not _allowed("vpr.eval.extract_set", "vpr.train.checkpoint")
     assert not _allowed("vpr.train.loop", "vpr.eval.knn")
-    assert _allowed("vpr.train.session", "vpr.eval.validate") and _allowed("vpr.eval.extract", "vpr.models.checkpoint")
+    assert _allowed("vpr.train.session", "vpr.eval.validate") and _allowed(
+        "vpr.eval.extract", "vpr.models.checkpoint"
+    )

@@ -1,4 +1,5 @@
 """Outputs written through a temporary sibling get the modes the umask asks for (not mkstemp's 0600 / 0700)."""
+
 import io
 import os
 import stat
@@ -37,16 +38,22 @@ def test_atomic_file_path_and_dir_follow_the_umask(tmp_path, umask):
     for f in ("metrics/a.json", "metrics/b.json", "models/best.pt", "features/test/database.npy"):
         assert _mode(tmp_path / f) == file_mode, f
     assert _mode(tmp_path / "features/test") == dir_mode
-    assert sorted(os.listdir(tmp_path / "metrics")) == ["a.json", "b.json"]     # no temporary left behind
+    assert sorted(os.listdir(tmp_path / "metrics")) == [
+        "a.json",
+        "b.json",
+    ]  # no temporary left behind
 
 
 def test_ground_truth_linked_and_extracted_folders_follow_the_umask(tmp_path, umask):
     from vpr.data import groundtruth as gt
+
     file_mode, dir_mode = umask
     user = tmp_path / "user/test/database"
     user.mkdir(parents=True)
     (user / format_name(1.0, 2.0)).write_bytes(b"x")
-    sources.link_folder(str(tmp_path / "user"), str(tmp_path / "raw/linked"), raw_root=str(tmp_path / "raw"))
+    sources.link_folder(
+        str(tmp_path / "user"), str(tmp_path / "raw/linked"), raw_root=str(tmp_path / "raw")
+    )
     assert _mode(tmp_path / "raw/linked") == dir_mode
     assert _mode(tmp_path / "raw/linked" / sources.FILE_LIST) == file_mode
     gt.save_image_list(["a.jpg"], tmp_path / "gt/train/target_paths.npy")
@@ -56,23 +63,27 @@ def test_ground_truth_linked_and_extracted_folders_follow_the_umask(tmp_path, um
         zf.writestr("database/a.jpg", b"x")
         zf.writestr("queries/b.jpg", b"y")
     (tmp_path / "a.zip").write_bytes(buf.getvalue())
-    archives.extract_archive(str(tmp_path / "a.zip"), str(tmp_path / "raw/unzipped"), root=".", progress=False)
+    archives.extract_archive(
+        str(tmp_path / "a.zip"), str(tmp_path / "raw/unzipped"), root=".", progress=False
+    )
     assert _mode(tmp_path / "raw/unzipped") == dir_mode
     assert _mode(tmp_path / "raw/unzipped" / FETCH_MARKER) == file_mode
 
 
 def test_umask_without_proc_is_read_by_setting_and_restoring_it(monkeypatch):
     import builtins
+
     real_open = builtins.open
 
     def no_proc(path, *args, **kwargs):
         if str(path).startswith("/proc/"):
             raise OSError("no /proc here")
         return real_open(path, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", no_proc)
     old = os.umask(0o027)
     try:
         assert vio.current_umask() == 0o027
-        assert os.umask(0o027) == 0o027                       # left as it was
+        assert os.umask(0o027) == 0o027  # left as it was
     finally:
         os.umask(old)

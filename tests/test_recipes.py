@@ -1,15 +1,13 @@
 """Reference recipes: every value resolves as the README's table says, the dvc command carries them all, and
 every recipe trains two steps on the miniature city (ImageNet weights off: they cannot be downloaded here)."""
-import copy
 
 import pytest
 
+from tests.helpers import ROOT, eval_set, two_steps
 from vpr import recipes
 from vpr.config import KINDS, load_params, validate
 from vpr.config.loader import entry_settings
-from tests.helpers import eval_set
 from vpr.data.groundtruth import TrainingData, build_train_set
-from tests.helpers import ROOT, two_steps
 
 BASE = load_params(ROOT / "params.yaml")
 PLURAL = {k.section: kind for kind, k in KINDS.items() if k.section not in ("augment", "eval")}
@@ -35,13 +33,17 @@ def test_every_recipe_value_resolves_as_its_table_says(name):
     for key, value, source in recipes.RECIPES[name].values:
         got = resolve(cfg, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, (key, source)
-    assert all(source for _, _, source in recipes.RECIPES[name].values)    # every value names its reference
+    assert all(
+        source for _, _, source in recipes.RECIPES[name].values
+    )  # every value names its reference
 
 
 def test_the_docs_list_every_value_of_every_recipe():
     readme = (ROOT / "docs" / "recipes.md").read_text()
     for name in recipes.RECIPES:
-        assert recipes.table(name) in readme, f"run `python -m vpr.docs` to refresh the recipe tables ({name})"
+        assert recipes.table(name) in readme, (
+            f"run `python -m vpr.docs` to refresh the recipe tables ({name})"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))
@@ -60,17 +62,31 @@ def _miniature(name, tiny_city):
     """The recipe with its sizes shrunk for a two-step CPU run on the miniature city."""
     raw = recipes.apply(BASE, name, pretrained=False)
     t = raw["train"]
-    t.update(places_per_batch=4, images_per_place=2, num_workers=0, epochs=1, batches_per_epoch=2, amp=False)
+    t.update(
+        places_per_batch=4,
+        images_per_place=2,
+        num_workers=0,
+        epochs=1,
+        batches_per_epoch=2,
+        amp=False,
+    )
     if t["image_size"] is not None:
         t["image_size"] = [64, 64] if raw["aggregator"] == "mixvpr" else [48, 64]
-    raw["methods"]["triplet_mining"].update(queries_per_epoch=4, cache_refresh_rate=4, queries_per_batch=2,
-                                            negatives=2, negatives_sample=30)
+    raw["methods"]["triplet_mining"].update(
+        queries_per_epoch=4,
+        cache_refresh_rate=4,
+        queries_per_batch=2,
+        negatives=2,
+        negatives_sample=30,
+    )
     raw["methods"]["cosplace"].update(min_images_per_class=2, batch_size=8, N=2, L=1, groups_num=2)
     raw["aggregators"]["mixvpr"].update(out_channels=32, out_rows=2)
     raw["synthetic"] = {k: v for k, v in raw["synthetic"].items() if k != "extra_sets"}
     cfg = validate(raw)
-    data = TrainingData(build_train_set(tiny_city / "train"),
-                        mining=eval_set(tiny_city / "val") if cfg.train.method == "triplet_mining" else None)
+    data = TrainingData(
+        build_train_set(tiny_city / "train"),
+        mining=eval_set(tiny_city / "val") if cfg.train.method == "triplet_mining" else None,
+    )
     return cfg, data
 
 
@@ -78,11 +94,15 @@ def _miniature(name, tiny_city):
 def test_every_recipe_trains_two_steps_on_the_miniature_city(name, tiny_city):
     cfg, data = _miniature(name, tiny_city)
     recipe = two_steps(cfg, data)
-    assert recipe.model.normalize == (name != "course_template")     # the template tests raw descriptors
+    assert recipe.model.normalize == (
+        name != "course_template"
+    )  # the template tests raw descriptors
 
 
 def test_a_recipe_made_for_a_data_profile_brings_it_unless_another_is_asked(capsys):
     assert recipes.main(["run", "real_photos", "--dry-run"]) == 0
-    assert capsys.readouterr().out.startswith("dvc exp run -n real_photos -S 'data=${data_profiles.cambridge}'")
+    assert capsys.readouterr().out.startswith(
+        "dvc exp run -n real_photos -S 'data=${data_profiles.cambridge}'"
+    )
     assert recipes.main(["run", "real_photos", "--data", "course", "--dry-run"]) == 0
     assert "data_profiles.course" in capsys.readouterr().out

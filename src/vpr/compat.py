@@ -10,6 +10,7 @@ moment anything (our modules, pytorch-metric-learning, timm) first imports torch
 lives in one place (a module of ours just writes ``import torchvision``), and ``import vpr`` stays cheap:
 light stages (evaluate, tables, pictures) never pay for importing torch and torchvision.
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -26,6 +27,7 @@ _libraries: list = []  # keep the Library objects alive: dropping them unregiste
 
 def _extension_loads() -> bool:
     import torch
+
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return True  # not installed: let the real import raise its own error
@@ -44,6 +46,7 @@ def patch_torchvision() -> None:
     if "torchvision" in sys.modules or _libraries or _extension_loads():
         return
     import torch
+
     library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS.values():
         library.define(schema)
@@ -61,5 +64,7 @@ class _ShimBeforeTorchvision(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    if "torchvision" not in sys.modules and not any(isinstance(f, _ShimBeforeTorchvision) for f in sys.meta_path):
+    if "torchvision" not in sys.modules and not any(
+        isinstance(f, _ShimBeforeTorchvision) for f in sys.meta_path
+    ):
         sys.meta_path.insert(0, _ShimBeforeTorchvision())

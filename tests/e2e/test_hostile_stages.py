@@ -1,5 +1,6 @@
 """Bad input through the stage scripts, as a user runs them: one line on stderr (``error: ...`` or
 ``interrupted``), a non-zero exit status, and the folder exactly as it was."""
+
 import os
 import signal
 import subprocess
@@ -29,7 +30,10 @@ def _run(box, *args, timeout=180):
 def test_fetch_without_its_argument_shows_the_usage(box):
     status, lines = _run(box, "stages/fetch.py")
     assert status == 2
-    assert one_line(lines, "error: ") == "error: usage: python stages/fetch.py <dataset> (one of data.fetch: synth)"
+    assert (
+        one_line(lines, "error: ")
+        == "error: usage: python stages/fetch.py <dataset> (one of data.fetch: synth)"
+    )
 
 
 def test_fetch_of_a_dataset_not_listed(box):
@@ -56,11 +60,19 @@ def test_ctrl_c_in_a_stage_prints_interrupted_and_leaves_nothing(box):
     before = files_under(box)
     # Ctrl-C as in a terminal: SIGINT at its default even when the tests run as a background job (a shell
     # starts those with SIGINT ignored, and a child inherits that)
-    proc = subprocess.Popen([sys.executable, "stages/evaluate.py", "synth_test"], cwd=box, env=STAGE_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "stages/evaluate.py", "synth_test"],
+        cwd=box,
+        env=STAGE_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     writer, deadline = None, time.monotonic() + 120
-    while writer is None:   # a non-blocking open for writing succeeds once the stage has it open for reading
+    while (
+        writer is None
+    ):  # a non-blocking open for writing succeeds once the stage has it open for reading
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         try:
             writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
@@ -84,14 +96,24 @@ run(main)
 """
 
 
-@pytest.mark.parametrize("exc,line", [
-    ("OSError(28, 'No space left on device', 'x.npy')",
-     "error: x.npy: No space left on device (free some space on that disk and re-run)"),
-    ("OSError('4096 requested and 1024 written')",   # numpy's message for a short write
-     "error: a write stopped short (4096 requested and 1024 written): the disk is probably full "
-     "(free some space / check permissions)"),
-    ("PermissionError(13, 'Permission denied', 'metrics/eval')", "error: metrics/eval: Permission denied "
-                                                                  "(check permissions)")])
+@pytest.mark.parametrize(
+    "exc,line",
+    [
+        (
+            "OSError(28, 'No space left on device', 'x.npy')",
+            "error: x.npy: No space left on device (free some space on that disk and re-run)",
+        ),
+        (
+            "OSError('4096 requested and 1024 written')",  # numpy's message for a short write
+            "error: a write stopped short (4096 requested and 1024 written): the disk is probably full "
+            "(free some space / check permissions)",
+        ),
+        (
+            "PermissionError(13, 'Permission denied', 'metrics/eval')",
+            "error: metrics/eval: Permission denied (check permissions)",
+        ),
+    ],
+)
 def test_os_errors_are_one_line_naming_the_file(box, exc, line):
     (box / "oserror.py").write_text(DISK_FULL.format(exc=exc))
     status, lines = _run(box, "oserror.py")
@@ -101,7 +123,9 @@ def test_os_errors_are_one_line_naming_the_file(box, exc, line):
 def test_a_bug_keeps_its_traceback(box):
     (box / "bug.py").write_text(DISK_FULL.format(exc="ZeroDivisionError('a bug')"))
     status, lines = _run(box, "bug.py")
-    assert status == 1 and lines[0].startswith("Traceback") and lines[-1] == "ZeroDivisionError: a bug"
+    assert (
+        status == 1 and lines[0].startswith("Traceback") and lines[-1] == "ZeroDivisionError: a bug"
+    )
 
 
 LOADERS = """import sys; sys.path.insert(0, "stages")
@@ -129,18 +153,29 @@ def _pictures(folder):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in ("a.jpg", "b.jpg"):
-        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / name, quality=90)
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(
+            folder / name, quality=90
+        )
     data = bytearray((folder / "a.jpg").read_bytes())
-    data[len(data) // 2:-2] = rng.integers(0, 256, len(data) // 2 - 2 + len(data) % 2, dtype=np.uint8).tobytes()
+    data[len(data) // 2 : -2] = rng.integers(
+        0, 256, len(data) // 2 - 2 + len(data) % 2, dtype=np.uint8
+    ).tobytes()
     (folder / "garbled.jpg").write_bytes(bytes(data))
     (folder / "text.jpg").write_text("not a picture\n")
     return folder
 
 
 @pytest.mark.parametrize("loader", ["extract", "training"])
-@pytest.mark.parametrize("bad,why", [("garbled.jpg", "OSError: broken data stream"),
-                                     ("text.jpg", "UnidentifiedImageError: cannot identify image file")])
-def test_an_image_that_does_not_decode_in_a_loader_worker_is_one_line(tmp_path, box, loader, bad, why):
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        ("garbled.jpg", "OSError: broken data stream"),
+        ("text.jpg", "UnidentifiedImageError: cannot identify image file"),
+    ],
+)
+def test_an_image_that_does_not_decode_in_a_loader_worker_is_one_line(
+    tmp_path, box, loader, bad, why
+):
     pictures = _pictures(tmp_path / "pictures")
     (box / "loaders.py").write_text(LOADERS)
     paths = [str(pictures / n) for n in ("a.jpg", "b.jpg", bad, "a.jpg")]
@@ -175,8 +210,11 @@ def test_a_failed_swap_of_an_output_folder_keeps_the_previous_one(tmp_path, monk
     out.mkdir()
     (out / "database.npy").write_text("previous")
     real = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: _interrupt() if str(b) == str(out) and "old" not in str(a)
-                        else real(a, b))
+    monkeypatch.setattr(
+        os,
+        "replace",
+        lambda a, b: _interrupt() if str(b) == str(out) and "old" not in str(a) else real(a, b),
+    )
     with pytest.raises(KeyboardInterrupt):
         with atomic_dir(out) as tmp:
             open(os.path.join(tmp, "database.npy"), "w").close()

@@ -1,4 +1,5 @@
 """End to end: the DVC pipeline in a throw-away copy of this repository, on a miniature city."""
+
 import json
 
 import pytest
@@ -10,29 +11,45 @@ pytestmark = pytest.mark.slow
 
 def test_repro_writes_the_recall_table_and_one_metrics_file_per_set(repo):
     dest, out = repo
-    assert {"fetch@synth", "build_gt", "train", "extract@synth_test", "evaluate@synth_test", "recall_table",
-            "visualize@synth_test", "report"} <= ran_stages(out)
+    assert {
+        "fetch@synth",
+        "build_gt",
+        "train",
+        "extract@synth_test",
+        "evaluate@synth_test",
+        "recall_table",
+        "visualize@synth_test",
+        "report",
+    } <= ran_stages(out)
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     assert all(0 <= metrics[f"R@{n}"] <= 100 for n in (1, 5, 10, 20))
     assert metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"] <= metrics["R@20"]
     table = (dest / "metrics/recalls.md").read_text()
     assert "| dataset" in table and "R@20" in table and "synth_test" in table
     assert len(list((dest / "reports/predictions/synth_test").glob("*.jpg"))) == 3
-    assert (dest / "models/best.pt").exists() and (dest / "metrics/train/plots/metrics/val_R@1.tsv").exists()
+    assert (dest / "models/best.pt").exists() and (
+        dest / "metrics/train/plots/metrics/val_R@1.tsv"
+    ).exists()
 
 
 def test_train_metrics_record_the_cpu_kernels_and_library_versions(repo):
     import numpy
     import PIL
     import torch
+
     dest, _ = repo
     env = json.loads((dest / "metrics/train/metrics.json").read_text())["environment"]
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert (env["torch"], env["numpy"], env["pillow"]) == (torch.__version__, numpy.__version__, PIL.__version__)
+    assert (env["torch"], env["numpy"], env["pillow"]) == (
+        torch.__version__,
+        numpy.__version__,
+        PIL.__version__,
+    )
 
 
 def test_evaluate_writes_every_querys_result_next_to_the_metrics(repo):
     from vpr.eval.query_results import read_queries
+
     dest, _ = repo
     metrics = json.loads((dest / "metrics/eval/synth_test.json").read_text())
     with open(dest / "metrics/eval/synth_test.queries.tsv") as fh:

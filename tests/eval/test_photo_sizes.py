@@ -4,6 +4,7 @@ training-time validation or localize, under any preparation policy, draft scale 
 A batch is formed from the output size the header's size gives (vpr.eval.prepare.size_batches); a JPEG is
 decoded at a reduced draft scale whose sides round up, so the prepared size must come from the header's size
 too, never from the reduced image (that was a crash: [3, 320, 479] and [3, 320, 480] in one batch)."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,8 @@ from PIL import Image
 
 from vpr.data.datasets import PreparedImages
 from vpr.data.filenames import format_name
-from vpr.data.images import DRAFT_GAP
 from vpr.data.groundtruth import EvalSet, Positives
+from vpr.data.images import DRAFT_GAP
 from vpr.eval.extract import compute_descriptors
 from vpr.eval.prepare import POLICIES, SIDES, ImagePrep, oriented_size, size_batches
 from vpr.eval.validate import evaluate_model
@@ -27,8 +28,21 @@ from vpr.train.checkpoint import save_checkpoint
 # GSV-Cities / CosPlace-style test sizes
 IMAGE_SIZES = [(72, 96), (160, 160), (240, 320), (320, 320)]
 # sizes of real photos and ones whose draft-reduced sides round differently from the header's
-ODD_SIZES = [(479, 320), (481, 321), (1001, 667), (960, 641), (333, 500), (640, 427), (1023, 767), (1920, 1280),
-             (100, 75), (400, 300), (420, 560), (97, 1000), (2000, 37)]
+ODD_SIZES = [
+    (479, 320),
+    (481, 321),
+    (1001, 667),
+    (960, 641),
+    (333, 500),
+    (640, 427),
+    (1023, 767),
+    (1920, 1280),
+    (100, 75),
+    (400, 300),
+    (420, 560),
+    (97, 1000),
+    (2000, 37),
+]
 
 
 def _photo(rng, width, height):
@@ -44,7 +58,7 @@ def _odd_files(folder, rng) -> list[str]:
         paths.append(str(folder / f"{w}x{h}.jpg"))
         _photo(rng, w, h).save(paths[-1], quality=85)
     exif = Image.Exif()
-    exif[0x0112] = 6                                   # stored 4000 x 3000, shown 3000 x 4000 (portrait)
+    exif[0x0112] = 6  # stored 4000 x 3000, shown 3000 x 4000 (portrait)
     paths.append(str(folder / "phone_exif6.jpg"))
     _photo(rng, 4000, 3000).save(paths[-1], quality=80, exif=exif)
     paths.append(str(folder / "alpha.png"))
@@ -75,7 +89,7 @@ def _draft_reduction(path, prep) -> int:
         h, w = prep.resized(*oriented_size(path))
         box = (h * DRAFT_GAP, w * DRAFT_GAP) if turned else (w * DRAFT_GAP, h * DRAFT_GAP)
         img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", box)
-        return 2 ** round(np.log2(full[0] / img.size[0]))     # sides round up: 57 px at 1/8 -> 8 px
+        return 2 ** round(np.log2(full[0] / img.size[0]))  # sides round up: 57 px at 1/8 -> 8 px
 
 
 def test_every_prepared_image_has_the_size_its_batch_was_formed_for(tmp_path):
@@ -95,15 +109,25 @@ def test_every_prepared_image_has_the_size_its_batch_was_formed_for(tmp_path):
                 images = PreparedImages(paths, prep)
                 for i, p in enumerate(paths):
                     reductions.add(_draft_reduction(p, prep))
-                    assert tuple(images[i][0].shape[1:]) == prep.output(*oriented_size(p)), (p, size, policy, side)
+                    assert tuple(images[i][0].shape[1:]) == prep.output(*oriented_size(p)), (
+                        p,
+                        size,
+                        policy,
+                        side,
+                    )
     assert reductions == {1, 2, 4, 8}
 
 
 def _tiny_model(size=(48, 64)):
     torch.manual_seed(0)
-    spec = dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {"pretrained": False}),
-                aggregator="gem", aggregator_settings=AGGREGATORS.check("gem", {}), descriptor_dim=None,
-                image_size=list(size))
+    spec = dict(
+        backbone="resnet18",
+        backbone_settings=BACKBONES.check("resnet18", {"pretrained": False}),
+        aggregator="gem",
+        aggregator_settings=AGGREGATORS.check("gem", {}),
+        descriptor_dim=None,
+        image_size=list(size),
+    )
     return build_model(spec).eval(), spec
 
 
@@ -117,7 +141,7 @@ def test_extraction_batches_photos_of_any_size_and_kind(odd_photos, policy, side
     prep = ImagePrep((72, 96), policy, side)
     assert {_draft_reduction(p, prep) for p in odd_photos} == {1, 2, 4, 8}
     if policy == "keep_aspect":
-        assert len({prep.output(*oriented_size(p)) for p in odd_photos}) > 5     # many batch shapes
+        assert len({prep.output(*oriented_size(p)) for p in odd_photos}) > 5  # many batch shapes
     batched = compute_descriptors(model, odd_photos, prep, batch_size=8, num_workers=workers)
     single = compute_descriptors(model, odd_photos, prep, batch_size=1)
     assert batched.shape == (len(odd_photos), model.descriptor_dim)
@@ -137,7 +161,9 @@ def _named_copies(photos, folder):
 
 
 @pytest.mark.parametrize("policy, side", [(p, s) for p in POLICIES for s in SIDES])
-def test_validation_and_localize_take_photos_of_any_size(odd_photos, tmp_path, policy, side, capsys):
+def test_validation_and_localize_take_photos_of_any_size(
+    odd_photos, tmp_path, policy, side, capsys
+):
     """The training loop's validation and localize run on the same odd photos, under every policy."""
     from vpr import localize as loc
 
@@ -146,14 +172,35 @@ def test_validation_and_localize_take_photos_of_any_size(odd_photos, tmp_path, p
     database = np.array(_named_copies(odd_photos, tmp_path / "database"))
     utm = np.c_[500000.0 + 10 * np.arange(len(database)), np.full(len(database), 5000000.0)]
     queries = database[::3]
-    val = EvalSet(database, queries, utm, utm[::3], Positives.from_lists([[i] for i in range(0, len(database), 3)]),
-                  np.zeros(len(queries), bool))
+    val = EvalSet(
+        database,
+        queries,
+        utm,
+        utm[::3],
+        Positives.from_lists([[i] for i in range(0, len(database), 3)]),
+        np.zeros(len(queries), bool),
+    )
     recalls = evaluate_model(model, val, prep, ns=(1, 5), batch_size=8, num_workers=2)
     assert set(recalls) == {"R@1", "R@5"}
 
-    save_checkpoint(tmp_path / "model.pt", model=model.state_dict(), spec=spec, epoch=0, prepare=prep.to_dict())
-    code = loc.main(list(odd_photos) + ["--model", str(tmp_path / "model.pt"), "--database", str(tmp_path / "database"),
-                                        "--json", "--no-pictures", "--top-k", "3", "--device", "cpu"])
+    save_checkpoint(
+        tmp_path / "model.pt", model=model.state_dict(), spec=spec, epoch=0, prepare=prep.to_dict()
+    )
+    code = loc.main(
+        list(odd_photos)
+        + [
+            "--model",
+            str(tmp_path / "model.pt"),
+            "--database",
+            str(tmp_path / "database"),
+            "--json",
+            "--no-pictures",
+            "--top-k",
+            "3",
+            "--device",
+            "cpu",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     results = json.loads(out)

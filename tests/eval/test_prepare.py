@@ -1,5 +1,6 @@
 """One image-preparation policy (extract.resize) for extraction, validation and localize: geometry, batching by
 size, and localize agreeing with evaluate on photos of mixed aspect ratio under every policy."""
+
 import json
 
 import numpy as np
@@ -7,17 +8,17 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import eval_set
 from vpr import localize as loc
 from vpr.data.groundtruth import save_eval_set
 from vpr.eval.evaluate import evaluate_features
 from vpr.eval.extract import compute_descriptors, describe, save_features
 from vpr.eval.prepare import POLICIES, ImagePrep, oriented_size, size_batches
-from vpr.models.checkpoint import weights_md5
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
+from vpr.models.checkpoint import weights_md5
 from vpr.models.network import build_model
 from vpr.train.checkpoint import save_checkpoint
-from tests.helpers import eval_set
 
 SIZE = (48, 64)
 
@@ -41,11 +42,11 @@ def test_stretch_gives_the_size_whatever_the_shape():
 def test_keep_aspect_scales_the_shorter_or_the_longer_side_without_distortion():
     portrait = _banded(300, 400)
     shorter = ImagePrep(SIZE, "keep_aspect", "shorter")(portrait)
-    assert tuple(shorter.shape[1:]) == (64, 48)               # shorter side (300 px) -> 48, aspect kept
+    assert tuple(shorter.shape[1:]) == (64, 48)  # shorter side (300 px) -> 48, aspect kept
     longer = ImagePrep(SIZE, "keep_aspect", "longer")(portrait)
-    assert tuple(longer.shape[1:]) == (64, 48)                # longer side (400 px) -> 64: the same here
+    assert tuple(longer.shape[1:]) == (64, 48)  # longer side (400 px) -> 64: the same here
     wide = ImagePrep(SIZE, "keep_aspect", "longer")(_banded(320, 180))
-    assert tuple(wide.shape[1:]) == (36, 64)                  # a 16:9 photo keeps 16:9
+    assert tuple(wide.shape[1:]) == (36, 64)  # a 16:9 photo keeps 16:9
     assert tuple(ImagePrep(SIZE, "keep_aspect", "shorter")(_banded(320, 180)).shape[1:]) == (48, 85)
     assert abs(len(_red_rows(shorter)) - 64 / 3) <= 2
 
@@ -60,6 +61,7 @@ def test_cover_crop_fills_the_size_without_stretching_a_portrait_photo():
 
 def test_unknown_policy_is_a_one_line_config_error():
     from vpr.errors import ConfigError
+
     with pytest.raises(ConfigError, match="extract.resize: 'squash' is not one of"):
         ImagePrep(SIZE, "squash")
 
@@ -74,14 +76,14 @@ def test_batches_never_mix_output_sizes_and_cover_every_image(tmp_path):
     assert sorted(i for b in batches for i in b) == list(range(6))
     for b in batches:
         assert len(b) <= 2 and len({prep.output(*oriented_size(paths[i])) for i in b}) == 1
-    assert len(size_batches(paths, ImagePrep(SIZE, "stretch"), 4)) == 2     # one size: plain chunks
+    assert len(size_batches(paths, ImagePrep(SIZE, "stretch"), 4)) == 2  # one size: plain chunks
 
 
 def test_batched_keep_aspect_descriptors_equal_one_image_at_a_time(tiny_city):
     torch.manual_seed(0)
     model = build_model(_spec())
     paths = eval_set(tiny_city / "test").queries_paths[:12]
-    assert len({oriented_size(p) for p in paths}) > 1          # the miniature's queries have several shapes
+    assert len({oriented_size(p) for p in paths}) > 1  # the miniature's queries have several shapes
     prep = ImagePrep(SIZE, "keep_aspect")
     batched = compute_descriptors(model, paths, prep, batch_size=8)
     single = compute_descriptors(model, paths, prep, batch_size=1)
@@ -89,14 +91,24 @@ def test_batched_keep_aspect_descriptors_equal_one_image_at_a_time(tiny_city):
 
 
 def _spec():
-    return dict(backbone="resnet18", backbone_settings=BACKBONES.check("resnet18", {"pretrained": False}),
-                aggregator="gem", aggregator_settings=AGGREGATORS.check("gem", {}), descriptor_dim=None,
-                image_size=list(SIZE))
+    return dict(
+        backbone="resnet18",
+        backbone_settings=BACKBONES.check("resnet18", {"pretrained": False}),
+        aggregator="gem",
+        aggregator_settings=AGGREGATORS.check("gem", {}),
+        descriptor_dim=None,
+        image_size=list(SIZE),
+    )
 
 
-@pytest.mark.parametrize("policy, query_method", [(p, "single") for p in POLICIES] + [
-    ("keep_aspect", m) for m in ("central_crop", "five_crops", "nearest_crop", "maj_voting")])
-def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_method, tiny_city, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "policy, query_method",
+    [(p, "single") for p in POLICIES]
+    + [("keep_aspect", m) for m in ("central_crop", "five_crops", "nearest_crop", "maj_voting")],
+)
+def test_localize_ranks_every_query_exactly_as_evaluate_does(
+    policy, query_method, tiny_city, tmp_path, capsys
+):
     """The miniature test set's queries are photos of several aspect ratios (4:3, 3:4, 16:9, 1:1). Extract and
     evaluate them as the pipeline does, then localize the same files: same top-1 and same ranking, for every
     image-preparation policy and query method."""
@@ -104,30 +116,68 @@ def test_localize_ranks_every_query_exactly_as_evaluate_does(policy, query_metho
     spec = _spec()
     model = build_model(spec)
     prep = ImagePrep(SIZE, policy)
-    save_checkpoint(tmp_path / "model.pt", model=model.state_dict(), spec=spec, epoch=0, prepare=prep.to_dict())
+    save_checkpoint(
+        tmp_path / "model.pt", model=model.state_dict(), spec=spec, epoch=0, prepare=prep.to_dict()
+    )
     test_set = eval_set(tiny_city / "test")
     assert len({oriented_size(p)[1] / oriented_size(p)[0] for p in test_set.queries_paths}) >= 3
     save_eval_set(test_set, tmp_path / "gt" / "city")
-    parts = describe([(model, 1.0)], {"database": test_set.database_paths, "queries": test_set.queries_paths},
-                     prep, batch_size=16, query_method=query_method)
-    save_features(tmp_path / "features" / "city", parts, "float16",
-                  dict(descriptor_dim=model.descriptor_dim, checkpoint_epoch=0, weights_md5=weights_md5(model),
-                       image_size=list(SIZE), prepare=prep.to_dict(), spec=spec, query_method=query_method,
-                       majority_weight=0.01))
+    parts = describe(
+        [(model, 1.0)],
+        {"database": test_set.database_paths, "queries": test_set.queries_paths},
+        prep,
+        batch_size=16,
+        query_method=query_method,
+    )
+    save_features(
+        tmp_path / "features" / "city",
+        parts,
+        "float16",
+        dict(
+            descriptor_dim=model.descriptor_dim,
+            checkpoint_epoch=0,
+            weights_md5=weights_md5(model),
+            image_size=list(SIZE),
+            prepare=prep.to_dict(),
+            spec=spec,
+            query_method=query_method,
+            majority_weight=0.01,
+        ),
+    )
     top_k = 10
-    evaluated = evaluate_features(tmp_path / "features" / "city", tmp_path / "gt" / "city", [1, 5, top_k]).queries
+    evaluated = evaluate_features(
+        tmp_path / "features" / "city", tmp_path / "gt" / "city", [1, 5, top_k]
+    ).queries
 
-    code = loc.main([str(p) for p in test_set.queries_paths] + [
-        "--model", str(tmp_path / "model.pt"), "--database", "city", "--json", "--no-pictures", "--stored-only",
-        "--top-k", str(top_k), "--gt-root", str(tmp_path / "gt"), "--features-root", str(tmp_path / "features"),
-        "--device", "cpu"])
+    code = loc.main(
+        [str(p) for p in test_set.queries_paths]
+        + [
+            "--model",
+            str(tmp_path / "model.pt"),
+            "--database",
+            "city",
+            "--json",
+            "--no-pictures",
+            "--stored-only",
+            "--top-k",
+            str(top_k),
+            "--gt-root",
+            str(tmp_path / "gt"),
+            "--features-root",
+            str(tmp_path / "features"),
+            "--device",
+            "cpu",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     index = {str(p): i for i, p in enumerate(test_set.database_paths)}
     localized = [[index[m["image"]] for m in r["matches"]] for r in json.loads(out)]
     assert len(localized) == test_set.num_queries
     for q, (row, ranking) in enumerate(zip(evaluated, localized)):
-        assert ranking == row["top"][:top_k], f"query {q} ({row['name']}) under {policy}, {query_method}"
+        assert ranking == row["top"][:top_k], (
+            f"query {q} ({row['name']}) under {policy}, {query_method}"
+        )
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -136,6 +186,7 @@ def test_extraction_inputs_are_pillows_pixels_prepared_by_the_policy(policy, tmp
     preparing Pillow's image, at every draft scale and for every kind of file."""
     from vpr.data.datasets import PreparedImages
     from vpr.data.images import load_image
+
     rng = np.random.default_rng(1)
     photo = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
     photo.save(tmp_path / "plain.jpg", quality=90)
@@ -146,7 +197,9 @@ def test_extraction_inputs_are_pillows_pixels_prepared_by_the_policy(policy, tmp
     exif = Image.Exif()
     exif[0x0112] = 6
     photo.save(tmp_path / "rotated.jpg", exif=exif)
-    paths = sorted(str(p) for p in tmp_path.iterdir()) + [str(p) for p in sorted(tiny_city.rglob("*.jpg"))[:6]]
+    paths = sorted(str(p) for p in tmp_path.iterdir()) + [
+        str(p) for p in sorted(tiny_city.rglob("*.jpg"))[:6]
+    ]
     for size in (SIZE, (96, 128), None):
         prep = ImagePrep(size, policy)
         images = PreparedImages(paths, prep)

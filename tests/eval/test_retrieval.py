@@ -67,7 +67,9 @@ def test_recall_curve_is_cumulative_and_matches_recall_at():
     curve = recall_curve(preds, positives, len(db))
     assert np.all(np.diff(curve) >= 0)
     r = recall_at(preds, positives, len(db), [1, 5, 20])
-    assert np.isclose(curve[0], r[1]) and np.isclose(curve[4], r[5]) and np.isclose(curve[19], r[20])
+    assert (
+        np.isclose(curve[0], r[1]) and np.isclose(curve[4], r[5]) and np.isclose(curve[19], r[20])
+    )
 
 
 def test_k_larger_than_database_is_capped():
@@ -76,6 +78,7 @@ def test_k_larger_than_database_is_capped():
 
 
 # --- edge cases against an independent brute-force reference --------------------------------------------
+
 
 def brute_force_recalls(db, q, positive_lists, ns):
     """Recall@N straight from the definition: sort every database image by L2 distance, take the first
@@ -97,7 +100,13 @@ def _random_set(rng, ndb, nq, dim=8, empty_every=4):
         if i % empty_every == 0:
             lists.append([])
         else:
-            lists.append(sorted(rng.choice(ndb, size=int(rng.integers(1, max(2, ndb // 2))), replace=False).tolist()))
+            lists.append(
+                sorted(
+                    rng.choice(
+                        ndb, size=int(rng.integers(1, max(2, ndb // 2))), replace=False
+                    ).tolist()
+                )
+            )
     return db, q, lists
 
 
@@ -126,20 +135,29 @@ def test_recall_matches_brute_force_for_many_database_sizes_and_n():
         db, q, lists = _random_set(rng, ndb, 9)
         positives = Positives.from_lists(lists)
         assert recall_at(search(db, q, max(ns)), positives, ndb, ns) == pytest.approx(
-            brute_force_recalls(db, q, lists, ns)), ndb
+            brute_force_recalls(db, q, lists, ns)
+        ), ndb
         curve = recall_curve(search(db, q, 25), positives, ndb)
         assert curve.tolist() == pytest.approx(
-            [brute_force_recalls(db, q, lists, [n])[n] for n in range(1, len(curve) + 1)]), ndb
+            [brute_force_recalls(db, q, lists, [n])[n] for n in range(1, len(curve) + 1)]
+        ), ndb
 
 
 def test_night_subset_recall_is_right_on_a_small_database(tmp_path):
     from vpr.data.groundtruth import EvalSet, save_eval_set
     from vpr.eval.evaluate import evaluate_features
+
     rng = np.random.default_rng(2)
     db, q, lists = _random_set(rng, 4, 8, empty_every=2)
-    night = np.arange(8) % 2 == 0          # the night queries are exactly those without positives
-    gt = EvalSet(np.array([f"d{i}" for i in range(4)]), np.array([f"q{i}" for i in range(8)]),
-                 np.zeros((4, 2)), np.zeros((8, 2)), Positives.from_lists(lists), night)
+    night = np.arange(8) % 2 == 0  # the night queries are exactly those without positives
+    gt = EvalSet(
+        np.array([f"d{i}" for i in range(4)]),
+        np.array([f"q{i}" for i in range(8)]),
+        np.zeros((4, 2)),
+        np.zeros((8, 2)),
+        Positives.from_lists(lists),
+        night,
+    )
     save_eval_set(gt, tmp_path / "gt")
     (tmp_path / "features").mkdir()
     np.save(tmp_path / "features" / "database.npy", db)
@@ -158,12 +176,17 @@ def test_n_beyond_the_retrieved_k_is_refused_when_the_database_is_larger():
 def test_correct_matrix_with_unsorted_or_no_positives_matches_isin():
     rng = np.random.default_rng(3)
     preds = rng.integers(-1, 30, size=(6, 5))
-    lists = [rng.choice(30, size=size, replace=False) for size in (0, 3, 7, 1, 0, 12)]   # not sorted
+    lists = [rng.choice(30, size=size, replace=False) for size in (0, 3, 7, 1, 0, 12)]  # not sorted
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
     positives = Positives(offsets, np.concatenate(lists).astype(np.int64))
-    expect = [[p >= 0 and p in set(lists[i].tolist()) for p in row] for i, row in enumerate(preds.tolist())]
+    expect = [
+        [p >= 0 and p in set(lists[i].tolist()) for p in row]
+        for i, row in enumerate(preds.tolist())
+    ]
     assert correct_matrix(preds, positives, 30).tolist() == expect
-    assert not correct_matrix(preds, Positives(np.zeros(7, np.int64), np.zeros(0, np.int64)), 30).any()
+    assert not correct_matrix(
+        preds, Positives(np.zeros(7, np.int64), np.zeros(0, np.int64)), 30
+    ).any()
 
 
 def test_recall_on_a_memory_mapped_float16_database_matches_brute_force(tmp_path):
@@ -172,5 +195,6 @@ def test_recall_on_a_memory_mapped_float16_database_matches_brute_force(tmp_path
     np.save(tmp_path / "db.npy", db.astype(np.float16))
     mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
     ns = [1, 5, 10, 20]
-    assert recall_at(search(mapped, q, 20), Positives.from_lists(lists), len(db), ns) == pytest.approx(
-        brute_force_recalls(mapped, q, lists, ns))
+    assert recall_at(
+        search(mapped, q, 20), Positives.from_lists(lists), len(db), ns
+    ) == pytest.approx(brute_force_recalls(mapped, q, lists, ns))

@@ -1,15 +1,16 @@
 import pytest
 import torch
 
+from tests.helpers import NETWORK_SIZE, network_spec
 from vpr.models.aggregators import AGGREGATORS
 from vpr.models.backbones import BACKBONES
 from vpr.models.network import build_model
-from tests.helpers import NETWORK_SIZE, network_spec
 
 
-
-@pytest.mark.parametrize("backbone,cut_at,channels", [("resnet18", "conv4", 256), ("resnet18", "conv5", 512),
-                                                      ("resnet50", "conv4", 1024)])
+@pytest.mark.parametrize(
+    "backbone,cut_at,channels",
+    [("resnet18", "conv4", 256), ("resnet18", "conv5", 512), ("resnet50", "conv4", 1024)],
+)
 @pytest.mark.parametrize("aggregator", ["avg", "gem"])
 def test_descriptors_have_the_right_size_and_unit_norm(backbone, cut_at, channels, aggregator):
     torch.manual_seed(0)

@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import network_spec, one_batch_training, training_parts
 from vpr.data.samplers import PlaceBatchSampler
 from vpr.errors import TrainingError
-from vpr.train.losses import MINERS
 from vpr.train.loop import LoopConfig, fit
 from vpr.train.optim import SCHEDULERS
-from tests.helpers import network_spec, one_batch_training, training_parts
 
 
 def test_place_sampler_draws_k_distinct_images_from_p_places():
@@ -15,10 +14,11 @@ def test_place_sampler_draws_k_distinct_images_from_p_places():
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     images = np.arange(offsets[-1])
     place_of = np.repeat(np.arange(len(sizes)), sizes)
-    sampler = PlaceBatchSampler(offsets, images, places_per_batch=3, images_per_place=4, seed=0,
-                                batches_per_epoch=50)
+    sampler = PlaceBatchSampler(
+        offsets, images, places_per_batch=3, images_per_place=4, seed=0, batches_per_epoch=50
+    )
     for batch in sampler:
-        assert len(batch) == 12 and len(set(batch)) == 12          # no duplicate image in a batch
+        assert len(batch) == 12 and len(set(batch)) == 12  # no duplicate image in a batch
         places = place_of[batch].reshape(3, 4)
         assert (places == places[:, :1]).all() and len(set(places[:, 0])) == 3
 
@@ -47,10 +47,14 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
 
 
 def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
-    scores = iter([10.0, 20.0, 15.0, 14.0, 30.0])            # epoch 0, 1, 2, 3, (never reached)
-    result = fit(one_batch_training(), LoopConfig(epochs=4, checkpoint_dir=str(tmp_path), patience=2,
-                                                  meta=dict(spec=network_spec())),
-                 lambda m: {"R@1": next(scores)})
+    scores = iter([10.0, 20.0, 15.0, 14.0, 30.0])  # epoch 0, 1, 2, 3, (never reached)
+    result = fit(
+        one_batch_training(),
+        LoopConfig(
+            epochs=4, checkpoint_dir=str(tmp_path), patience=2, meta=dict(spec=network_spec())
+        ),
+        lambda m: {"R@1": next(scores)},
+    )
     assert result.best_epoch == 1 and result.stopped_early and result.epochs_run == 3
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -59,8 +63,11 @@ def test_fit_keeps_best_and_last_checkpoints_and_stops_early(tmp_path):
 
 
 def test_zero_epochs_only_evaluates_the_initial_model(tmp_path):
-    result = fit(one_batch_training(steps=0), LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)),
-                 lambda m: {"R@1": 5.0})
+    result = fit(
+        one_batch_training(steps=0),
+        LoopConfig(epochs=0, checkpoint_dir=str(tmp_path)),
+        lambda m: {"R@1": 5.0},
+    )
     assert result.best_epoch == 0 and (tmp_path / "best.pt").exists()
 
 
@@ -79,24 +86,36 @@ class _NaNAfter(torch.nn.Module):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
     diverging = one_batch_training(objective=lambda inner: _NaNAfter(inner, 2))
-    with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1; the last good checkpoint"):
+    with pytest.raises(
+        TrainingError, match="loss became nan at epoch 2, step 1; the last good checkpoint"
+    ):
         fit(diverging, LoopConfig(epochs=3, checkpoint_dir=str(tmp_path)), lambda m: {"R@1": 1.0})
     last = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert last["epoch"] == 1 and all(
+        torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point()
+    )
 
 
 def test_resuming_from_last_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     def run(epochs, directory, resume=None):
-        training = one_batch_training("multisimilarity", 2,
-                                      schedule=lambda opt: SCHEDULERS.build("cosine", opt, 3, 2, 1))
+        training = one_batch_training(
+            "multisimilarity", 2, schedule=lambda opt: SCHEDULERS.build("cosine", opt, 3, 2, 1)
+        )
         scores = iter(range(100))
-        return fit(training, LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
-                   lambda m: {"R@1": float(next(scores))}, resume=resume), training.model
+        return fit(
+            training,
+            LoopConfig(epochs=epochs, checkpoint_dir=str(directory), seed=3),
+            lambda m: {"R@1": float(next(scores))},
+            resume=resume,
+        ), training.model
+
     full, full_model = run(3, tmp_path / "a")
-    run(1, tmp_path / "b")                                   # "killed" after epoch 1
+    run(1, tmp_path / "b")  # "killed" after epoch 1
     last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     resumed, resumed_model = run(3, tmp_path / "b", resume=last)
     assert resumed.resumed_from == 2
-    assert [r["train_loss"] for r in resumed.history[1:]] == [r["train_loss"] for r in full.history[1:]]
+    assert [r["train_loss"] for r in resumed.history[1:]] == [
+        r["train_loss"] for r in full.history[1:]
+    ]
     for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)

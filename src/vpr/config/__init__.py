@@ -4,6 +4,7 @@ one-line doc per key, declared once. Pure data: validation imports no torch and 
     cfg = load_config("params.yaml", stage="evaluate")   # validates only what the evaluate stage reads
     cfg.eval.recall_values, cfg.settings("loss"), cfg.raw["loss"]
 """
+
 from __future__ import annotations
 
 import os
@@ -14,22 +15,56 @@ import yaml
 from vpr.config import sections as S
 from vpr.config.catalog import KINDS, TOP_LEVEL_CHOICES
 from vpr.config.data import check_data, check_data_profiles, check_datasets
-from vpr.config.loader import SEED, TOP_LEVEL, _choice, check_augment, check_settings, entry_settings, unknown
+from vpr.config.loader import (
+    SEED,
+    TOP_LEVEL,
+    _choice,
+    check_augment,
+    check_settings,
+    entry_settings,
+    unknown,
+)
 from vpr.config.settings import Validated
 from vpr.errors import ConfigError
 
-__all__ = ["load_config", "load_params", "missing_keys", "validate", "Config", "READS", "KINDS",
-           "TRAINING_PARAMS"]
+__all__ = [
+    "load_config",
+    "load_params",
+    "missing_keys",
+    "validate",
+    "Config",
+    "READS",
+    "KINDS",
+    "TRAINING_PARAMS",
+]
 
 # The params training reads, declared once: the train stage's params in dvc.yaml (a test keeps the two equal),
 # and, the top-level ones, what a run's fingerprint hashes (vpr.train.setup.run_fingerprint; the extract keys
 # enter it as the validation's image preparation).
-TRAINING_PARAMS = ("seed", *TOP_LEVEL_CHOICES, "model", *(KINDS[k].section for k in TOP_LEVEL_CHOICES), "augment",
-                   "train", "methods", "domain_adaptation", "self_supervised", "extract.batch_size", "extract.resize",
-                   "extract.resize_side")
-READS = {"fetch": ("datasets.*", "synthetic", "data.fetch"), "build_gt": ("data", "gt", "datasets"),
-         "train": TRAINING_PARAMS, "extract": ("extract",), "evaluate": ("eval",),
-         "recall_table": ("eval.recall_values", "data.test"), "visualize": ("viz",), "report": ("*",)}
+TRAINING_PARAMS = (
+    "seed",
+    *TOP_LEVEL_CHOICES,
+    "model",
+    *(KINDS[k].section for k in TOP_LEVEL_CHOICES),
+    "augment",
+    "train",
+    "methods",
+    "domain_adaptation",
+    "self_supervised",
+    "extract.batch_size",
+    "extract.resize",
+    "extract.resize_side",
+)
+READS = {
+    "fetch": ("datasets.*", "synthetic", "data.fetch"),
+    "build_gt": ("data", "gt", "datasets"),
+    "train": TRAINING_PARAMS,
+    "extract": ("extract",),
+    "evaluate": ("eval",),
+    "recall_table": ("eval.recall_values", "data.test"),
+    "visualize": ("viz",),
+    "report": ("*",),
+}
 
 
 class Section(Validated):
@@ -51,7 +86,9 @@ class Config:
             raise AttributeError(name)
         if name in self.values:
             return self.values[name]
-        raise AttributeError(f"params section '{name}' was not validated for this stage (vpr.config.READS)")
+        raise AttributeError(
+            f"params section '{name}' was not validated for this stage (vpr.config.READS)"
+        )
 
     def settings(self, kind: str) -> dict:
         """Validated settings of the chosen entry of ``kind`` (e.g. 'loss'), defaults filled in."""
@@ -82,14 +119,18 @@ def validate(raw: dict, reads=None) -> Config:
     for name, (schema, cross) in S.SECTIONS.items():
         if name in want:
             given = raw.get(name)
-            if name == "eval" and isinstance(given, dict):   # eval.flat / ivf / hnsw: the index entries' settings
+            if name == "eval" and isinstance(
+                given, dict
+            ):  # eval.flat / ivf / hnsw: the index entries' settings
                 given = {k: v for k, v in given.items() if k not in indexes}
             values[name] = Section(check_settings(name, schema, given, cross))
     if "eval" in want:
         values["eval"].update(_eval_indexes(raw.get("eval") or {}))
         values["choices"]["index"] = values["eval"][values["eval"]["index"]]
     if "train" in want or "methods" in want:
-        values["choices"]["method"] = _choice(raw, "method", (raw.get("train") or {}).get("method", "places"))
+        values["choices"]["method"] = _choice(
+            raw, "method", (raw.get("train") or {}).get("method", "places")
+        )
     if "augment" in want:
         values["augment"] = check_augment(raw.get("augment"))
     if "self_supervised" in want:
@@ -109,7 +150,10 @@ def _eval_indexes(section: dict) -> dict:
     index = section.get("index", "flat")
     if index not in KINDS["index"].entries:
         raise unknown("eval.index", index, KINDS["index"].entries)
-    return {name: entry_settings("index", name, section.get(name), f"eval.{name}") for name in KINDS["index"].entries}
+    return {
+        name: entry_settings("index", name, section.get(name), f"eval.{name}")
+        for name in KINDS["index"].entries
+    }
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -119,7 +163,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":   # '<<: *defaults' is overridden on purpose
+            if (
+                key_node.tag == "tag:yaml.org,2002:merge"
+            ):  # '<<: *defaults' is overridden on purpose
                 continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
@@ -127,7 +173,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 if key in seen:
                     raise DuplicateKey(key, seen[key], line)
                 seen[key] = line
-            except TypeError:   # an unhashable key (a list): the base class says what is wrong
+            except TypeError:  # an unhashable key (a list): the base class says what is wrong
                 pass
         return super().construct_mapping(node, deep)
 
@@ -146,12 +192,16 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         with open(path) as fh:
             raw = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
     except DuplicateKey as exc:
-        raise ConfigError(f"{path} line {exc.line}: duplicate key '{exc.key}' (first at line {exc.first}); YAML "
-                          f"keeps only the last one: remove one of them") from None
+        raise ConfigError(
+            f"{path} line {exc.line}: duplicate key '{exc.key}' (first at line {exc.first}); YAML "
+            f"keeps only the last one: remove one of them"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return raw
@@ -182,9 +232,13 @@ def load_config(path: str | os.PathLike = "params.yaml", stage: str | None = Non
     raw = load_params(path)
     missing = missing_keys(raw, READS[stage]) if stage else []
     if missing:
-        shown = ", ".join(f"'{k}'" for k in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        shown = ", ".join(f"'{k}'" for k in missing[:5]) + (
+            f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        )
         one = len(missing) == 1
-        raise ConfigError(f"{os.fspath(path)}: missing key{'' if one else 's'} {shown}: the {stage} stage reads "
-                          f"{'it' if one else 'them'} (its params in dvc.yaml); add {'it' if one else 'them'} "
-                          f"(git diff {os.fspath(path)} shows what changed)")
+        raise ConfigError(
+            f"{os.fspath(path)}: missing key{'' if one else 's'} {shown}: the {stage} stage reads "
+            f"{'it' if one else 'them'} (its params in dvc.yaml); add {'it' if one else 'them'} "
+            f"(git diff {os.fspath(path)} shows what changed)"
+        )
     return validate(raw, READS[stage] if stage else None)

@@ -3,6 +3,7 @@
 Every key is checked (type, range; null only where the schema documents it), unknown keys and names get
 one line naming the key (with a suggestion for a near-miss), and a stage may validate only what it reads.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -13,8 +14,16 @@ from vpr.config.settings import Setting, Validated, number
 from vpr.errors import ConfigError
 
 SEED = number(0, "training randomness (initialisation, batches, augmentation) and nothing else", 0)
-TOP_LEVEL = ("seed", *TOP_LEVEL_CHOICES, "datasets", *S.SECTIONS, "data", "data_profiles", "augment",
-             *(k.section for k in KINDS.values() if k.section not in ("augment", "eval")))
+TOP_LEVEL = (
+    "seed",
+    *TOP_LEVEL_CHOICES,
+    "datasets",
+    *S.SECTIONS,
+    "data",
+    "data_profiles",
+    "augment",
+    *(k.section for k in KINDS.values() if k.section not in ("augment", "eval")),
+)
 
 
 def unknown(key: str, value, allowed) -> ConfigError:
@@ -22,8 +31,10 @@ def unknown(key: str, value, allowed) -> ConfigError:
     allowed = list(allowed)
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"{key}: unknown {'key' if key.endswith(str(value)) else 'name'} '{value}'{hint} "
-                       f"(allowed: {', '.join(map(str, allowed))})")
+    return ConfigError(
+        f"{key}: unknown {'key' if key.endswith(str(value)) else 'name'} '{value}'{hint} "
+        f"(allowed: {', '.join(map(str, allowed))})"
+    )
 
 
 def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -> Validated:
@@ -35,7 +46,10 @@ def check_settings(prefix: str, schema: dict[str, Setting], given, cross=None) -
     for k in given:
         if k not in schema:
             raise unknown(f"{prefix}.{k}", k, schema)
-    out = Validated((k, s.validate(f"{prefix}.{k}", given[k]) if k in given else s.default) for k, s in schema.items())
+    out = Validated(
+        (k, s.validate(f"{prefix}.{k}", given[k]) if k in given else s.default)
+        for k, s in schema.items()
+    )
     problem = cross(out) if cross else None
     if problem:
         key, message = problem if isinstance(problem, tuple) else (prefix, problem)
@@ -79,17 +93,26 @@ def check_augment(items, key: str = "augment") -> list[tuple[str, Validated]]:
     if items is None:
         return []
     if not isinstance(items, list):
-        raise ConfigError(f"{key}: expected a list of {{name: ..., setting: value}} items, got {items!r}")
+        raise ConfigError(
+            f"{key}: expected a list of {{name: ..., setting: value}} items, got {items!r}"
+        )
     out = []
     for i, item in enumerate(items):
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Validated):
             out.append(item)
             continue
         if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{key}[{i}]: expected a mapping with a 'name' key, e.g. {{name: randaugment}}, "
-                              f"got {item!r}")
+            raise ConfigError(
+                f"{key}[{i}]: expected a mapping with a 'name' key, e.g. {{name: randaugment}}, "
+                f"got {item!r}"
+            )
         settings = {k: v for k, v in item.items() if k != "name"}
         if item["name"] not in KINDS["augmentation"].entries:
             raise unknown(f"{key}[{i}].name", item["name"], KINDS["augmentation"].entries)
-        out.append((item["name"], _entry_settings(KINDS["augmentation"], item["name"], settings, f"{key}[{i}]")))
+        out.append(
+            (
+                item["name"],
+                _entry_settings(KINDS["augmentation"], item["name"], settings, f"{key}[{i}]"),
+            )
+        )
     return out

@@ -3,25 +3,35 @@ and one :class:`Entry` per name a choice can take (e.g. loss ``circle``: its doc
 
 Pure Python: validating params imports neither torch nor anything that builds a model.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vpr.errors import ConfigError
 
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-               dict: "a mapping"}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 @dataclass(frozen=True)
 class Setting:
     default: Any
     doc: str
-    kind: type = None                 # bool | int | float | str | list | dict; None: the default's type
-    nullable: bool = False            # null is a documented value (e.g. "null = native size")
-    check: Callable[[Any], str | None] | None = None   # returns what is wrong with a (well-typed) value
+    kind: type = None  # bool | int | float | str | list | dict; None: the default's type
+    nullable: bool = False  # null is a documented value (e.g. "null = native size")
+    check: Callable[[Any], str | None] | None = (
+        None  # returns what is wrong with a (well-typed) value
+    )
 
     @property
     def type(self) -> type:
@@ -36,7 +46,9 @@ class Setting:
         if not _is(value, self.type):
             example = f" like {self.default!r}" if self.default is not None else ""
             null = " or null" if self.nullable else ""
-            raise ConfigError(f"{key}: expected {_TYPE_NAMES[self.type]}{null}{example}, got {value!r}")
+            raise ConfigError(
+                f"{key}: expected {_TYPE_NAMES[self.type]}{null}{example}, got {value!r}"
+            )
         if self.type is float:
             value = float(value)
         elif self.type is int:
@@ -50,11 +62,14 @@ class Setting:
 def _is(value, kind: type) -> bool:
     if kind is bool:
         return isinstance(value, bool)
-    if kind is int:   # 5.0 passes for 5 (and is stored as 5)
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float)
-                                                                              and value.is_integer())
+    if kind is int:  # 5.0 passes for 5 (and is stored as 5)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if kind is list:
         return isinstance(value, (list, tuple))
     return isinstance(value, kind)
@@ -69,18 +84,29 @@ class Validated(dict):
 @dataclass(frozen=True)
 class Entry:
     """A name a choice can take: one-line doc, paper, and its settings (``losses.<name>.<key>``)."""
+
     doc: str
     paper: str = ""
     settings: dict = field(default_factory=dict)
-    check: Callable[[dict], str | None] | None = None   # cross-setting check of the merged settings
+    check: Callable[[dict], str | None] | None = None  # cross-setting check of the merged settings
 
 
 # --- constructors: the schema reads like a table ---------------------------------------------------------
 
-def number(default, doc, lo=None, hi=None, *, lo_open=False, hi_open=False, integer=None, nullable=False):
+
+def number(
+    default, doc, lo=None, hi=None, *, lo_open=False, hi_open=False, integer=None, nullable=False
+):
     """A number in [lo, hi] (open ends with lo_open / hi_open); int if the default is one (or ``integer``)."""
-    kind = int if (integer if integer is not None else isinstance(default, int) and not isinstance(default, bool)) \
+    kind = (
+        int
+        if (
+            integer
+            if integer is not None
+            else isinstance(default, int) and not isinstance(default, bool)
+        )
         else float
+    )
 
     def check(v):
         if lo is not None and (v < lo or (lo_open and v == lo)):
@@ -88,6 +114,7 @@ def number(default, doc, lo=None, hi=None, *, lo_open=False, hi_open=False, inte
         if hi is not None and (v > hi or (hi_open and v == hi)):
             return f"must be {'<' if hi_open else '<='} {hi}, got {v}"
         return None
+
     return Setting(default, doc, kind, nullable, check)
 
 
@@ -105,8 +132,13 @@ def flag(default: bool, doc: str):
 
 def one_of(default, doc, options, nullable=False):
     options = tuple(options)
-    return Setting(default, doc, str, nullable,
-                   lambda v: None if v in options else f"'{v}' is not one of: {', '.join(options)}")
+    return Setting(
+        default,
+        doc,
+        str,
+        nullable,
+        lambda v: None if v in options else f"'{v}' is not one of: {', '.join(options)}",
+    )
 
 
 def text(default, doc, nullable=False, check=None):
@@ -115,27 +147,41 @@ def text(default, doc, nullable=False, check=None):
 
 def size(default, doc, nullable=False, minimum=16):
     """[height, width] in pixels."""
+
     def check(v):
-        ok = len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x >= minimum for x in v)
-        return None if ok else f"must be [height, width] in pixels (each >= {minimum}), got {list(v)!r}"
+        ok = len(v) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= minimum for x in v
+        )
+        return (
+            None
+            if ok
+            else f"must be [height, width] in pixels (each >= {minimum}), got {list(v)!r}"
+        )
+
     return Setting(default, doc, list, nullable, check)
 
 
 def interval(default, doc, lo=0.0, hi=math.inf):
     """[min, max] with lo <= min <= max <= hi."""
+
     def check(v):
         ok = len(v) == 2 and all(_is(x, float) for x in v) and lo <= v[0] <= v[1] <= hi
-        return None if ok else f"must be [min, max] with {lo} <= min <= max <= {hi}, got {list(v)!r}"
+        return (
+            None if ok else f"must be [min, max] with {lo} <= min <= max <= {hi}, got {list(v)!r}"
+        )
+
     return Setting(default, doc, list, False, check)
 
 
 def items(default, doc, each: Callable[[Any], bool], what: str, nullable=False, nonempty=False):
     """A list whose every item passes ``each`` (``what`` says what an item must be)."""
+
     def check(v):
         if nonempty and not v:
             return f"must not be empty: a list of {what}"
         bad = [x for x in v if not each(x)]
         return f"every item must be {what}, got {bad[0]!r}" if bad else None
+
     return Setting(default, doc, list, nullable, check)
 
 

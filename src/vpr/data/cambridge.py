@@ -23,6 +23,7 @@ Every file of a download is checked against its sha256 in the project's copy of 
 (``manifests/cambridge_sv.sha256``): a GitHub archive is not byte-stable, its files are. A local copy (``source:
 path``, e.g. one re-encoded at 320 x 320) has only its ``coordinates`` checked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,18 +45,24 @@ URL = f"https://github.com/{REPOSITORY}/archive/{COMMIT}.zip"
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifests", "cambridge_sv.sha256")
 COORDINATES = "data/coordinates"
 IMAGES = "data/images"
-VIEWS = {0: ("N", 0), 1: ("E", 90), 2: ("S", 180), 3: ("W", 270)}   # view -> (note, heading in degrees)
+VIEWS = {
+    0: ("N", 0),
+    1: ("E", 90),
+    2: ("S", 180),
+    3: ("W", 270),
+}  # view -> (note, heading in degrees)
 SKY_VIEW = 4
 UTM_ZONE, UTM_BAND = 31, "U"
 CITY = "Cambridge"
-GAP_M = 50.0               # between the test area and training/validation, and between validation and training
+GAP_M = 50.0  # between the test area and training/validation, and between validation and training
 VAL_NORTH_PERCENTILE = 80
-QUERY_EVERY = 5            # point i is a query point when i % 5 == 0
+QUERY_EVERY = 5  # point i is a query point when i % 5 == 0
 
 
 @dataclass(frozen=True)
 class Split:
     """Capture-point indices of each role (ascending)."""
+
     train: np.ndarray
     val_database: np.ndarray
     val_queries: np.ndarray
@@ -64,13 +71,19 @@ class Split:
 
     def roles(self) -> dict[str, np.ndarray]:
         """Folder under the dataset -> its points."""
-        return {f"train/{CITY}": self.train, "val/database": self.val_database, "val/queries": self.val_queries,
-                "test/database": self.test_database, "test/queries": self.test_queries}
+        return {
+            f"train/{CITY}": self.train,
+            "val/database": self.val_database,
+            "val/queries": self.val_queries,
+            "test/database": self.test_database,
+            "test/queries": self.test_queries,
+        }
 
 
 def split_points(utm: np.ndarray) -> Split:
     """The fixed split of the capture points at ``utm`` ((n, 2) east, north; index = point number)."""
     from scipy.spatial import cKDTree
+
     east, north = utm[:, 0], utm[:, 1]
     index = np.arange(len(utm))
     median = np.median(east)
@@ -80,19 +93,22 @@ def split_points(utm: np.ndarray) -> Split:
     rest = area[north[area] < np.percentile(north[area], VAL_NORTH_PERCENTILE)]
     distance, _ = cKDTree(utm[val]).query(utm[rest])
     train = rest[distance >= GAP_M]
-    query = lambda points: points[points % QUERY_EVERY == 0]           # noqa: E731
-    database = lambda points: points[points % QUERY_EVERY != 0]        # noqa: E731
+    query = lambda points: points[points % QUERY_EVERY == 0]  # noqa: E731
+    database = lambda points: points[points % QUERY_EVERY != 0]  # noqa: E731
     return Split(train, database(val), query(val), database(test), query(test))
 
 
 def read_points(coordinates_file: str) -> tuple[np.ndarray, np.ndarray]:
     """(lat/lon, UTM east/north in zone 31U) of every capture point, line i = point i."""
     import utm as utm_lib
+
     try:
         latlon = np.loadtxt(coordinates_file, delimiter=",", ndmin=2)
     except (OSError, ValueError) as exc:
-        raise DataError(f"{coordinates_file}: cannot read the capture points ({exc}); expected one 'lat,lon' "
-                        f"line per point: re-download the dataset") from None
+        raise DataError(
+            f"{coordinates_file}: cannot read the capture points ({exc}); expected one 'lat,lon' "
+            f"line per point: re-download the dataset"
+        ) from None
     if latlon.shape[1] != 2 or not np.isfinite(latlon).all():
         raise DataError(f"{coordinates_file}: expected one 'lat,lon' line per capture point")
     east, north, _, _ = utm_lib.from_latlon(latlon[:, 0], latlon[:, 1], force_zone_number=UTM_ZONE)
@@ -102,7 +118,10 @@ def read_points(coordinates_file: str) -> tuple[np.ndarray, np.ndarray]:
 def read_manifest(path: str) -> dict[str, str]:
     """``relative path -> sha256`` of the original files (sha256sum's format)."""
     with open(path) as fh:
-        return {name.strip(): digest for digest, name in (line.split(None, 1) for line in fh if line.strip())}
+        return {
+            name.strip(): digest
+            for digest, name in (line.split(None, 1) for line in fh if line.strip())
+        }
 
 
 def _sha256(path: str) -> str:
@@ -117,28 +136,53 @@ def verify(root: str, manifest: dict[str, str], names, progress: bool = False) -
     """DataError naming the files of ``names`` (relative to ``root``) that are missing or differ from the
     manifest's sha256."""
     from tqdm import tqdm
+
     missing, wrong = [], []
-    for name in tqdm(sorted(names), desc="sha256 of each file", unit="file", leave=False, **quiet(progress)):
+    for name in tqdm(
+        sorted(names), desc="sha256 of each file", unit="file", leave=False, **quiet(progress)
+    ):
         path = os.path.join(root, name)
         if not os.path.isfile(path):
             missing.append(name)
         elif _sha256(path) != manifest[name]:
             wrong.append(name)
     if missing or wrong:
-        parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in ((missing, "missing"), (wrong, "differ from the "
-                                                                   "original's sha256")) if v]
-        raise DataError(f"{root}: {', '.join(parts)}; the download is incomplete or not commit {COMMIT[:12]}: "
-                        f"delete it and re-run fetch")
+        parts = [
+            f"{len(v)} {what} (e.g. {v[0]})"
+            for v, what in ((missing, "missing"), (wrong, "differ from the original's sha256"))
+            if v
+        ]
+        raise DataError(
+            f"{root}: {', '.join(parts)}; the download is incomplete or not commit {COMMIT[:12]}: "
+            f"delete it and re-run fetch"
+        )
 
 
 def image_name(point: int, view: int, latlon, utm) -> str:
     note, heading = VIEWS[view]
-    return format_name(utm[0], utm[1], UTM_ZONE, UTM_BAND, latlon[0], latlon[1], pano_id=f"{point:04d}",
-                       heading=heading, note=note)
+    return format_name(
+        utm[0],
+        utm[1],
+        UTM_ZONE,
+        UTM_BAND,
+        latlon[0],
+        latlon[1],
+        pano_id=f"{point:04d}",
+        heading=heading,
+        note=note,
+    )
 
 
-def convert(source: str, target: str, verify_all: bool, move: bool = False, points=None, marker: dict | None = None,
-            progress: bool = False, manifest: str | None = None) -> dict:
+def convert(
+    source: str,
+    target: str,
+    verify_all: bool,
+    move: bool = False,
+    points=None,
+    marker: dict | None = None,
+    progress: bool = False,
+    manifest: str | None = None,
+) -> dict:
     """Write ``target`` (train/Cambridge, val/{database,queries}, test/{database,queries}) from the repository
     layout at ``source``, atomically. ``verify_all``: check every file of the manifest (a download); else only the
     coordinates (a local copy, maybe re-encoded). ``move``: move the images (a download's extracted folder) instead
@@ -166,22 +210,36 @@ def convert(source: str, target: str, verify_all: bool, move: bool = False, poin
                 for v in VIEWS:
                     src = os.path.join(images, f"{p}_{v}.jpg")
                     if f"{p}_{v}.jpg" not in present:
-                        raise DataError(f"{src}: missing; the copy at {source} is incomplete (re-download it)")
+                        raise DataError(
+                            f"{src}: missing; the copy at {source} is incomplete (re-download it)"
+                        )
                     transfer(src, os.path.join(tmp, folder, image_name(p, v, latlon[p], utm[p])))
             counts[folder] = dict(points=len(chosen), images=len(chosen) * len(VIEWS))
-        summary = dict(marker or {}, converted="cambridge_sv", repository=REPOSITORY, commit=COMMIT,
-                       verified="every file (sha256)" if verify_all else "coordinates only (a local copy)",
-                       capture_points=len(utm), sky_views_skipped=sum(f.endswith(f"_{SKY_VIEW}.jpg") for f in present),
-                       files=sum(c["images"] for c in counts.values()), sets=counts)
+        summary = dict(
+            marker or {},
+            converted="cambridge_sv",
+            repository=REPOSITORY,
+            commit=COMMIT,
+            verified="every file (sha256)" if verify_all else "coordinates only (a local copy)",
+            capture_points=len(utm),
+            sky_views_skipped=sum(f.endswith(f"_{SKY_VIEW}.jpg") for f in present),
+            files=sum(c["images"] for c in counts.values()),
+            sets=counts,
+        )
         with open(os.path.join(tmp, FETCH_MARKER), "w") as fh:
             json.dump(summary, fh, indent=2)
     return summary
 
 
 def _require_layout(source: str) -> None:
-    if not (os.path.isfile(os.path.join(source, COORDINATES)) and os.path.isdir(os.path.join(source, IMAGES))):
-        raise DataError(f"{source}: expected {COORDINATES} and {IMAGES}/ (the layout of {REPOSITORY}); point the "
-                        f"dataset's path at the folder holding data/")
+    if not (
+        os.path.isfile(os.path.join(source, COORDINATES))
+        and os.path.isdir(os.path.join(source, IMAGES))
+    ):
+        raise DataError(
+            f"{source}: expected {COORDINATES} and {IMAGES}/ (the layout of {REPOSITORY}); point the "
+            f"dataset's path at the folder holding data/"
+        )
 
 
 def local_copy(root: str) -> str | None:
@@ -191,12 +249,18 @@ def local_copy(root: str) -> str | None:
     parents = [os.path.dirname(os.path.abspath(root))]
     while os.path.dirname(parents[-1]) != parents[-1]:
         parents.append(os.path.dirname(parents[-1]))
-    candidates = [env] if env else [os.path.join(p, "shared", "data", "cambridge_streetview") for p in parents]
+    candidates = (
+        [env]
+        if env
+        else [os.path.join(p, "shared", "data", "cambridge_streetview") for p in parents]
+    )
     return next((c for c in candidates if os.path.isfile(os.path.join(c, COORDINATES))), None)
 
 
 def describe(summary: dict) -> str:
     """One line: what was converted."""
     sets = ", ".join(f"{k} {v['images']}" for k, v in summary["sets"].items())
-    return (f"{summary['files']} images of {summary['capture_points']} capture points ({sets}); "
-            f"{summary['sky_views_skipped']} sky views skipped; verified: {summary['verified']}")
+    return (
+        f"{summary['files']} images of {summary['capture_points']} capture points ({sets}); "
+        f"{summary['sky_views_skipped']} sky views skipped; verified: {summary['verified']}"
+    )

@@ -1,4 +1,5 @@
 """Datasets over image paths: evaluation lists and training places."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,9 @@ class PreparedImages(ImageList):
     def __getitem__(self, i: int):
         header_sizes = []
 
-        def draft_size(height, width):      # called by the decoder with the header's size, after EXIF rotation
+        def draft_size(
+            height, width
+        ):  # called by the decoder with the header's size, after EXIF rotation
             header_sizes.append((height, width))
             return self.draft_size(height, width)
 

@@ -3,6 +3,7 @@ and HTTP Range resume of the partial file, Google Drive share links via gdown, a
 
 Used by vpr.data.sources.fetch; extraction lives in vpr.data.archives.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,17 +26,35 @@ def archive_name(url: str, name: str) -> str:
     if is_google_drive(url):
         return f"{name}.zip"
     base = os.path.basename(urlparse(url).path)
-    return base if re.fullmatch(r"[\w.+-]+", base or "") and base not in (".", "..") else f"{name}.archive"
+    return (
+        base
+        if re.fullmatch(r"[\w.+-]+", base or "") and base not in (".", "..")
+        else f"{name}.archive"
+    )
 
 
 def is_google_drive(url: str) -> bool:
-    return urlparse(url).hostname in ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
+    return urlparse(url).hostname in (
+        "drive.google.com",
+        "docs.google.com",
+        "drive.usercontent.google.com",
+    )
 
 
 def sha256_of(path: str, progress: bool = False) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh, tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, unit_divisor=1024,
-                                     desc=f"sha256 {os.path.basename(path)}", **quiet(progress), leave=False) as bar:
+    with (
+        open(path, "rb") as fh,
+        tqdm(
+            total=os.path.getsize(path),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"sha256 {os.path.basename(path)}",
+            **quiet(progress),
+            leave=False,
+        ) as bar,
+    ):
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
             bar.update(len(block))
@@ -49,12 +68,21 @@ def verify_sha256(path: str, expected: str | None, url: str = "", progress: bool
     got = sha256_of(path, progress)
     if got != expected.lower():
         os.remove(path)
-        raise DataError(f"{url or path}: sha256 mismatch (expected {expected.lower()}, got {got}); "
-                        f"the download was deleted: re-run fetch, or fix the dataset's sha256 in params.yaml")
+        raise DataError(
+            f"{url or path}: sha256 mismatch (expected {expected.lower()}, got {got}); "
+            f"the download was deleted: re-run fetch, or fix the dataset's sha256 in params.yaml"
+        )
 
 
-def download(url: str, dest: str, sha256: str | None = None, retries: int = 5, backoff_s: float = 2.0,
-             timeout_s: float = 60.0, progress: bool = True) -> str:
+def download(
+    url: str,
+    dest: str,
+    sha256: str | None = None,
+    retries: int = 5,
+    backoff_s: float = 2.0,
+    timeout_s: float = 60.0,
+    progress: bool = True,
+) -> str:
     """Download ``url`` to ``dest`` (via ``dest.part``, resumed with HTTP Range after an interruption);
     retry connection errors, truncated bodies and 408/429/5xx with exponential backoff."""
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -69,16 +97,25 @@ def download(url: str, dest: str, sha256: str | None = None, retries: int = 5, b
 
 def _download_drive(url: str, dest: str, retries: int, progress: bool) -> None:
     import gdown  # only for Drive links; handles the confirmation page of large files, resumes .part files
+
     try:
-        out = gdown.download(url, dest, quiet=not progress, fuzzy=True, resume=True, retries=retries)
-    except Exception as exc:  # gdown raises many types (FileURLRetrievalError, requests errors, ...)
-        raise DataError(f"{url}: Google Drive download failed ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-                        f"check the link is shared publicly and re-run fetch (a partial file resumes)") from None
+        out = gdown.download(
+            url, dest, quiet=not progress, fuzzy=True, resume=True, retries=retries
+        )
+    except (
+        Exception
+    ) as exc:  # gdown raises many types (FileURLRetrievalError, requests errors, ...)
+        raise DataError(
+            f"{url}: Google Drive download failed ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+            f"check the link is shared publicly and re-run fetch (a partial file resumes)"
+        ) from None
     if not out or not os.path.isfile(dest):
         raise DataError(f"{url}: Google Drive returned no file; check the link is shared publicly")
 
 
-def _download_http(url: str, dest: str, retries: int, backoff_s: float, timeout_s: float, progress: bool) -> None:
+def _download_http(
+    url: str, dest: str, retries: int, backoff_s: float, timeout_s: float, progress: bool
+) -> None:
     import requests
     import urllib3
 
@@ -95,10 +132,16 @@ def _download_http(url: str, dest: str, retries: int, backoff_s: float, timeout_
                 last = "the connection closed before the end of the file"
             except _Retry as exc:
                 last = str(exc)
-            except (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError) as exc:
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                ConnectionError,
+            ) as exc:
                 last = f"{exc.__class__.__name__}"
-    raise DataError(f"{url}: download failed after {retries + 1} attempts ({last}); {_size(part)} kept in {part} "
-                    f"and resumed by the next run of fetch")
+    raise DataError(
+        f"{url}: download failed after {retries + 1} attempts ({last}); {_size(part)} kept in {part} "
+        f"and resumed by the next run of fetch"
+    )
 
 
 class _Retry(Exception):
@@ -108,11 +151,13 @@ class _Retry(Exception):
 def _http_attempt(session, url: str, part: str, timeout_s: float, progress: bool) -> bool:
     """One request; appends to ``part``. True when the file is complete."""
     have = os.path.getsize(part) if os.path.isfile(part) else 0
-    headers = {"Accept-Encoding": "identity"}   # the file's own bytes: Range offsets and sha256 refer to them
+    headers = {
+        "Accept-Encoding": "identity"
+    }  # the file's own bytes: Range offsets and sha256 refer to them
     if have:
         headers["Range"] = f"bytes={have}-"
     with session.get(url, stream=True, timeout=timeout_s, headers=headers) as r:
-        if r.status_code == 416 and have:             # nothing left to send: complete iff the sizes agree
+        if r.status_code == 416 and have:  # nothing left to send: complete iff the sizes agree
             total = _content_range_total(r.headers.get("Content-Range", ""))
             if total == have:
                 return True
@@ -121,20 +166,32 @@ def _http_attempt(session, url: str, part: str, timeout_s: float, progress: bool
         if r.status_code in RETRY_STATUS:
             raise _Retry(f"HTTP {r.status_code}")
         if r.status_code >= 400:
-            raise DataError(f"{url}: HTTP {r.status_code} {r.reason}; check the dataset's url in params.yaml")
+            raise DataError(
+                f"{url}: HTTP {r.status_code} {r.reason}; check the dataset's url in params.yaml"
+            )
         if r.status_code == 206:
             start = _content_range_start(r.headers.get("Content-Range", ""))
             if start != have:
                 os.remove(part)
                 raise _Retry("the server resumed at the wrong offset; starting over")
             mode = "ab"
-        else:                                          # 200: the server ignored Range; start from scratch
+        else:  # 200: the server ignored Range; start from scratch
             have, mode = 0, "wb"
         length = r.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                                          desc=f"download {os.path.basename(part)[:-5]}", **quiet(progress),
-                                          leave=False) as bar:
+        with (
+            open(part, mode) as fh,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"download {os.path.basename(part)[:-5]}",
+                **quiet(progress),
+                leave=False,
+            ) as bar,
+        ):
             # read1 hands over whatever has arrived, so a connection cut mid-file keeps every byte received
             while block := r.raw.read1(CHUNK, decode_content=False):
                 fh.write(block)

@@ -1,5 +1,6 @@
 """Image checks for build_gt: bad files (undecodable, truncated, unnamed) are collected per folder and
 reported by name (first few + count), then skipped with a warning, or fail the stage with ``gt.strict``."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from vpr.errors import DataError, DataWarning
 from vpr.progress import quiet
 
 IMAGE_CHECKS = ("none", "header", "decode")
-SHOW = 5                         # names listed in a report; the rest are counted
+SHOW = 5  # names listed in a report; the rest are counted
 
 
 def warn(message: str) -> None:
@@ -26,14 +27,14 @@ class Problems:
     def __init__(self, where: str):
         self.where = where
         self.by_reason: dict[str, list[str]] = {}
-        self.hints: dict[str, None] = {}          # said once after the names (ordered set)
+        self.hints: dict[str, None] = {}  # said once after the names (ordered set)
 
     def add(self, reason: str, name: str, hint: str | None = None) -> None:
         self.by_reason.setdefault(reason, []).append(name)
         if hint:
             self.hints[hint] = None
 
-    def merge(self, other: "Problems") -> None:
+    def merge(self, other: Problems) -> None:
         for reason, names in other.by_reason.items():
             self.by_reason.setdefault(reason, []).extend(names)
         self.hints.update(other.hints)
@@ -56,8 +57,10 @@ class Problems:
         if not self:
             return
         if strict:
-            raise DataError(self.message().replace("images skipped", "bad images") +
-                            "; fix or remove them, or set gt.strict: false to skip them")
+            raise DataError(
+                self.message().replace("images skipped", "bad images")
+                + "; fix or remove them, or set gt.strict: false to skip them"
+            )
         warn(self.message() + "; set gt.strict: true to fail instead")
 
 
@@ -68,7 +71,10 @@ def image_problem(path: str, check: str = "header") -> str | None:
     if check == "none":
         return None
     try:
-        with open(path, "rb") as fh, Image.open(fh) as img:   # one open: PIL reads the header, we read the tail
+        with (
+            open(path, "rb") as fh,
+            Image.open(fh) as img,
+        ):  # one open: PIL reads the header, we read the tail
             if img.width < 1 or img.height < 1:
                 return "has no pixels"
             if check == "decode":
@@ -79,21 +85,24 @@ def image_problem(path: str, check: str = "header") -> str | None:
                 fh.seek(-min(1024, os.fstat(fh.fileno()).st_size), os.SEEK_END)
                 if b"\xff\xd9" not in fh.read():
                     return "does not decode (no JPEG end marker: truncated)"
-            else:                                      # WebP, TIFF, BMP: no cheap tail check, decode them
+            else:  # WebP, TIFF, BMP: no cheap tail check, decode them
                 img.load()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         return f"does not decode ({exc.__class__.__name__})"
     return None
 
 
-def check_images(paths, check: str, problems: Problems, base: str, progress: bool = False,
-                 only=None) -> np.ndarray:
+def check_images(
+    paths, check: str, problems: Problems, base: str, progress: bool = False, only=None
+) -> np.ndarray:
     """Boolean mask of the images that pass ``check`` (those outside the ``only`` mask are not looked at);
     the others are added to ``problems``."""
     ok = np.ones(len(paths), dtype=bool) if only is None else np.asarray(only, dtype=bool).copy()
     if check == "none":
         return ok
-    for i in tqdm(np.nonzero(ok)[0], desc=f"checking {base}", unit="img", **quiet(progress), leave=False):
+    for i in tqdm(
+        np.nonzero(ok)[0], desc=f"checking {base}", unit="img", **quiet(progress), leave=False
+    ):
         why = image_problem(paths[i], check)
         if why:
             ok[i] = False

@@ -1,5 +1,6 @@
 """Decoding image files into RGB pixels (Pillow, and libjpeg-turbo for plain JPEGs), without torch: the light
 stages that draw pictures import this alone."""
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,15 @@ from vpr.errors import DataError
 DRAFT_GAP = 2
 
 # UnidentifiedImageError (not an image) is an OSError, as are a truncated or garbled stream
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 def load_image(path: str, draft_size=None) -> Image.Image:
@@ -31,7 +40,7 @@ def load_image(path: str, draft_size=None) -> Image.Image:
         with Image.open(path) as img:
             orientation = img.getexif().get(0x0112, 1)
             if draft_size and img.format == "JPEG":
-                turned = orientation in (5, 6, 7, 8)   # stored rotated: EXIF turns it later
+                turned = orientation in (5, 6, 7, 8)  # stored rotated: EXIF turns it later
                 if callable(draft_size):
                     w, h = img.size
                     draft_size = draft_size(*((w, h) if turned else (h, w)))
@@ -40,15 +49,24 @@ def load_image(path: str, draft_size=None) -> Image.Image:
                     h, w = w, h
                 img.draft("RGB", (w * DRAFT_GAP, h * DRAFT_GAP))
             img.load()
-            if orientation not in (None, 1):      # (each of these steps copies the image: only when needed)
+            if orientation not in (
+                None,
+                1,
+            ):  # (each of these steps copies the image: only when needed)
                 img = ImageOps.exif_transpose(img)
             return to_rgb(img)
     except FileNotFoundError:
-        raise DataError(f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)") from None
-    except DECODE_ERRORS as exc:   # what Pillow raises on a file it cannot decode (fuzzed files included)
+        raise DataError(
+            f"{path}: image not found; restore it, or rebuild data/gt (stage build_gt)"
+        ) from None
+    except (
+        DECODE_ERRORS
+    ) as exc:  # what Pillow raises on a file it cannot decode (fuzzed files included)
         detail = (str(exc).strip().splitlines() or [""])[0]
-        raise DataError(f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
-                        "and rebuild data/gt (stage build_gt)") from None
+        raise DataError(
+            f"{path}: does not decode ({exc.__class__.__name__}: {detail}); replace it, or delete it "
+            "and rebuild data/gt (stage build_gt)"
+        ) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -76,22 +94,30 @@ class PlainJpeg:
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
-            with Image.open(io.BytesIO(data)) as img:   # the header only: format, mode, EXIF, draft size
-                if img.format != "JPEG" or img.mode != "RGB" or img.getexif().get(0x0112, 1) not in (None, 1):
+            with Image.open(
+                io.BytesIO(data)
+            ) as img:  # the header only: format, mode, EXIF, draft size
+                if (
+                    img.format != "JPEG"
+                    or img.mode != "RGB"
+                    or img.getexif().get(0x0112, 1) not in (None, 1)
+                ):
                     return None
-                if callable(draft_size):   # (no EXIF rotation here: stored as shown)
+                if callable(draft_size):  # (no EXIF rotation here: stored as shown)
                     draft_size = draft_size(img.height, img.width)
                 if draft_size:
                     img.draft("RGB", (draft_size[1] * DRAFT_GAP, draft_size[0] * DRAFT_GAP))
                 return cls(data, (img.height, img.width))
-        except DECODE_ERRORS:   # unreadable or damaged: load_image names the problem
+        except DECODE_ERRORS:  # unreadable or damaged: load_image names the problem
             return None
 
     def decode(self, out: np.ndarray | None = None) -> np.ndarray | None:
         """(H, W, 3) uint8 array (written into ``out`` when given); None if the stream turns out damaged."""
         h, w = self.size
         try:
-            array = simplejpeg.decode_jpeg(self.data, colorspace="RGB", min_height=h, min_width=w, buffer=out)
+            array = simplejpeg.decode_jpeg(
+                self.data, colorspace="RGB", min_height=h, min_width=w, buffer=out
+            )
         except DECODE_ERRORS:
             return None
         return array if array.shape == (h, w, 3) else None

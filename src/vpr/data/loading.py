@@ -17,6 +17,7 @@ Augmentation draws from a seed per image derived from ``(seed, epoch, batch numb
 batch)``, so the images of a batch do not depend on the number of workers, on which worker built it, or on
 the number of processes (DDP: each rank builds its share of the global batch, see ``rank`` / ``world``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,7 @@ from vpr.data.datasets import load_rgb
 from vpr.data.images import PlainJpeg
 from vpr.data.transforms import augmentations, split_for_pil
 
-
-PREFETCH = 2   # batches each loader worker prepares ahead (the DataLoader's default)
+PREFETCH = 2  # batches each loader worker prepares ahead (the DataLoader's default)
 
 
 def image_seeds(seed: int, epoch: int, number: int, count: int) -> np.ndarray:
@@ -83,7 +83,7 @@ class SharedBatchSlots:
     def __init__(self, workers: int, per_worker: int):
         self.per_worker = per_worker
         self.in_use = torch.zeros(workers * per_worker, dtype=torch.int32).share_memory_()
-        self._buffers = {}   # filled in each worker: its own slot -> storage
+        self._buffers = {}  # filled in each worker: its own slot -> storage
 
     def take(self, nbytes: int):
         """In a worker: (a free shared storage of at least ``nbytes``, its slot), or (None, -1) if all are in use."""
@@ -115,7 +115,7 @@ def _uint8_batch(shape, channels_last: bool, slots: SharedBatchSlots | None = No
     if get_worker_info() is None:
         return torch.empty_strided(shape, strides, dtype=torch.uint8), -1
     storage, slot = slots.take(b * c * h * w) if slots is not None else (None, -1)
-    if storage is None:   # a fresh one, not to hand back
+    if storage is None:  # a fresh one, not to hand back
         storage = torch.UntypedStorage._new_shared(b * c * h * w)
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides), slot
 
@@ -125,19 +125,36 @@ class PlaceBatchImages(Dataset):
     augmented per image when ``augment`` is given, stacked as uint8; labels of the *whole* global batch (a
     metric loss on the global batch needs them); the per-image seeds (for augmentation on the device)."""
 
-    def __init__(self, paths, labels, image_size, augment=None, seed: int = 0, rank: int = 0, world: int = 1,
-                 resize_here: bool = True):
+    def __init__(
+        self,
+        paths,
+        labels,
+        image_size,
+        augment=None,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        resize_here: bool = True,
+    ):
         self.paths = [str(p) for p in paths]
         self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.image_size = tuple(image_size) if image_size else None    # None: native size (all images alike)
-        self.resize = v2.Compose([v2.ToImage()] + ([v2.Resize(self.image_size, antialias=True)]
-                                                   if self.image_size else []))
-        self.resize_here = resize_here   # False: a batch of plain JPEGs of one decoded size is resized on the device
+        self.image_size = (
+            tuple(image_size) if image_size else None
+        )  # None: native size (all images alike)
+        self.resize = v2.Compose(
+            [v2.ToImage()]
+            + ([v2.Resize(self.image_size, antialias=True)] if self.image_size else [])
+        )
+        self.resize_here = resize_here  # False: a batch of plain JPEGs of one decoded size is resized on the device
         on_pil, on_tensor = split_for_pil(list(augment or []))
-        self.augment_pil = v2.Compose(on_pil) if on_pil else None        # after the resize, on the PIL image
-        self.augment = v2.Compose(on_tensor) if on_tensor else None      # then on the uint8 tensor
+        self.augment_pil = (
+            v2.Compose(on_pil) if on_pil else None
+        )  # after the resize, on the PIL image
+        self.augment = v2.Compose(on_tensor) if on_tensor else None  # then on the uint8 tensor
         self.seed, self.rank, self.world = seed, rank, world
-        self.slots: SharedBatchSlots | None = None   # set by the owner of the loader, which hands buffers back
+        self.slots: SharedBatchSlots | None = (
+            None  # set by the owner of the loader, which hands buffers back
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -150,8 +167,12 @@ class PlaceBatchImages(Dataset):
         images, slot = (None, -1) if self.resize_here else self._decoded_jpegs(indices[mine])
         if images is None:
             images, slot = self._prepared(indices[mine], seeds)
-        return {"images": images, "labels": self.labels[list(indices)], "seeds": torch.from_numpy(seeds),
-                "slot": torch.tensor(slot)}
+        return {
+            "images": images,
+            "labels": self.labels[list(indices)],
+            "seeds": torch.from_numpy(seeds),
+            "slot": torch.tensor(slot),
+        }
 
     def _prepared(self, indices, seeds):
         """The general path: each image decoded, resized and augmented here, then copied into the batch; and
@@ -161,18 +182,25 @@ class PlaceBatchImages(Dataset):
             for j, (i, s) in enumerate(zip(indices, seeds)):
                 image = self.resize(load_rgb(self.paths[i], draft_size=self.image_size))
                 if images is None:
-                    images, slot = _uint8_batch((len(indices), *image.shape), channels_last=False, slots=self.slots)
+                    images, slot = _uint8_batch(
+                        (len(indices), *image.shape), channels_last=False, slots=self.slots
+                    )
                 elif image.shape != images.shape[1:]:
                     from vpr.errors import DataError
-                    raise DataError(f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
-                                    f"{tuple(images.shape[2:])}; train.image_size: null (native size) needs training "
-                                    "images of one size: set train.image_size")
+
+                    raise DataError(
+                        f"{self.paths[i]}: {tuple(image.shape[1:])} px where this batch's images are "
+                        f"{tuple(images.shape[2:])}; train.image_size: null (native size) needs training "
+                        "images of one size: set train.image_size"
+                    )
                 if self.augment_pil is not None or self.augment is not None:
                     # every draw here is on the CPU generator; torch.manual_seed would also queue CUDA seeding,
                     # which records a Python stack on each call (about a millisecond per image)
                     torch.default_generator.manual_seed(int(s))
                 if self.augment_pil is not None:
-                    image = v2.functional.pil_to_tensor(self.augment_pil(v2.functional.to_pil_image(image)))
+                    image = v2.functional.pil_to_tensor(
+                        self.augment_pil(v2.functional.to_pil_image(image))
+                    )
                 if self.augment is not None:
                     image = self.augment(image)
                 images[j] = image
@@ -185,7 +213,9 @@ class PlaceBatchImages(Dataset):
         jpegs = [PlainJpeg.of(self.paths[i], self.image_size) for i in indices]
         if not all(jpegs) or len({j.size for j in jpegs}) != 1:
             return None, -1
-        images, slot = _uint8_batch((len(jpegs), 3, *jpegs[0].size), channels_last=True, slots=self.slots)
+        images, slot = _uint8_batch(
+            (len(jpegs), 3, *jpegs[0].size), channels_last=True, slots=self.slots
+        )
         for place, jpeg in zip(images, jpegs):
             if jpeg.decode(out=place.permute(1, 2, 0).numpy()) is None:
                 if self.slots is not None:
@@ -198,26 +228,56 @@ class PlaceBatches:
     """``batches(epoch)`` for the training loop: dict batches {images (float, normalised, on ``device``),
     labels} from a place batch sampler, with the data path above."""
 
-    def __init__(self, train_set, batch_sampler, augment, image_size, mean, std, *, seed: int = 0,
-                 device: str = "cpu", num_workers: int = 1, augment_on: str = "workers", channels_last: bool = False,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        train_set,
+        batch_sampler,
+        augment,
+        image_size,
+        mean,
+        std,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        num_workers: int = 1,
+        augment_on: str = "workers",
+        channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ):
         steps = augmentations(augment, image_size)
         on_device = augment_on == "device"
         self.keys = BatchKeys(batch_sampler)
-        self.dataset = PlaceBatchImages(train_set.paths, train_set.place_of_image, image_size,
-                                        None if on_device else steps, seed, rank, world, resize_here=not on_device)
+        self.dataset = PlaceBatchImages(
+            train_set.paths,
+            train_set.place_of_image,
+            image_size,
+            None if on_device else steps,
+            seed,
+            rank,
+            world,
+            resize_here=not on_device,
+        )
         self.device_size = list(image_size) if on_device and image_size else None
         self.device_augment = v2.Compose(steps) if on_device and steps else None
         self.device = torch.device(device)
         self.mean, self.std = list(mean), list(std)
         self.channels_last = channels_last
         # per worker: its prefetched batches, the one the main process is using and one being pinned
-        self.dataset.slots = SharedBatchSlots(num_workers, PREFETCH + 2) if num_workers > 0 else None
+        self.dataset.slots = (
+            SharedBatchSlots(num_workers, PREFETCH + 2) if num_workers > 0 else None
+        )
         # its own generator: the loader's worker seeds do not consume the global random state of the loop
-        self.loader = DataLoader(self.dataset, batch_size=None, sampler=self.keys, num_workers=num_workers,
-                                 pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
-                                 prefetch_factor=PREFETCH if num_workers > 0 else None,
-                                 generator=torch.Generator().manual_seed(seed))
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            sampler=self.keys,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            prefetch_factor=PREFETCH if num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -225,8 +285,10 @@ class PlaceBatches:
     def __call__(self, epoch: int):
         for batch in self.uint8_batches(epoch):
             # finish() always writes a new tensor (the float batch), so the worker's buffer can be reused after it
-            yield {"images": self.finish(batch["images"], batch["seeds"]),
-                   "labels": batch["labels"].to(self.device, non_blocking=True)}
+            yield {
+                "images": self.finish(batch["images"], batch["seeds"]),
+                "labels": batch["labels"].to(self.device, non_blocking=True),
+            }
 
     def uint8_batches(self, epoch: int):
         """The workers' uint8 batches of ``epoch`` (dicts: images, labels, seeds, slot), before ``finish``. Each one
@@ -241,7 +303,9 @@ class PlaceBatches:
         """uint8 batch -> (augmented on the device,) float, normalised, channels-last if asked."""
         # asynchronous only from pinned memory (CUDA): the source buffer is handed back to its worker afterwards
         images = images.to(self.device, non_blocking=self.loader.pin_memory)
-        if self.device_size is not None:   # one batched resize (a no-op when the workers already resized)
+        if (
+            self.device_size is not None
+        ):  # one batched resize (a no-op when the workers already resized)
             images = v2.functional.resize(images, self.device_size, antialias=True)
         if self.device_augment is not None:
             devices = [self.device] if self.device.type == "cuda" else []
@@ -251,7 +315,9 @@ class PlaceBatches:
                     torch.manual_seed(s)
                     augmented.append(self.device_augment(image))
                 images = torch.stack(augmented)
-        images = v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), self.mean, self.std)
+        images = v2.functional.normalize(
+            v2.functional.to_dtype(images, torch.float32, scale=True), self.mean, self.std
+        )
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images

@@ -1,5 +1,6 @@
 """Which queries of an evaluation set are night ones: the note field, a list of names, or a brightness
 threshold (``data.night``)."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,9 @@ def mean_brightness(path: str) -> float:
 
 def read_name_list(path: str) -> list[str]:
     if not os.path.isfile(path):
-        raise DataError(f"{path}: night list not found; create it (one query file name per line) or fix data.night")
+        raise DataError(
+            f"{path}: night list not found; create it (one query file name per line) or fix data.night"
+        )
     with open(path) as fh:
         return [s for s in (line.strip() for line in fh) if s and not s.startswith("#")]
 
@@ -39,19 +42,27 @@ def night_subset(paths, names, queries_dir: str, spec: dict | None):
     masks = {"note": by_note}
     if spec.get("list"):
         wanted = set(read_name_list(spec["list"]))
-        keys = [{os.path.basename(p), os.path.relpath(p, queries_dir), n.pano_id if n else None}
-                for p, n in zip(paths, names)]
+        keys = [
+            {os.path.basename(p), os.path.relpath(p, queries_dir), n.pano_id if n else None}
+            for p, n in zip(paths, names)
+        ]
         masks["list"] = np.array([bool(k & wanted) for k in keys], dtype=bool)
         matched = set().union(*(k & wanted for k in keys)) if keys else set()
         unmatched = sorted(wanted - matched)
         if unmatched:
-            warn(f"{spec['list']}: {len(unmatched)} of {len(wanted)} names match no query of {queries_dir} "
-                 f"(e.g. {', '.join(unmatched[:SHOW])})")
+            warn(
+                f"{spec['list']}: {len(unmatched)} of {len(wanted)} names match no query of {queries_dir} "
+                f"(e.g. {', '.join(unmatched[:SHOW])})"
+            )
         counts["list"] = int(masks["list"].sum())
     brightness = np.array([mean_brightness(p) for p in paths])
     masks["brightness"] = brightness < spec["max_brightness"]
     counts["brightness"] = int(masks["brightness"].sum())
     rule = spec["rule"]
-    info = dict(night_rule=rule, night_name=spec.get("name"), night_counts=counts,
-                night_max_brightness=spec["max_brightness"])
+    info = dict(
+        night_rule=rule,
+        night_name=spec.get("name"),
+        night_counts=counts,
+        night_max_brightness=spec["max_brightness"],
+    )
     return masks[rule], info

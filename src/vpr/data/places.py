@@ -13,6 +13,7 @@ degrees each, CosPlace's alpha) and group positions:
 ``note`` (the default, GSV-XS) reads the place from the name's note field (``placeID_City``) in
 vpr.data.layouts.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,10 +38,15 @@ def position_groups(utm: np.ndarray, rule: str, place_m: float) -> np.ndarray:
 
 def _clusters(utm: np.ndarray, radius_m: float) -> np.ndarray:
     from scipy.spatial import cKDTree
-    positions, of_image = np.unique(np.round(utm, 2), axis=0, return_inverse=True)   # the capture positions
+
+    positions, of_image = np.unique(
+        np.round(utm, 2), axis=0, return_inverse=True
+    )  # the capture positions
     tree = cKDTree(positions)
     neighbours = tree.query_ball_point(positions, r=radius_m)
-    order = sorted(range(len(positions)), key=lambda i: (-len(neighbours[i]), i))   # densest first, then by index
+    order = sorted(
+        range(len(positions)), key=lambda i: (-len(neighbours[i]), i)
+    )  # densest first, then by index
     group = np.full(len(positions), -1, dtype=np.int64)
     count = 0
     for seed in order:
@@ -52,13 +58,21 @@ def _clusters(utm: np.ndarray, radius_m: float) -> np.ndarray:
     return group[of_image.reshape(-1)]
 
 
-def place_names(utm: np.ndarray, headings: np.ndarray, city: list[str], rule: str, place_m: float,
-                headings_per_circle: int) -> list[str]:
+def place_names(
+    utm: np.ndarray,
+    headings: np.ndarray,
+    city: list[str],
+    rule: str,
+    place_m: float,
+    headings_per_circle: int,
+) -> list[str]:
     """``<group>h<heading class>_<city>`` per image: images of one place share a name (placeID_City, as the
     note rule's names); images without a heading get an empty name (not placed)."""
     city = np.asarray(city)
     groups = np.zeros(len(utm), dtype=np.int64)
-    for town in np.unique(city):        # positions of two cities never share a group (UTM zones repeat numbers)
+    for town in np.unique(
+        city
+    ):  # positions of two cities never share a group (UTM zones repeat numbers)
         groups[city == town] = position_groups(utm[city == town], rule, place_m)
     classes = heading_classes(headings, headings_per_circle)
     return [f"{g}h{c}_{town}" if c >= 0 else "" for g, c, town in zip(groups, classes, city)]

@@ -8,6 +8,7 @@
 Augmentations run on uint8 image tensors after the resize to the training size; custom ones draw from
 torch's generator, so DataLoader worker seeding makes them reproducible.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,13 @@ class RegionErasing(nn.Module):
 
     def __init__(self, p: float, scale, ratio, variant: str, value: float):
         super().__init__()
-        self.p, self.scale, self.ratio, self.variant, self.value = p, tuple(scale), tuple(ratio), variant, value
+        self.p, self.scale, self.ratio, self.variant, self.value = (
+            p,
+            tuple(scale),
+            tuple(ratio),
+            variant,
+            value,
+        )
 
     def forward(self, img):
         if torch.rand(()).item() >= self.p:
@@ -74,7 +81,9 @@ class RegionErasing(nn.Module):
                 top = band_top + int(torch.randint(0, band_h - h + 1, ()).item())
                 left = int(torch.randint(0, W - w + 1, ()).item())
                 out = img.clone()
-                out[..., top:top + h, left:left + w] = self.value * (255 if img.dtype == torch.uint8 else 1)
+                out[..., top : top + h, left : left + w] = self.value * (
+                    255 if img.dtype == torch.uint8 else 1
+                )
                 return out
         return img
 
@@ -93,18 +102,20 @@ class SyntheticNight(nn.Module):
             return img
         x, back = _to_float(img)
         x = x.pow(_rand(*self.gamma)) * _rand(*self.brightness)
-        dev = x.device                            # also runs on a GPU batch (train.augment_on: device)
+        dev = x.device  # also runs on a GPU batch (train.augment_on: device)
         x = x * torch.tensor([0.8, 0.9, 1.15], device=dev).view(3, 1, 1)
         H, W = x.shape[-2:]
         n = int(torch.randint(0, self.lit_points + 1, ()).item())
         if n:
-            ys = (torch.rand(n) * H * 0.7).to(dev)          # lights sit mostly above the street level
+            ys = (torch.rand(n) * H * 0.7).to(dev)  # lights sit mostly above the street level
             xs = (torch.rand(n) * W).to(dev)
             radius = (0.8 + torch.rand(n) * max(1.0, H / 60)).to(dev)
             rows = torch.arange(H, device=dev).view(1, H, 1).float()
             cols = torch.arange(W, device=dev).view(1, 1, W).float()
-            glow = torch.exp(-((rows - ys.view(-1, 1, 1)) ** 2 + (cols - xs.view(-1, 1, 1)) ** 2)
-                             / (2 * radius.view(-1, 1, 1) ** 2)).amax(0)
+            glow = torch.exp(
+                -((rows - ys.view(-1, 1, 1)) ** 2 + (cols - xs.view(-1, 1, 1)) ** 2)
+                / (2 * radius.view(-1, 1, 1) ** 2)
+            ).amax(0)
             x = x + glow * torch.tensor([1.0, 0.85, 0.55], device=dev).view(3, 1, 1)
         x = x + torch.randn(x.shape, device=dev) * self.noise
         return back(x)
@@ -149,9 +160,13 @@ class _SizedCrop(nn.Module):
 
     def bind(self, image_size):
         if not image_size:
-            raise ConfigError("augment: random_resized_crop needs a training size; set train.image_size "
-                              "(null = native size has none)")
-        return v2.RandomResizedCrop(tuple(image_size), scale=self.scale, ratio=self.ratio, antialias=True)
+            raise ConfigError(
+                "augment: random_resized_crop needs a training size; set train.image_size "
+                "(null = native size has none)"
+            )
+        return v2.RandomResizedCrop(
+            tuple(image_size), scale=self.scale, ratio=self.ratio, antialias=True
+        )
 
 
 @AUGMENTATIONS.register()
@@ -167,8 +182,14 @@ def synthetic_night(*, p: float, gamma: list, brightness: list, lit_points: int,
 # Augmentations with a Pillow implementation (C code on the whole image): in loader workers they run on the
 # PIL image, several times faster than torchvision's uint8-tensor kernels (RandAugment(3) at 320x320: about
 # 3.5x). Same random draws either way; pixels differ by rounding only.
-PIL_CAPABLE = (v2.RandAugment, v2.ColorJitter, v2.RandomPerspective, v2.RandomResizedCrop, v2.RandomHorizontalFlip,
-               Brightness)
+PIL_CAPABLE = (
+    v2.RandAugment,
+    v2.ColorJitter,
+    v2.RandomPerspective,
+    v2.RandomResizedCrop,
+    v2.RandomHorizontalFlip,
+    Brightness,
+)
 
 
 def split_for_pil(steps: list) -> tuple[list, list]:
@@ -182,6 +203,7 @@ def split_for_pil(steps: list) -> tuple[list, list]:
 def augmentations(augment, image_size) -> list:
     """The configured augmentations, in order, ready to apply to uint8 image tensors of ``image_size``."""
     from vpr.config.loader import check_augment
+
     steps = []
     for name, settings in check_augment(augment):
         t = AUGMENTATIONS.get(name)(**settings)
@@ -192,9 +214,15 @@ def augmentations(augment, image_size) -> list:
 def train_transform(augment, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """Decode -> resize to ``image_size`` (H, W; None: native size) -> augmentations in order -> float, normalised."""
     resize = [v2.Resize(tuple(image_size), antialias=True)] if image_size else []
-    return v2.Compose([v2.ToImage(), *resize,
-                       *augmentations(augment, image_size),
-                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *resize,
+            *augmentations(augment, image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
 
 
 def eval_transform(image_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:

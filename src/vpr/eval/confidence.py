@@ -32,6 +32,7 @@ same one (the simulation errs on the cautious side). What the threshold keeps of
 database is recorded (``fitted_on``: kept, kept_correct), not chosen. The result is plain numbers
 (:meth:`Calibration.to_dict`), stored in the checkpoint (``weights_only`` loads).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -41,8 +42,8 @@ import numpy as np
 from vpr.errors import DataError
 
 FEATURES = ("top1_similarity", "margin")
-DEPTH = 20          # matches the features look at (localize retrieves at least this many)
-FLAG_SHARE = 0.9    # of the validation photos whose place is not in the database
+DEPTH = 20  # matches the features look at (localize retrieves at least this many)
+FLAG_SHARE = 0.9  # of the validation photos whose place is not in the database
 
 
 def match_features(similarity: np.ndarray, positions: np.ndarray, radius_m: float) -> np.ndarray:
@@ -51,10 +52,12 @@ def match_features(similarity: np.ndarray, positions: np.ndarray, radius_m: floa
     sim = np.asarray(similarity, dtype=np.float64)
     pos = np.asarray(positions, dtype=np.float64)
     if sim.ndim != 2 or sim.shape[1] == 0 or pos.shape != sim.shape + (2,):
-        raise ValueError(f"similarity (n, k) with k >= 1 and positions (n, k, 2) expected, got {sim.shape}, "
-                         f"{pos.shape}")
+        raise ValueError(
+            f"similarity (n, k) with k >= 1 and positions (n, k, 2) expected, got {sim.shape}, "
+            f"{pos.shape}"
+        )
     with np.errstate(invalid="ignore"):
-        far = ~(np.linalg.norm(pos - pos[:, :1], axis=2) <= radius_m)     # NaN/inf distances: far
+        far = ~(np.linalg.norm(pos - pos[:, :1], axis=2) <= radius_m)  # NaN/inf distances: far
     best_far = np.where(far, sim, -np.inf).max(1)
     best_far = np.where(np.isfinite(best_far), best_far, sim[:, -1])
     return np.stack([sim[:, 0], sim[:, 0] - best_far], axis=1)
@@ -70,13 +73,16 @@ def without_own_place(is_positive: np.ndarray, depth: int = DEPTH) -> tuple[np.n
     rows = np.nonzero(others > 0)[0]
     if not len(rows):
         return rows, np.zeros((0, 0), np.int64)
-    cols = np.argsort(is_positive[rows], axis=1, kind="stable")[:, :min(depth, int(others[rows].min()))]
+    cols = np.argsort(is_positive[rows], axis=1, kind="stable")[
+        :, : min(depth, int(others[rows].min()))
+    ]
     return rows, cols
 
 
 @dataclass(frozen=True)
 class Calibration:
     """P(top-1 correct) = sigmoid(bias + weights . features); keep the top-1 when it is >= ``threshold``."""
+
     weights: tuple
     bias: float
     threshold: float
@@ -84,20 +90,34 @@ class Calibration:
     depth: int = DEPTH
     features: tuple = FEATURES
     flag_share: float = FLAG_SHARE
-    fitted_on: dict | None = None   # what the fit saw: queries, correct top-1, kept at the threshold, ...
+    fitted_on: dict | None = (
+        None  # what the fit saw: queries, correct top-1, kept at the threshold, ...
+    )
 
     def confidence(self, features: np.ndarray) -> np.ndarray:
-        z = self.bias + np.asarray(features, dtype=np.float64) @ np.asarray(self.weights, dtype=np.float64)
+        z = self.bias + np.asarray(features, dtype=np.float64) @ np.asarray(
+            self.weights, dtype=np.float64
+        )
         return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
     def to_dict(self) -> dict:
         """Plain numbers, lists and strings only: a checkpoint holding it loads with ``weights_only=True``."""
         d = asdict(self)
-        d.update(weights=[float(w) for w in self.weights], features=[str(f) for f in self.features],
-                 bias=float(self.bias), threshold=float(self.threshold), radius_m=float(self.radius_m),
-                 depth=int(self.depth), flag_share=float(self.flag_share),
-                 fitted_on=None if self.fitted_on is None else {str(k): v if isinstance(v, (str, bool)) else
-                                                                float(v) for k, v in self.fitted_on.items()})
+        d.update(
+            weights=[float(w) for w in self.weights],
+            features=[str(f) for f in self.features],
+            bias=float(self.bias),
+            threshold=float(self.threshold),
+            radius_m=float(self.radius_m),
+            depth=int(self.depth),
+            flag_share=float(self.flag_share),
+            fitted_on=None
+            if self.fitted_on is None
+            else {
+                str(k): v if isinstance(v, (str, bool)) else float(v)
+                for k, v in self.fitted_on.items()
+            },
+        )
         return d
 
     @classmethod
@@ -106,16 +126,26 @@ class Calibration:
         if d is None:
             return None
         try:
-            cal = cls(weights=tuple(float(w) for w in d["weights"]), bias=float(d["bias"]),
-                      threshold=float(d["threshold"]), radius_m=float(d["radius_m"]), depth=int(d["depth"]),
-                      features=tuple(d["features"]), flag_share=float(d.get("flag_share", FLAG_SHARE)),
-                      fitted_on=d.get("fitted_on"))
+            cal = cls(
+                weights=tuple(float(w) for w in d["weights"]),
+                bias=float(d["bias"]),
+                threshold=float(d["threshold"]),
+                radius_m=float(d["radius_m"]),
+                depth=int(d["depth"]),
+                features=tuple(d["features"]),
+                flag_share=float(d.get("flag_share", FLAG_SHARE)),
+                fitted_on=d.get("fitted_on"),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{source}: 'calibration' is malformed ({type(exc).__name__}: {exc}); retrain the "
-                            f"model, or delete the 'calibration' entry to localize without confidences") from None
+            raise DataError(
+                f"{source}: 'calibration' is malformed ({type(exc).__name__}: {exc}); retrain the "
+                f"model, or delete the 'calibration' entry to localize without confidences"
+            ) from None
         if cal.features != FEATURES or len(cal.weights) != len(FEATURES):
-            raise DataError(f"{source}: 'calibration' uses features {list(cal.features)}, this version computes "
-                            f"{list(FEATURES)}; retrain the model or use the version that trained it")
+            raise DataError(
+                f"{source}: 'calibration' uses features {list(cal.features)}, this version computes "
+                f"{list(FEATURES)}; retrain the model or use the version that trained it"
+            )
         return cal
 
 
@@ -123,6 +153,7 @@ def fit_logistic(x: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, float]
     """(weights, bias) of P(correct) = sigmoid(bias + x . weights), weights >= 0, fitted to Platt's smoothed
     targets by L-BFGS-B on standardised features (returned in the original units)."""
     from scipy.optimize import minimize
+
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(correct, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
@@ -140,7 +171,9 @@ def fit_logistic(x: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, float]
 
     start = np.zeros(1 + x.shape[1])
     start[0] = np.log(target.mean() / (1 - target.mean()))
-    res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(None, None)] + [(0.0, None)] * x.shape[1])
+    res = minimize(
+        loss, start, jac=True, method="L-BFGS-B", bounds=[(None, None)] + [(0.0, None)] * x.shape[1]
+    )
     weights = res.x[1:] / std
     return weights, float(res.x[0] - weights @ mean)
 
@@ -151,31 +184,57 @@ def flagging_threshold(conf_elsewhere: np.ndarray, share: float) -> float:
     at = int(np.ceil(share * len(c) - 1e-9))
     if at >= len(c):
         return float(np.nextafter(c[-1], np.inf))
-    while 0 < at < len(c) and c[at] == c[at - 1]:   # ties: all of them on one side, flagged if need be
+    while (
+        0 < at < len(c) and c[at] == c[at - 1]
+    ):  # ties: all of them on one side, flagged if need be
         at += 1
     return float(c[at]) if at < len(c) else float(np.nextafter(c[-1], np.inf))
 
 
-def fit_calibration(features: np.ndarray, correct: np.ndarray, features_elsewhere: np.ndarray, radius_m: float,
-                    flag_share: float = FLAG_SHARE) -> Calibration:
+def fit_calibration(
+    features: np.ndarray,
+    correct: np.ndarray,
+    features_elsewhere: np.ndarray,
+    radius_m: float,
+    flag_share: float = FLAG_SHARE,
+) -> Calibration:
     """The calibration of :func:`match_features` rows of validation queries (``correct``: was the top-1
     right) and of the same queries against the database without their place (``features_elsewhere``; none:
     the direction comes from the queries alone and the threshold is 0.5)."""
     correct = np.asarray(correct, dtype=bool)
-    features, elsewhere = np.asarray(features, np.float64), np.asarray(features_elsewhere, np.float64)
+    features, elsewhere = (
+        np.asarray(features, np.float64),
+        np.asarray(features_elsewhere, np.float64),
+    )
     if len(correct) == 0:
         raise ValueError("no queries to calibrate on")
     elsewhere = elsewhere.reshape(-1, features.shape[1])
-    direction, _ = fit_logistic(np.concatenate([features, elsewhere]),
-                                np.r_[correct, np.zeros(len(elsewhere), bool)])
+    direction, _ = fit_logistic(
+        np.concatenate([features, elsewhere]), np.r_[correct, np.zeros(len(elsewhere), bool)]
+    )
     scale, bias = fit_logistic((features @ direction)[:, None], correct)
     probe = Calibration(tuple(float(w) for w in direction * scale[0]), bias, 1.0, float(radius_m))
     conf = probe.confidence(features)
-    threshold = flagging_threshold(probe.confidence(elsewhere), flag_share) if len(elsewhere) else 0.5
+    threshold = (
+        flagging_threshold(probe.confidence(elsewhere), flag_share) if len(elsewhere) else 0.5
+    )
     kept = conf >= threshold
-    fitted_on = dict(queries=int(len(correct)), correct_top1=int(correct.sum()), kept=int(kept.sum()),
-                     kept_correct=int((kept & correct).sum()), mean_confidence=round(float(conf.mean()), 4),
-                     without_own_place=int(len(elsewhere)),
-                     flagged_without_own_place=int((probe.confidence(elsewhere) < threshold).sum()))
-    return Calibration(probe.weights, bias, threshold, float(radius_m), DEPTH, FEATURES, float(flag_share),
-                       fitted_on)
+    fitted_on = dict(
+        queries=int(len(correct)),
+        correct_top1=int(correct.sum()),
+        kept=int(kept.sum()),
+        kept_correct=int((kept & correct).sum()),
+        mean_confidence=round(float(conf.mean()), 4),
+        without_own_place=int(len(elsewhere)),
+        flagged_without_own_place=int((probe.confidence(elsewhere) < threshold).sum()),
+    )
+    return Calibration(
+        probe.weights,
+        bias,
+        threshold,
+        float(radius_m),
+        DEPTH,
+        FEATURES,
+        float(flag_share),
+        fitted_on,
+    )

@@ -4,6 +4,7 @@ results, read straight from its git commit (experiments run from the queue inclu
 A run is usable once it finished; queued, running and failed experiments are listed so the caller can say
 what is not included yet.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,11 +20,15 @@ from vpr.errors import DataError
 
 @dataclass
 class Run:
-    name: str                       # experiment name, or the baseline commit / "workspace"
-    rev: str                        # git revision holding its files ("workspace": the working tree)
-    params: dict                    # params.yaml, flattened to dotted keys
-    sets: dict = field(default_factory=dict)     # eval set -> per-query rows (vpr.eval.query_results.read_queries)
-    environment: dict = field(default_factory=dict)   # train metrics' environment block (CPU kind, versions)
+    name: str  # experiment name, or the baseline commit / "workspace"
+    rev: str  # git revision holding its files ("workspace": the working tree)
+    params: dict  # params.yaml, flattened to dotted keys
+    sets: dict = field(
+        default_factory=dict
+    )  # eval set -> per-query rows (vpr.eval.query_results.read_queries)
+    environment: dict = field(
+        default_factory=dict
+    )  # train metrics' environment block (CPU kind, versions)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -56,8 +61,11 @@ def _eval_sets(repo: str, rev: str) -> list[str]:
         folder = os.path.join(repo, "metrics", "eval")
         names = os.listdir(folder) if os.path.isdir(folder) else []
     else:
-        names = [os.path.basename(p) for p in (_git(repo, "ls-tree", "--name-only", f"{rev}:metrics/eval") or "").split()]
-    return sorted(n[:-len(".queries.tsv")] for n in names if n.endswith(".queries.tsv"))
+        names = [
+            os.path.basename(p)
+            for p in (_git(repo, "ls-tree", "--name-only", f"{rev}:metrics/eval") or "").split()
+        ]
+    return sorted(n[: -len(".queries.tsv")] for n in names if n.endswith(".queries.tsv"))
 
 
 _MISSING = object()
@@ -76,13 +84,15 @@ def made_stages(dvc_yaml_text: str | None, params: dict) -> set[str] | None:
             names.add(name)
             continue
         key = over[2:-1]
-        items = [k[len(key) + 1:].split(".")[0] for k in params if k.startswith(key + ".")]
+        items = [k[len(key) + 1 :].split(".")[0] for k in params if k.startswith(key + ".")]
         value = params.get(key, items)
         names.update(f"{name}@{item}" for item in (value if isinstance(value, list) else items))
     return names
 
 
-def stale_params(lock_text: str | None, params: dict, dvc_yaml_text: str | None = None) -> list[str]:
+def stale_params(
+    lock_text: str | None, params: dict, dvc_yaml_text: str | None = None
+) -> list[str]:
     """Dotted keys whose value in dvc.lock (what the stages ran with) differs from params.yaml: a commit whose
     metrics were not reproduced after a params change (an experiment's never are). Lock entries of stages the
     params no longer make (an evaluation set that left ``data.test``: DVC keeps them) are left out."""
@@ -102,20 +112,26 @@ def load_run(repo: str, name: str, rev: str) -> Run | None:
     """The run's params and per-query results (None when the commit has no per-query results). A commit whose
     dvc.lock ran other params than its params.yaml says raises StaleRun: its metrics belong to other params."""
     from vpr.eval.query_results import read_queries
+
     params_text = _read(repo, rev, "params.yaml")
     sets = _eval_sets(repo, rev)
     if params_text is None or not sets:
         return None
     params = flatten(yaml.safe_load(params_text) or {})
-    tested = {k[len("data.test."):].split(".")[0] for k in params if k.startswith("data.test.")}
-    sets = [s for s in sets if s in tested] if tested else sets   # a set's old results stay tracked after it left
+    tested = {k[len("data.test.") :].split(".")[0] for k in params if k.startswith("data.test.")}
+    sets = (
+        [s for s in sets if s in tested] if tested else sets
+    )  # a set's old results stay tracked after it left
     if not sets:
         return None
     stale = stale_params(_read(repo, rev, "dvc.lock"), params, _read(repo, rev, "dvc.yaml"))
     if stale:
         raise StaleRun(", ".join(stale[:3]) + (", ..." if len(stale) > 3 else ""))
     metrics = json.loads(_read(repo, rev, "metrics/train/metrics.json") or "{}")
-    rows = {s: read_queries(io.StringIO(_read(repo, rev, f"metrics/eval/{s}.queries.tsv"))) for s in sets}
+    rows = {
+        s: read_queries(io.StringIO(_read(repo, rev, f"metrics/eval/{s}.queries.tsv")))
+        for s in sets
+    }
     return Run(name, rev, params, rows, metrics.get("environment") or {})
 
 
@@ -148,6 +164,7 @@ def experiments_repo(path: str = ".") -> str:
 def experiment_revs(repo: str = ".") -> dict[str, str]:
     """Every DVC experiment of ``repo``, of any baseline commit (`dvc exp list -A`): name -> its commit."""
     from dvc.repo import Repo
+
     with Repo(repo) as dvc_repo:
         listed = dvc_repo.experiments.ls(all_commits=True)
     return {name: rev for experiments in listed.values() for name, rev in experiments if rev}
@@ -156,20 +173,27 @@ def experiment_revs(repo: str = ".") -> dict[str, str]:
 @dataclass
 class Store:
     runs: list[Run]
-    pending: dict                  # state (Queued, Running, Failed, ...) -> experiment names
-    skipped: list[str]             # finished rows without per-query results (made before they existed)
-    stale: dict = field(default_factory=dict)   # name -> params its dvc.lock ran differently (not reproduced)
+    pending: dict  # state (Queued, Running, Failed, ...) -> experiment names
+    skipped: list[str]  # finished rows without per-query results (made before they existed)
+    stale: dict = field(
+        default_factory=dict
+    )  # name -> params its dvc.lock ran differently (not reproduced)
 
 
-def read_store(repo: str = ".", all_commits: bool = False, workspace: bool = False, rev: str | None = None) -> Store:
+def read_store(
+    repo: str = ".", all_commits: bool = False, workspace: bool = False, rev: str | None = None
+) -> Store:
     """Every finished experiment of the baseline commit ``rev`` (default HEAD; every commit before it too with
     ``all_commits``) and the baseline commits themselves; the workspace only with ``workspace``."""
     import dvc.api
     from dvc.exceptions import DvcException
+
     try:
         rows = dvc.api.exp_show(repo=repo, revs=rev, num=-1 if all_commits else 1, force=True)
     except DvcException as exc:
-        raise DataError(f"{repo}: cannot read the DVC experiments ({exc}); run from the repository root") from None
+        raise DataError(
+            f"{repo}: cannot read the DVC experiments ({exc}); run from the repository root"
+        ) from None
     runs, pending, skipped, stale = [], {}, [], {}
     for row in rows:
         state, rev = row.get("State"), row.get("rev")

@@ -24,6 +24,7 @@ best of ``_ROUNDS`` after a warm-up call: about 0.1 s, once per process (cached)
 rounding order of the sums differs, so the top-k agree up to ties (exact ties, e.g. small integer vectors,
 stay exact).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,10 @@ from vpr.errors import ConfigError
 
 BACKENDS = ("numpy", "torch", "faiss")
 ENV = "VPR_GEMM"
-_PROBE_QUERIES = 256      # the measured product, on one thread: queries x database rows (x the search's dimension)
-_PROBE_ROWS = 2048        # (smaller ones time every library alike: their kernels differ on big products)
+_PROBE_QUERIES = (
+    256  # the measured product, on one thread: queries x database rows (x the search's dimension)
+)
+_PROBE_ROWS = 2048  # (smaller ones time every library alike: their kernels differ on big products)
 _ROUNDS = 3
 _chosen: str | None = None
 _numpy_blas_controller = None
@@ -59,7 +62,9 @@ def backend(name: str | None = None, dim: int = 512) -> str:
     if name in BACKENDS:
         return name
     if name != "auto":
-        raise ConfigError(f"{source}={name!r}: unknown GEMM backend; choose {', '.join(BACKENDS)} or auto")
+        raise ConfigError(
+            f"{source}={name!r}: unknown GEMM backend; choose {', '.join(BACKENDS)} or auto"
+        )
     if _chosen is None:
         _chosen = fastest(dim)
     return _chosen
@@ -89,6 +94,7 @@ def threads(name: str) -> int:
     it): the search runs as many, each with one-thread products."""
     if name == "torch":
         import torch
+
         return torch.get_num_threads()
     if name == "faiss":
         return faiss.omp_get_max_threads()
@@ -105,6 +111,7 @@ def single_threaded(name: str):
         return
     if name == "torch":
         import torch
+
         get, set_ = torch.get_num_threads, torch.set_num_threads
     else:
         get, set_ = faiss.omp_get_max_threads, faiss.omp_set_num_threads
@@ -127,15 +134,21 @@ def _numpy_blas():
     global _numpy_blas_controller
     if _numpy_blas_controller is None:
         from threadpoolctl import ThreadpoolController
+
         home = os.path.dirname(os.path.dirname(np.__file__))
         blas = ThreadpoolController().select(user_api="blas")
-        mine = [lib["filepath"] for lib in blas.info() if lib["filepath"].startswith(home + os.sep + "numpy")]
+        mine = [
+            lib["filepath"]
+            for lib in blas.info()
+            if lib["filepath"].startswith(home + os.sep + "numpy")
+        ]
         _numpy_blas_controller = blas.select(filepath=mine) if mine else blas
     return _numpy_blas_controller
 
 
-def augment(rows: np.ndarray, query: bool = False, out: np.ndarray | None = None, pool=None,
-            step: int = 512) -> np.ndarray:
+def augment(
+    rows: np.ndarray, query: bool = False, out: np.ndarray | None = None, pool=None, step: int = 512
+) -> np.ndarray:
     """Float32 rows with two more columns: [−2q, ‖q‖², 1] for queries, [d, 1, ‖d‖²] for database rows (into
     ``out[:len(rows)]`` if given; any float dtype in, converted here), ``step`` rows at a time (the norms
     are taken while the copy is in cache), on ``pool``'s threads if given."""
@@ -144,28 +157,40 @@ def augment(rows: np.ndarray, query: bool = False, out: np.ndarray | None = None
     norm, one = (dim, dim + 1) if query else (dim + 1, dim)
 
     def part(lo: int) -> None:
-        values = out[lo:lo + step, :dim]
-        np.copyto(values, rows[lo:lo + step], casting="same_kind")
-        np.einsum("ij,ij->i", values, values, out=out[lo:lo + step, norm])
-        out[lo:lo + step, one] = 1
+        values = out[lo : lo + step, :dim]
+        np.copyto(values, rows[lo : lo + step], casting="same_kind")
+        np.einsum("ij,ij->i", values, values, out=out[lo : lo + step, norm])
+        out[lo : lo + step, one] = 1
         if query:
-            values *= np.float32(-2)                  # exact: a power of two
+            values *= np.float32(-2)  # exact: a power of two
 
     list(pool.map(part, range(0, n, step)) if pool is not None else map(part, range(0, n, step)))
     return out
 
 
-def distances(name: str, queries: np.ndarray, aug: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+def distances(
+    name: str, queries: np.ndarray, aug: np.ndarray, rows: np.ndarray, out: np.ndarray
+) -> None:
     """``out`` (len(queries) x len(rows), C-contiguous float32) = squared L2 distances of the queries (float32,
     C-contiguous; ``aug`` = augment(queries, query=True)) to the augmented database ``rows``, by backend ``name``."""
     if name == "numpy":
         np.matmul(aug, rows.T, out=out)
     elif name == "torch":
         import torch
+
         torch.mm(torch.from_numpy(aug), torch.from_numpy(rows).T, out=torch.from_numpy(out))
     elif name == "faiss":
         dim = queries.shape[1]
-        faiss.pairwise_L2sqr(dim, len(queries), faiss.swig_ptr(queries), len(rows), faiss.swig_ptr(rows),
-                             faiss.swig_ptr(out), dim, rows.shape[1], out.shape[1])
+        faiss.pairwise_L2sqr(
+            dim,
+            len(queries),
+            faiss.swig_ptr(queries),
+            len(rows),
+            faiss.swig_ptr(rows),
+            faiss.swig_ptr(out),
+            dim,
+            rows.shape[1],
+            out.shape[1],
+        )
     else:
         raise ConfigError(f"unknown GEMM backend {name!r} (choose from {', '.join(BACKENDS)})")

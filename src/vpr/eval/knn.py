@@ -14,6 +14,7 @@ Approximate indexes (faiss IVF or HNSW) are built from the database in chunks to
 with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
 ``flat`` = float32 keep more). ``benchmarks/bench_large.py`` reports their recall loss against flat search.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,18 +26,21 @@ import faiss
 import numpy as np
 
 from vpr.eval.gemm import augment, distances, single_threaded, thread_init
-from vpr.eval.gemm import backend as gemm_backend, threads as gemm_threads
+from vpr.eval.gemm import backend as gemm_backend
+from vpr.eval.gemm import threads as gemm_threads
 from vpr.registry import Registry
 
 INDEXES = Registry("index")
 
-_PRODUCT_ENTRIES = 1 << 21   # distances per product and thread (8 MiB of float32, one buffer, reused); with
-                             # few queries, blocks of up to _PRODUCT_ENTRIES / 256 rows (a small augmented copy)
-_QUERY_ROWS = 4096           # queries per matrix product (more queries: several products per block)
-_MASK_BYTES = 1 << 20        # comparison bits per scan step, in cache
-_MIN_SCAN = 1 << 20          # distances per thread at least
-_FIRST_SLICE = 512           # database rows whose k-th best distance first sets each query's threshold
-_EMPTY = np.uint64(np.iinfo(np.uint64).max)   # key of a slot not filled yet
+_PRODUCT_ENTRIES = (
+    1 << 21
+)  # distances per product and thread (8 MiB of float32, one buffer, reused); with
+# few queries, blocks of up to _PRODUCT_ENTRIES / 256 rows (a small augmented copy)
+_QUERY_ROWS = 4096  # queries per matrix product (more queries: several products per block)
+_MASK_BYTES = 1 << 20  # comparison bits per scan step, in cache
+_MIN_SCAN = 1 << 20  # distances per thread at least
+_FIRST_SLICE = 512  # database rows whose k-th best distance first sets each query's threshold
+_EMPTY = np.uint64(np.iinfo(np.uint64).max)  # key of a slot not filled yet
 _ROW_BITS = np.uint64(32)
 
 
@@ -49,7 +53,7 @@ def _release_pages(chunk: np.ndarray) -> None:
     if base is None or not chunk.size:
         return
     start = chunk.ctypes.data - np.frombuffer(base, dtype=np.uint8).ctypes.data
-    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE           # only pages wholly inside the chunk
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # only pages wholly inside the chunk
     last = (start + chunk.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
     if last > first and hasattr(base, "madvise"):
         base.madvise(mmap.MADV_DONTNEED, first, last - first)
@@ -61,21 +65,26 @@ def iter_chunks(database: np.ndarray, chunk_rows: int):
     Memory-mapped pages are released once a chunk is done with: memory stays at one chunk."""
     buffer = None
     for start in range(0, len(database), chunk_rows):
-        view = database[start:start + chunk_rows]
+        view = database[start : start + chunk_rows]
         if view.dtype == np.float32 and view.flags.c_contiguous:
             yield start, view
             _release_pages(view)
             continue
         if buffer is None:
             buffer = np.empty((min(chunk_rows, len(database)), database.shape[1]), np.float32)
-        chunk = buffer[:len(view)]
+        chunk = buffer[: len(view)]
         np.copyto(chunk, view, casting="same_kind")
         _release_pages(view)
         yield start, chunk
 
 
-def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = 65536,
-                gemm: str | None = None) -> np.ndarray:
+def flat_search(
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    chunk_rows: int = 65536,
+    gemm: str | None = None,
+) -> np.ndarray:
     """Exact k nearest database rows (L2) of each query, nearest first: (num_queries, min(k, n)) int64.
 
     Per block of rows: the float32 squared distances ‖q‖² + ‖d‖² − 2 q·d, as faiss IndexFlatL2 computes them,
@@ -94,7 +103,9 @@ def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: i
         raise ValueError(f"flat search packs database rows in 32 bits: {n} rows are too many")
     name = gemm_backend(gemm, queries.shape[1])
     q_rows = min(nq, _QUERY_ROWS)
-    most = min(n, chunk_rows, max(_PRODUCT_ENTRIES // max(q_rows, 256), 2 * k))   # database rows per block
+    most = min(
+        n, chunk_rows, max(_PRODUCT_ENTRIES // max(q_rows, 256), 2 * k)
+    )  # database rows per block
     count = max(1, min(gemm_threads(name), -(-n // most), n * nq // _MIN_SCAN))
     workers = Queue()
     for _ in range(count):
@@ -103,20 +114,24 @@ def flat_search(database: np.ndarray, queries: np.ndarray, k: int, chunk_rows: i
     aug = augment(queries, query=True)
 
     def search(first_row: int, block: np.ndarray) -> None:
-        worker = workers.get()                      # a worker per thread at a time: its buffers are its own
+        worker = workers.get()  # a worker per thread at a time: its buffers are its own
         try:
             worker.search(name, queries, aug, block, first_row)
         finally:
             workers.put(worker)
 
-    with single_threaded(name), ThreadPoolExecutor(count, initializer=thread_init, initargs=(name,)) as pool:
+    with (
+        single_threaded(name),
+        ThreadPoolExecutor(count, initializer=thread_init, initargs=(name,)) as pool,
+    ):
         for start in range(0, n, chunk_rows):
-            chunk = database[start:start + chunk_rows]
-            list(pool.map(lambda b: search(start + b.start, chunk[b]), _blocks(len(chunk), most, count)))
+            chunk = database[start : start + chunk_rows]
+            blocks = _blocks(len(chunk), most, count)
+            list(pool.map(search, [start + b.start for b in blocks], [chunk[b] for b in blocks]))
             _release_pages(chunk)
     top = np.concatenate([worker.top for worker in everyone], axis=1)
     top = np.partition(top, k - 1, axis=1)[:, :k] if count > 1 else top
-    top.sort(axis=1)                                # keys order by distance (nearest first), then by row
+    top.sort(axis=1)  # keys order by distance (nearest first), then by row
     return np.where(top == _EMPTY, -1, (top & np.uint64(0xFFFFFFFF)).astype(np.int64))
 
 
@@ -128,17 +143,21 @@ class _Worker:
     def __init__(self, nq: int, k: int, q_rows: int, block_rows: int, dim: int):
         self.top = np.full((nq, k), _EMPTY)
         self.rows = np.empty((block_rows, dim + 2), np.float32)
-        self.dist = np.empty(q_rows * block_rows, np.float32)   # only the part a product writes is ever touched
-        self.mask = np.zeros(_MASK_BYTES + 8, bool)             # + 8: read 8 at a time (_nonzero)
+        self.dist = np.empty(
+            q_rows * block_rows, np.float32
+        )  # only the part a product writes is ever touched
+        self.mask = np.zeros(_MASK_BYTES + 8, bool)  # + 8: read 8 at a time (_nonzero)
         self.q_rows, self.merged = q_rows, 0
 
-    def search(self, name: str, queries: np.ndarray, aug: np.ndarray, block: np.ndarray, first_row: int) -> None:
+    def search(
+        self, name: str, queries: np.ndarray, aug: np.ndarray, block: np.ndarray, first_row: int
+    ) -> None:
         block = augment(block, out=self.rows)
         for q0 in range(0, len(queries), self.q_rows):
-            q = queries[q0:q0 + self.q_rows]
-            product = self.dist[:len(q) * len(block)].reshape(len(q), len(block))
-            distances(name, q, aug[q0:q0 + len(q)], block, product)
-            _scan(product, self.top[q0:q0 + len(q)], first_row, self.mask, self.merged)
+            q = queries[q0 : q0 + self.q_rows]
+            product = self.dist[: len(q) * len(block)].reshape(len(q), len(block))
+            distances(name, q, aug[q0 : q0 + len(q)], block, product)
+            _scan(product, self.top[q0 : q0 + len(q)], first_row, self.mask, self.merged)
         self.merged += len(block)
 
 
@@ -193,18 +212,18 @@ def _below(dist, thr, mask):
     nq, width = dist.shape
     group, found = max(1, (len(mask) - 8) // width), []
     for r0 in range(0, nq, group):
-        part = dist[r0:r0 + group]
-        np.less(part, thr[r0:r0 + group, None], out=mask[:part.size].reshape(part.shape))
+        part = dist[r0 : r0 + group]
+        np.less(part, thr[r0 : r0 + group, None], out=mask[: part.size].reshape(part.shape))
         rows, cols = np.divmod(_nonzero(mask, part.size), width)
-        found.append((rows + r0, cols, part[rows, cols]))      # while the part is in cache
+        found.append((rows + r0, cols, part[rows, cols]))  # while the part is in cache
     return tuple(np.concatenate(x) for x in zip(*found))
 
 
 def _nonzero(mask: np.ndarray, size: int) -> np.ndarray:
     """np.flatnonzero(mask[:size]) for a sparse mask, 8 bytes at a time (``mask`` has 8 spare entries)."""
     words = -(-size // 8)
-    mask[size:words * 8] = False
-    packed = mask[:words * 8].view(np.uint64)
+    mask[size : words * 8] = False
+    packed = mask[: words * 8].view(np.uint64)
     hit = np.flatnonzero(packed != 0)
     bits = np.flatnonzero(packed[hit].view(np.bool_))
     return hit[bits >> 3] * 8 + (bits & 7)
@@ -212,9 +231,11 @@ def _nonzero(mask: np.ndarray, size: int) -> np.ndarray:
 
 def _keys(dist: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(distance, database row) packed in a uint64 that orders by distance, then row."""
-    bits = (dist + np.float32(0)).view(np.int32)                    # + 0: -0.0 becomes 0.0
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)                      # int32 order = float order
-    return ((ordered.view(np.uint32) ^ np.uint32(1 << 31)).astype(np.uint64) << _ROW_BITS) | rows.astype(np.uint64)
+    bits = (dist + np.float32(0)).view(np.int32)  # + 0: -0.0 becomes 0.0
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # int32 order = float order
+    return (
+        (ordered.view(np.uint32) ^ np.uint32(1 << 31)).astype(np.uint64) << _ROW_BITS
+    ) | rows.astype(np.uint64)
 
 
 def _thresholds(top: np.ndarray) -> np.ndarray:
@@ -240,7 +261,9 @@ def _merge(top: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> None:
 
 
 def _train_sample(database: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    rows = np.sort(np.random.default_rng(seed).choice(len(database), min(count, len(database)), replace=False))
+    rows = np.sort(
+        np.random.default_rng(seed).choice(len(database), min(count, len(database)), replace=False)
+    )
     return np.ascontiguousarray(database[rows], dtype=np.float32)
 
 
@@ -263,12 +286,13 @@ def ivf(*, lists: int | None, probe: int, encoding: str, chunk_rows: int):
         else:
             qtype = getattr(faiss.ScalarQuantizer, _ENCODINGS[encoding])
             index = faiss.IndexIVFScalarQuantizer(quantizer, dim, cells, qtype, faiss.METRIC_L2)
-        index.cp.min_points_per_centroid = 1          # small databases: no warning, fewer points per cell
-        index.train(_train_sample(database, 50 * cells))   # faiss wants >= 39 points per cell
+        index.cp.min_points_per_centroid = 1  # small databases: no warning, fewer points per cell
+        index.train(_train_sample(database, 50 * cells))  # faiss wants >= 39 points per cell
         for _, chunk in iter_chunks(database, chunk_rows):
             index.add(chunk)
         index.nprobe = min(probe, cells)
         return _search_index(index, database, queries, k)
+
     return search
 
 
@@ -286,6 +310,7 @@ def hnsw(*, m: int, ef_construction: int, ef_search: int, encoding: str, chunk_r
             index.add(chunk)
         index.hnsw.efSearch = max(ef_search, k)
         return _search_index(index, database, queries, k)
+
     return search
 
 
@@ -295,7 +320,12 @@ def _search_index(index, database, queries, k) -> np.ndarray:
     return found.astype(np.int64)
 
 
-def knn(database: np.ndarray, queries: np.ndarray, k: int, index: str = "flat", settings: dict | None = None
-        ) -> np.ndarray:
+def knn(
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    index: str = "flat",
+    settings: dict | None = None,
+) -> np.ndarray:
     """Top-k database indices per query (nearest first) with the ``index`` method of ``eval.index``."""
     return INDEXES.build(index, settings=settings, key=f"eval.{index}")(database, queries, k)

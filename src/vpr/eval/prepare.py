@@ -10,6 +10,7 @@ and ``vpr.localize`` (``extract.resize`` in params.yaml), so the three always se
 ``image_size: null`` keeps every image at its native size (the reference code's one-at-a-time queries).
 Images of equal output size are batched together; a batch never mixes sizes (no padding).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,32 +23,44 @@ SIDES = ("shorter", "longer")
 
 @dataclass(frozen=True)
 class ImagePrep:
-    size: tuple | None = None          # (H, W); None = native size
+    size: tuple | None = None  # (H, W); None = native size
     policy: str = "stretch"
-    side: str = "shorter"              # keep_aspect only
-    scale: float = 1.0                 # multi-scale testing: every output side times this factor
+    side: str = "shorter"  # keep_aspect only
+    scale: float = 1.0  # multi-scale testing: every output side times this factor
 
     def __post_init__(self):
-        require(self.policy in POLICIES, "extract.resize", f"'{self.policy}' is not one of: {', '.join(POLICIES)}")
-        require(self.side in SIDES, "extract.resize_side", f"'{self.side}' is not one of: {', '.join(SIDES)}")
+        require(
+            self.policy in POLICIES,
+            "extract.resize",
+            f"'{self.policy}' is not one of: {', '.join(POLICIES)}",
+        )
+        require(
+            self.side in SIDES,
+            "extract.resize_side",
+            f"'{self.side}' is not one of: {', '.join(SIDES)}",
+        )
         if self.size is not None:
             object.__setattr__(self, "size", tuple(int(v) for v in self.size))
 
     @classmethod
-    def of(cls, prep) -> "ImagePrep":
+    def of(cls, prep) -> ImagePrep:
         """An ImagePrep as is; a (H, W) size or None: plain stretching to it (or native size)."""
         return prep if isinstance(prep, ImagePrep) else cls(None if prep is None else tuple(prep))
 
     @classmethod
-    def from_dict(cls, d: dict | None, default_size=None) -> "ImagePrep":
+    def from_dict(cls, d: dict | None, default_size=None) -> ImagePrep:
         d = d or {}
         size = d.get("size", default_size)
-        return cls(None if size is None else tuple(size), d.get("policy", "stretch"), d.get("side", "shorter"))
+        return cls(
+            None if size is None else tuple(size),
+            d.get("policy", "stretch"),
+            d.get("side", "shorter"),
+        )
 
     def to_dict(self) -> dict:
         return dict(size=list(self.size) if self.size else None, policy=self.policy, side=self.side)
 
-    def at_scale(self, factor: float) -> "ImagePrep":
+    def at_scale(self, factor: float) -> ImagePrep:
         """The same policy with every output side times ``factor`` (each scale of multi-scale testing prepares
         the decoded image anew, so scales above 1 see real detail, not an upsampled small image)."""
         return ImagePrep(self.size, self.policy, self.side, self.scale * factor)
@@ -72,7 +85,11 @@ class ImagePrep:
         if self.policy == "cover_crop":
             scale = max(th / height, tw / width)
             return max(th, round(height * scale)), max(tw, round(width * scale))
-        scale = min(th, tw) / min(height, width) if self.side == "shorter" else max(th, tw) / max(height, width)
+        scale = (
+            min(th, tw) / min(height, width)
+            if self.side == "shorter"
+            else max(th, tw) / max(height, width)
+        )
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     def output(self, height: int, width: int) -> tuple[int, int]:
@@ -101,14 +118,17 @@ def oriented_size(path: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     from vpr.errors import DataError
+
     try:
         with Image.open(path) as img:
             w, h = img.size
             if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image header ({exc.__class__.__name__}: {exc}); "
-                        f"delete or re-download the file") from None
+        raise DataError(
+            f"{path}: cannot read image header ({exc.__class__.__name__}: {exc}); "
+            f"delete or re-download the file"
+        ) from None
     return h, w
 
 
@@ -116,15 +136,22 @@ def size_batches(paths, prep: ImagePrep, batch_size: int) -> list[list[int]]:
     """Index batches of at most ``batch_size`` images with the same output size, in path order within a size.
     One bucket (no header reads) when the policy gives every image the same size."""
     if prep.fixed_size:
-        return [list(range(i, min(i + batch_size, len(paths)))) for i in range(0, len(paths), batch_size)]
+        return [
+            list(range(i, min(i + batch_size, len(paths))))
+            for i in range(0, len(paths), batch_size)
+        ]
     buckets: dict[tuple, list[int]] = {}
     for i, p in enumerate(paths):
         buckets.setdefault(prep.output(*oriented_size(str(p))), []).append(i)
-    batches = [idx[i:i + batch_size] for idx in buckets.values() for i in range(0, len(idx), batch_size)]
+    batches = [
+        idx[i : i + batch_size] for idx in buckets.values() for i in range(0, len(idx), batch_size)
+    ]
     return sorted(batches, key=lambda b: b[0])
 
 
 def prep_of(extract: dict, size) -> ImagePrep:
     """The policy of the ``extract`` params section (resize, resize_side) at ``size`` (H, W; None: native):
     extract.image_size for extraction, the training size for validation."""
-    return ImagePrep(None if size is None else tuple(size), extract["resize"], extract["resize_side"])
+    return ImagePrep(
+        None if size is None else tuple(size), extract["resize"], extract["resize_side"]
+    )

@@ -10,13 +10,16 @@ prepared by ``extract.resize``.
 * ``maj_voting``: as nearest_crop, after a vote: a database image found by several crops among their top 1,
   5 or 10 has its distances lowered by ``majority_weight`` x (number of crops that found it) / n.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from vpr.eval.prepare import ImagePrep
 
-CROP_DEPTH = 20    # each crop retrieves its top 20 before the merge (the benchmark's), whatever k is asked
+CROP_DEPTH = (
+    20  # each crop retrieves its top 20 before the merge (the benchmark's), whatever k is asked
+)
 
 
 def crops_per_query(method: str) -> int:
@@ -38,13 +41,16 @@ class FiveCrops:
     def output(self, height: int, width: int):
         return self.size
 
-    def at_scale(self, factor: float) -> "FiveCrops":
+    def at_scale(self, factor: float) -> FiveCrops:
         return FiveCrops(self.keep.size, self.keep.scale * factor)
 
     def __call__(self, image, source_size=None):
         import torch
         from torchvision.transforms import v2
-        return torch.stack(v2.functional.five_crop(self.keep(image, source_size), [self.side, self.side]))
+
+        return torch.stack(
+            v2.functional.five_crop(self.keep(image, source_size), [self.side, self.side])
+        )
 
 
 def query_prep(prep: ImagePrep, method: str):
@@ -57,8 +63,9 @@ def query_prep(prep: ImagePrep, method: str):
     return FiveCrops(prep.size, prep.scale)
 
 
-def merge_crops(distances: np.ndarray, indices: np.ndarray, k: int, method: str,
-                majority_weight: float = 0.01) -> np.ndarray:
+def merge_crops(
+    distances: np.ndarray, indices: np.ndarray, k: int, method: str, majority_weight: float = 0.01
+) -> np.ndarray:
     """(queries, k) predictions from the five crops' (5 * queries, k) results, rows query-major."""
     crops = crops_per_query(method)
     queries = len(indices) // crops
@@ -73,9 +80,11 @@ def merge_crops(distances: np.ndarray, indices: np.ndarray, k: int, method: str,
         order = np.argsort(d.ravel(), kind="stable")
         flat = pred[q].ravel()[order]
         flat = flat[flat >= 0]
-        _, first = np.unique(flat, return_index=True)    # each database image once, at its smallest distance
+        _, first = np.unique(
+            flat, return_index=True
+        )  # each database image once, at its smallest distance
         merged = flat[np.sort(first)][:k]
-        out[q, :len(merged)] = merged
+        out[q, : len(merged)] = merged
     return out
 
 

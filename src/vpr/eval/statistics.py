@@ -6,6 +6,7 @@ The bootstrap resamples the queries (the same draw for both variants: paired) an
 seeds; the statistic is the difference of the seed-averaged recalls. So the interval covers both the noise
 of a finite query set and the training noise between seeds (with one seed per variant, only the former).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,9 @@ SEED_KEYS = ("seed",)
 @dataclass
 class Variant:
     label: str
-    params: dict                 # the shared params (seed excluded)
-    runs: list                   # vpr.eval.experiments.Run, one per seed
-    duplicates: list             # names of runs dropped as repeats of the same params and seed
+    params: dict  # the shared params (seed excluded)
+    runs: list  # vpr.eval.experiments.Run, one per seed
+    duplicates: list  # names of runs dropped as repeats of the same params and seed
 
     @property
     def seeds(self) -> list:
@@ -31,7 +32,9 @@ class Variant:
 
 
 def _key(params: dict) -> str:
-    return json.dumps({k: v for k, v in params.items() if k not in SEED_KEYS}, sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in params.items() if k not in SEED_KEYS}, sort_keys=True, default=str
+    )
 
 
 def same_params(a: dict, b: dict) -> bool:
@@ -44,8 +47,10 @@ def group_variants(runs: list) -> list[Variant]:
     dropped (listed in ``duplicates``)."""
     groups: dict[str, Variant] = {}
     for run in runs:
-        v = groups.setdefault(_key(run.params), Variant("", {k: x for k, x in run.params.items()
-                                                             if k not in SEED_KEYS}, [], []))
+        v = groups.setdefault(
+            _key(run.params),
+            Variant("", {k: x for k, x in run.params.items() if k not in SEED_KEYS}, [], []),
+        )
         if run.params.get("seed", 0) in v.seeds:
             v.duplicates.append(run.name)
         else:
@@ -53,7 +58,9 @@ def group_variants(runs: list) -> list[Variant]:
     return list(groups.values())
 
 
-def pick_baseline(variants: list[Variant], selector: str | None = None, reference: dict | None = None) -> Variant:
+def pick_baseline(
+    variants: list[Variant], selector: str | None = None, reference: dict | None = None
+) -> Variant:
     """``selector``: 'key=value[,key=value]' or an experiment name in the variant; else the variant whose
     params equal ``reference`` (e.g. the baseline commit's params.yaml), else the one with most seeds."""
     if selector:
@@ -71,18 +78,24 @@ def pick_baseline(variants: list[Variant], selector: str | None = None, referenc
 def _no_such_baseline(selector: str, variants: list[Variant]) -> DataError:
     """One line: the variants there are (by the keys that tell them apart), and the closest to ``selector``."""
     import difflib
+
     names = [distinguishing(v, variants) or "all params equal" for v in variants]
     keys = _varying_keys(variants)
-    candidates = sorted({_pair(k, v.params.get(k)) for v in variants for k in keys}
-                        | {r.name for v in variants for r in v.runs})
+    candidates = sorted(
+        {_pair(k, v.params.get(k)) for v in variants for k in keys}
+        | {r.name for v in variants for r in v.runs}
+    )
     close = difflib.get_close_matches(selector, candidates, n=1)
     hint = f" did you mean '{close[0]}'?" if close else ""
-    return DataError(f"--baseline {selector}: no variant matches;{hint} (variants: {'; '.join(names)}; "
-                     "or an experiment name)")
+    return DataError(
+        f"--baseline {selector}: no variant matches;{hint} (variants: {'; '.join(names)}; "
+        "or an experiment name)"
+    )
 
 
 def _matches(params: dict, selector: str) -> bool:
     import yaml
+
     for part in selector.split(","):
         key, _, value = part.partition("=")
         if key.strip() not in params or params[key.strip()] != yaml.safe_load(value):
@@ -95,8 +108,11 @@ def _pair(key: str, value) -> str:
 
 
 def _differing(params: dict, base: dict) -> list[str]:
-    return sorted(k for k in set(params) | set(base) if params.get(k) != base.get(k) and not k.startswith(
-        "data_profiles."))
+    return sorted(
+        k
+        for k in set(params) | set(base)
+        if params.get(k) != base.get(k) and not k.startswith("data_profiles.")
+    )
 
 
 def _differences(params: dict, base: dict) -> str:
@@ -115,18 +131,28 @@ def distinguishing(variant: Variant, variants: list[Variant]) -> str:
 def label_variants(variants: list[Variant], baseline: Variant) -> None:
     """Each variant is named by how its params differ from the baseline's."""
     for v in variants:
-        v.label = "baseline" if v is baseline else (_differences(v.params, baseline.params) or "same params")
+        v.label = (
+            "baseline"
+            if v is baseline
+            else (_differences(v.params, baseline.params) or "same params")
+        )
 
 
-def outcomes(variant: Variant, eval_set: str, night: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+def outcomes(
+    variant: Variant, eval_set: str, night: bool = False
+) -> tuple[np.ndarray, np.ndarray, list]:
     """(first-correct ranks (seeds, queries), night flags, query names); a missing rank = no hit (inf)."""
     rows = [r.sets[eval_set] for r in variant.runs]
     names = [q["name"] for q in rows[0]]
     for run, r in zip(variant.runs, rows):
         if [q["name"] for q in r] != names:
-            raise DataError(f"{run.name}: {eval_set} has other queries than {variant.runs[0].name}; "
-                            "paired comparisons need the same query set")
-    ranks = np.array([[np.inf if q["first_correct"] is None else q["first_correct"] for q in r] for r in rows])
+            raise DataError(
+                f"{run.name}: {eval_set} has other queries than {variant.runs[0].name}; "
+                "paired comparisons need the same query set"
+            )
+    ranks = np.array(
+        [[np.inf if q["first_correct"] is None else q["first_correct"] for q in r] for r in rows]
+    )
     flags = np.array([q["night"] for q in rows[0]], dtype=bool)
     if night:
         return ranks[:, flags], flags[flags], [n for n, f in zip(names, flags) if f]
@@ -138,12 +164,16 @@ def recall_summary(ranks: np.ndarray, ns) -> dict:
     out = {}
     for n in ns:
         per_seed = (ranks <= n).mean(1) * 100
-        out[n] = (float(per_seed.mean()), float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None)
+        out[n] = (
+            float(per_seed.mean()),
+            float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None,
+        )
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """Difference of seed-averaged recall (percent) of outcome matrices ``a`` (seeds_a, queries) and ``b``
     (seeds_b, queries) of the same queries, and its ``level`` interval: queries resampled with one draw for
     both (paired), seeds resampled within each variant."""
@@ -155,14 +185,23 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 5000, seed: 
     diffs = []
     for start in range(0, resamples, 500):
         size = min(500, resamples - start)
-        weights = rng.multinomial(n, np.full(n, 1 / n), size=size).astype(np.float32) / n   # query resampling
-        per_a, per_b = weights @ a.T, weights @ b.T                    # (size, seeds): recall per seed
-        pick_a = rng.integers(len(a), size=(size, len(a)))             # seed resampling
+        weights = (
+            rng.multinomial(n, np.full(n, 1 / n), size=size).astype(np.float32) / n
+        )  # query resampling
+        per_a, per_b = weights @ a.T, weights @ b.T  # (size, seeds): recall per seed
+        pick_a = rng.integers(len(a), size=(size, len(a)))  # seed resampling
         pick_b = rng.integers(len(b), size=(size, len(b)))
-        diffs.append(np.take_along_axis(per_a, pick_a, 1).mean(1) - np.take_along_axis(per_b, pick_b, 1).mean(1))
+        diffs.append(
+            np.take_along_axis(per_a, pick_a, 1).mean(1)
+            - np.take_along_axis(per_b, pick_b, 1).mean(1)
+        )
     diffs = np.concatenate(diffs) * 100
     tail = (1 - level) / 2 * 100
-    return float((a.mean() - b.mean()) * 100), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
+    return (
+        float((a.mean() - b.mean()) * 100),
+        float(np.percentile(diffs, tail)),
+        float(np.percentile(diffs, 100 - tail)),
+    )
 
 
 def _seed_variance(hits: np.ndarray) -> float:
@@ -170,7 +209,9 @@ def _seed_variance(hits: np.ndarray) -> float:
     return float(np.var(hits.mean(1) * 100, ddof=1))
 
 
-def seeds_to_resolve(a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float = 1.96) -> int | None:
+def seeds_to_resolve(
+    a: np.ndarray, b: np.ndarray, margin: float = 2.0, z: float = 1.96
+) -> int | None:
     """Seeds per variant at which the 95 % interval of the R@1 difference of outcome matrices ``a`` and ``b``
     (seeds, queries) would be about ±``margin`` points: the seed-mean difference has the variance of both
     variants' spread over seeds divided by the seeds, plus the paired query noise, which seeds do not remove.
@@ -195,7 +236,11 @@ def spread_parts(hits: np.ndarray) -> tuple[float, float, float] | None:
     total = _seed_variance(hits)
     p = hits.mean(0)
     query = (p * (1 - p)).mean() * seeds / (seeds - 1) / queries * 1e4
-    return float(np.sqrt(total)), float(np.sqrt(min(query, total))), float(np.sqrt(max(total - query, 0.0)))
+    return (
+        float(np.sqrt(total)),
+        float(np.sqrt(min(query, total))),
+        float(np.sqrt(max(total - query, 0.0))),
+    )
 
 
 def verdict(low: float, high: float, one_seed: bool = False) -> str:

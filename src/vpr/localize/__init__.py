@@ -16,11 +16,24 @@ on the validation queries when training saved the checkpoint). Below the thresho
 ``in_database: false`` ("not in this database"; the matches are still listed). A checkpoint saved before
 calibrations existed gives no confidence and withholds nothing (said once).
 """
+
 from vpr.localize.cli import load_model_for_localize, main, parse_args
 from vpr.localize.database import Database, database_descriptors, open_database, to_latlon
 from vpr.localize.estimate import collect_photos, estimate_position, localize, photo_descriptors
 from vpr.localize.pictures import match_picture, write_pictures
 
-__all__ = ["Database", "collect_photos", "database_descriptors", "estimate_position", "load_model_for_localize",
-           "localize", "main", "match_picture", "open_database", "parse_args", "photo_descriptors", "to_latlon",
-           "write_pictures"]
+__all__ = [
+    "Database",
+    "collect_photos",
+    "database_descriptors",
+    "estimate_position",
+    "load_model_for_localize",
+    "localize",
+    "main",
+    "match_picture",
+    "open_database",
+    "parse_args",
+    "photo_descriptors",
+    "to_latlon",
+    "write_pictures",
+]

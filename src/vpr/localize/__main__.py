@@ -1,4 +1,5 @@
 """python -m vpr.localize PHOTO_OR_FOLDER... --model models/best.pt --database SET"""
+
 import sys
 
 from vpr.localize.cli import main

@@ -1,4 +1,5 @@
 """A picture per localized photo: the photo, then its top-k matches."""
+
 from __future__ import annotations
 
 import os
@@ -12,11 +13,19 @@ def match_picture(result: dict, tile_height: int = 120):
 
     blue = (40, 110, 220)
     ratio = result["width"] / max(result["height"], 1)
-    tiles = [_tile(result["photo"], (tile_height, max(40, round(tile_height * ratio))), GREY, "photo")]
+    tiles = [
+        _tile(result["photo"], (tile_height, max(40, round(tile_height * ratio))), GREY, "photo")
+    ]
     for m in result["matches"]:
         label = f"#{m['rank']} sim {m['similarity']:.2f}  {m['distance_to_top1_m']:.0f} m"
-        tiles.append(_tile(m["image"], (tile_height, round(tile_height * 4 / 3)),
-                           blue if m["agrees_with_top1"] else GREY, label))
+        tiles.append(
+            _tile(
+                m["image"],
+                (tile_height, round(tile_height * 4 / 3)),
+                blue if m["agrees_with_top1"] else GREY,
+                label,
+            )
+        )
     gap, footer = 6, 18
     width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
     out = Image.new("RGB", (width, max(t.height for t in tiles) + footer), (255, 255, 255))
@@ -33,13 +42,20 @@ def _caption(result: dict) -> str:
     if result.get("in_database") is False:
         return f"not in this database{conf}"
     e = result["estimate"]
-    where = f"{e['lat']:.6f}, {e['lon']:.6f}" if e["lat"] is not None else f"UTM {e['utm_east']}, {e['utm_north']}"
-    return (f"estimate: {where} ({e['method']} of match{'es' if len(e['from_ranks']) > 1 else ''} "
-            f"{', '.join(map(str, e['from_ranks']))}; blue = within the agreement radius of #1{conf})")
+    where = (
+        f"{e['lat']:.6f}, {e['lon']:.6f}"
+        if e["lat"] is not None
+        else f"UTM {e['utm_east']}, {e['utm_north']}"
+    )
+    return (
+        f"estimate: {where} ({e['method']} of match{'es' if len(e['from_ranks']) > 1 else ''} "
+        f"{', '.join(map(str, e['from_ranks']))}; blue = within the agreement radius of #1{conf})"
+    )
 
 
 def write_pictures(results: list[dict], out_dir: str) -> None:
     from vpr.io import atomic_path
+
     os.makedirs(out_dir, exist_ok=True)
     taken = set()
     for r in results:

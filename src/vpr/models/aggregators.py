@@ -4,6 +4,7 @@ Builders take ``(in_channels, feature_hw)`` from the code and their settings as 
 module has an ``out_dim`` attribute. L2 normalisation of the final descriptor happens in the network.
 An aggregator that wants data-driven initialisation (NetVLAD) has ``init_from_local_features``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,14 @@ class GeM(nn.Module):
     """Generalised mean pooling, (mean x^p)^(1/p), with a learnable p; ``l2_before``: local features
     L2-normalised over channels first (the benchmark's ``--l2 before_pool``, CosPlace's head)."""
 
-    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True,
-                 l2_before: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        p: float = 3.0,
+        eps: float = 1e-6,
+        learn_p: bool = True,
+        l2_before: bool = False,
+    ):
         super().__init__()
         self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learn_p)
         self.eps, self.l2_before = eps, l2_before
@@ -56,7 +63,11 @@ class AdaptivePool(nn.Module):
 
     def __init__(self, in_channels: int, grid, mode: str):
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(tuple(grid)) if mode == "avg" else nn.AdaptiveMaxPool2d(tuple(grid))
+        self.pool = (
+            nn.AdaptiveAvgPool2d(tuple(grid))
+            if mode == "avg"
+            else nn.AdaptiveMaxPool2d(tuple(grid))
+        )
         self.out_dim = in_channels * grid[0] * grid[1]
 
     def forward(self, x):
@@ -73,7 +84,7 @@ class AttentionPool(nn.Module):
         self.out_dim = in_channels
 
     def forward(self, x):
-        weights = torch.softmax(self.score(x).flatten(1) / self.temperature, dim=1)   # (B, hw)
+        weights = torch.softmax(self.score(x).flatten(1) / self.temperature, dim=1)  # (B, hw)
         return torch.einsum("bch,bh->bc", x.flatten(2), weights)
 
 
@@ -96,6 +107,7 @@ class NetVLAD(nn.Module):
         weights alpha * L2-normalised centroids and no bias, alpha chosen so that a descriptor's weight on its
         second-nearest cluster is, on average (geometric mean), 1 % of its weight on the nearest."""
         import faiss
+
         local = np.ascontiguousarray(local, dtype=np.float32)
         if self.normalize_input:
             local /= np.linalg.norm(local, axis=1, keepdims=True) + 1e-12
@@ -112,9 +124,12 @@ class NetVLAD(nn.Module):
     def forward(self, x):
         if self.normalize_input:
             x = F.normalize(x, dim=1)
-        soft = torch.softmax(self.assign(x).flatten(2), dim=1)                 # (B, K, hw)
-        local = x.flatten(2)                                                  # (B, C, hw)
-        vlad = torch.einsum("bkn,bcn->bkc", soft, local) - soft.sum(2).unsqueeze(2) * self.centroids[None]
+        soft = torch.softmax(self.assign(x).flatten(2), dim=1)  # (B, K, hw)
+        local = x.flatten(2)  # (B, C, hw)
+        vlad = (
+            torch.einsum("bkn,bcn->bkc", soft, local)
+            - soft.sum(2).unsqueeze(2) * self.centroids[None]
+        )
         return F.normalize(vlad, dim=2).flatten(1)
 
 
@@ -122,9 +137,13 @@ class FeatureMixer(nn.Module):
     def __init__(self, positions: int, mlp_ratio: float):
         super().__init__()
         hidden = int(positions * mlp_ratio)
-        self.mix = nn.Sequential(nn.LayerNorm(positions), nn.Linear(positions, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, positions))
-        for m in self.mix:   # as the reference's FeatureMixerLayer
+        self.mix = nn.Sequential(
+            nn.LayerNorm(positions),
+            nn.Linear(positions, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, positions),
+        )
+        for m in self.mix:  # as the reference's FeatureMixerLayer
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
@@ -137,8 +156,15 @@ class MixVPR(nn.Module):
     """MixVPR: flattened feature maps mixed by MLPs across positions, then projected along channels
     and rows: out_channels * out_rows values."""
 
-    def __init__(self, in_channels: int, feature_hw, mix_depth: int, mlp_ratio: float, out_channels: int,
-                 out_rows: int):
+    def __init__(
+        self,
+        in_channels: int,
+        feature_hw,
+        mix_depth: int,
+        mlp_ratio: float,
+        out_channels: int,
+        out_rows: int,
+    ):
         super().__init__()
         positions = feature_hw[0] * feature_hw[1]
         self.mixers = nn.Sequential(*[FeatureMixer(positions, mlp_ratio) for _ in range(mix_depth)])
@@ -149,11 +175,13 @@ class MixVPR(nn.Module):
 
     def forward(self, x):
         if x.shape[2] * x.shape[3] != self.positions:
-            raise ValueError(f"MixVPR was built for {self.positions} feature positions, got "
-                             f"{x.shape[2]}x{x.shape[3]}: extract at the training image size")
-        x = self.mixers(x.flatten(2))                       # (B, C, hw)
-        x = self.channel_proj(x.permute(0, 2, 1))           # (B, hw, out_channels)
-        x = self.row_proj(x.permute(0, 2, 1))               # (B, out_channels, out_rows)
+            raise ValueError(
+                f"MixVPR was built for {self.positions} feature positions, got "
+                f"{x.shape[2]}x{x.shape[3]}: extract at the training image size"
+            )
+        x = self.mixers(x.flatten(2))  # (B, C, hw)
+        x = self.channel_proj(x.permute(0, 2, 1))  # (B, hw, out_channels)
+        x = self.row_proj(x.permute(0, 2, 1))  # (B, out_channels, out_rows)
         return x.flatten(1)
 
 
@@ -209,15 +237,24 @@ def attention(in_channels: int, feature_hw, *, temperature: float) -> nn.Module:
 
 
 @AGGREGATORS.register()
-def netvlad(in_channels: int, feature_hw, *, clusters: int, normalize_input: bool, init_images: int) -> nn.Module:
+def netvlad(
+    in_channels: int, feature_hw, *, clusters: int, normalize_input: bool, init_images: int
+) -> nn.Module:
     module = NetVLAD(in_channels, clusters, alpha=100.0, normalize_input=normalize_input)
     module.init_images = init_images
     return module
 
 
 @AGGREGATORS.register()
-def mixvpr(in_channels: int, feature_hw, *, mix_depth: int, mlp_ratio: float, out_channels: int,
-           out_rows: int) -> nn.Module:
+def mixvpr(
+    in_channels: int,
+    feature_hw,
+    *,
+    mix_depth: int,
+    mlp_ratio: float,
+    out_channels: int,
+    out_rows: int,
+) -> nn.Module:
     return MixVPR(in_channels, feature_hw, mix_depth, mlp_ratio, out_channels, out_rows)
 
 

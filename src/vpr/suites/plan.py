@@ -1,6 +1,7 @@
 """From a suite to its runs: each variant x seed gets an experiment name, the `dvc exp run -S` items that make
 it from the committed params.yaml, and the params DVC will write (computed by DVC's own override function,
 so a run found in the experiment store is recognised by its params exactly), validated by the params schema."""
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ def profile_overrides(defs: Definitions, suite: Suite, profile: str) -> dict:
     out = {}
     if p.recipe:
         from vpr.recipes import RECIPES
+
         out.update({k: v for k, v, _ in RECIPES[p.recipe].values})
     out.update(suite.budget.get(profile, p.budget))
     return out
@@ -67,7 +69,9 @@ def budget_of(defs: Definitions, suite: Suite, profile: str) -> dict:
     return dict(suite.budget.get(profile, defs.profiles[profile].budget))
 
 
-def variant_overrides(defs: Definitions, suite: Suite, variant: Variant, profile: str, seed: int) -> dict:
+def variant_overrides(
+    defs: Definitions, suite: Suite, variant: Variant, profile: str, seed: int
+) -> dict:
     """Dotted key -> value for one run, in the order they apply (later ones win)."""
     out = profile_overrides(defs, suite, profile)
     out.update(variant.overrides)
@@ -80,8 +84,13 @@ def local_cambridge(repo: str, profile_data: dict) -> dict:
     if "cambridge_sv" not in (profile_data.get("fetch") or []):
         return {}
     from vpr.data.cambridge import local_copy
+
     found = local_copy(os.path.abspath(repo))
-    return {"datasets.cambridge_sv.source": "path", "datasets.cambridge_sv.path": found} if found else {}
+    return (
+        {"datasets.cambridge_sv.source": "path", "datasets.cambridge_sv.path": found}
+        if found
+        else {}
+    )
 
 
 def cli_items(overrides: dict, profile: str, params: dict, seed: int) -> list[str]:
@@ -90,14 +99,18 @@ def cli_items(overrides: dict, profile: str, params: dict, seed: int) -> list[st
     rest = [f"{k}={hydra_value(v)}" for k, v in overrides.items() if k not in data_keys]
     profiles = params.get("data_profiles") or {}
     if profile not in profiles:
-        raise ConfigError(f"params.yaml: no data profile '{profile}' (data_profiles: {', '.join(profiles)})")
+        raise ConfigError(
+            f"params.yaml: no data profile '{profile}' (data_profiles: {', '.join(profiles)})"
+        )
     switch = []
-    if params.get("data") == profiles[profile]:     # already the profile: its keys can be set one by one
+    if (
+        params.get("data") == profiles[profile]
+    ):  # already the profile: its keys can be set one by one
         switch = [f"{k}={hydra_value(v)}" for k, v in data_keys.items()]
     else:
         if not data_keys:
             switch = ["data=${data_profiles.%s}" % profile]
-        else:    # the profile with the variant's data keys, as one whole section (~ removes, + adds)
+        else:  # the profile with the variant's data keys, as one whole section (~ removes, + adds)
             data = json.loads(json.dumps(profiles[profile]))
             for k, v in data_keys.items():
                 node, *path = data, *k.split(".")[1:]
@@ -112,6 +125,7 @@ def apply_items(params_text: str, items: list[str]) -> dict:
     """params.yaml as `dvc exp run -S <items>` writes it (DVC's own function), as a dict."""
     from dvc.exceptions import InvalidArgumentError
     from dvc.utils.hydra import apply_overrides
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "params.yaml")
         with open(path, "w") as fh:
@@ -127,12 +141,12 @@ def apply_items(params_text: str, items: list[str]) -> dict:
 
 @dataclass
 class Run:
-    name: str                       # experiment name: <suite>-<variant>-s<seed>
+    name: str  # experiment name: <suite>-<variant>-s<seed>
     variant: str
     seed: int
-    wave: int                       # 0 first; a variant with _after runs in a later wave
-    items: list                     # -S items
-    params: dict = field(default_factory=dict)    # flattened params.yaml the experiment will have
+    wave: int  # 0 first; a variant with _after runs in a later wave
+    items: list  # -S items
+    params: dict = field(default_factory=dict)  # flattened params.yaml the experiment will have
     cost: float = 1.0
 
 
@@ -141,9 +155,9 @@ class Plan:
     suite: Suite
     profile: str
     seeds: list
-    runs: list                      # Run, in queue order
-    skipped: dict                   # variant -> why it does not run on this profile
-    extra: dict                     # overrides every run gets from the profile (recipe, budget, local copy)
+    runs: list  # Run, in queue order
+    skipped: dict  # variant -> why it does not run on this profile
+    extra: dict  # overrides every run gets from the profile (recipe, budget, local copy)
 
 
 def _waves(suite: Suite) -> dict:
@@ -152,24 +166,38 @@ def _waves(suite: Suite) -> dict:
 
     def of(name, seen=()):
         if name in seen:
-            raise ConfigError(f"suite '{suite.name}': variants.{name}._after: a cycle ({' -> '.join(seen + (name,))})")
+            raise ConfigError(
+                f"suite '{suite.name}': variants.{name}._after: a cycle ({' -> '.join(seen + (name,))})"
+            )
         if name not in wave:
             after = suite.variant(name).after
             wave[name] = 1 + max(of(a, seen + (name,)) for a in after) if after else 0
         return wave[name]
+
     for v in suite.variants:
         of(v.name)
     return wave
 
 
-def make_plan(defs: Definitions, suite: Suite, profile: str, seeds: list, params_text: str, repo: str = ".",
-              check: bool = True) -> Plan:
+def make_plan(
+    defs: Definitions,
+    suite: Suite,
+    profile: str,
+    seeds: list,
+    params_text: str,
+    repo: str = ".",
+    check: bool = True,
+) -> Plan:
     """Every run of ``suite`` on ``profile`` for ``seeds``, its params computed and (``check``) validated."""
     if profile not in defs.profiles:
-        raise ConfigError(f"--data {profile}: no profile '{profile}' in {defs.path} (profiles: {', '.join(defs.profiles)})")
+        raise ConfigError(
+            f"--data {profile}: no profile '{profile}' in {defs.path} (profiles: {', '.join(defs.profiles)})"
+        )
     params = yaml.safe_load(params_text) or {}
-    extra = {**profile_overrides(defs, suite, profile),
-             **local_cambridge(repo, (params.get("data_profiles") or {}).get(profile) or {})}
+    extra = {
+        **profile_overrides(defs, suite, profile),
+        **local_cambridge(repo, (params.get("data_profiles") or {}).get(profile) or {}),
+    }
     waves, runs, skipped = _waves(suite), [], {}
     for v in suite.variants:
         if not v.runs_on(profile):
@@ -185,7 +213,9 @@ def make_plan(defs: Definitions, suite: Suite, profile: str, seeds: list, params
                     continue
                 overrides = {**extra, **variant_overrides(defs, suite, v, profile, seed)}
                 items = cli_items(overrides, profile, params, seed)
-                runs.append(Run(f"{suite.name}-{v.name}-s{seed}", v.name, seed, wave, items, cost=v.cost))
+                runs.append(
+                    Run(f"{suite.name}-{v.name}-s{seed}", v.name, seed, wave, items, cost=v.cost)
+                )
     _fill_params(runs, params_text, suite, profile, check)
     return Plan(suite, profile, list(seeds), runs, skipped, extra)
 
@@ -194,6 +224,7 @@ def _fill_params(runs: list, params_text: str, suite: Suite, profile: str, check
     """Each run's params as DVC will write them, computed once per distinct set of items but the seed."""
     from vpr.config import validate
     from vpr.eval.experiments import flatten
+
     done: dict = {}
     for run in runs:
         key = json.dumps(run.items[:-1])
@@ -201,8 +232,12 @@ def _fill_params(runs: list, params_text: str, suite: Suite, profile: str, check
             try:
                 raw = apply_items(params_text, run.items[:-1])
                 if check:
-                    validate(json.loads(json.dumps(raw)))     # a copy: validate fills defaults in place
+                    validate(
+                        json.loads(json.dumps(raw))
+                    )  # a copy: validate fills defaults in place
             except ConfigError as exc:
-                raise ConfigError(f"suite '{suite.name}', variant '{run.variant}' on {profile}: {exc}") from None
+                raise ConfigError(
+                    f"suite '{suite.name}', variant '{run.variant}' on {profile}: {exc}"
+                ) from None
             done[key] = flatten(raw)
         run.params = {**done[key], "seed": run.seed}

@@ -1,6 +1,7 @@
 """Running a suite's runs as DVC experiments: `dvc exp run --queue -n <name> -S ...` for each run not in the
 store, `dvc queue start -j N`, then waiting (polling `dvc queue status`, less and less often) until none of
 them is queued or running. Every second spent here, not in the runs, is counted (Timing)."""
+
 from __future__ import annotations
 
 import os
@@ -11,16 +12,21 @@ from dataclasses import dataclass, field
 
 from vpr.errors import DataError
 
-CORES_PER_RUN = 2          # a training run keeps about two cores busy (torch's threads + its loader worker)
+CORES_PER_RUN = 2  # a training run keeps about two cores busy (torch's threads + its loader worker)
 POLL_FIRST_S, POLL_MAX_S = 5.0, 30.0
 
 
 @dataclass
 class Timing:
     """Wall-clock seconds of the runner's own work and of the waits during which the runs ran."""
-    own: dict = field(default_factory=dict)        # phase -> seconds (plan, store, queue, start, poll, table)
-    waiting_s: float = 0.0                         # the queue working, polls excluded
-    waves: list = field(default_factory=list)      # (unix time the queue was started, the run names waited for)
+
+    own: dict = field(
+        default_factory=dict
+    )  # phase -> seconds (plan, store, queue, start, poll, table)
+    waiting_s: float = 0.0  # the queue working, polls excluded
+    waves: list = field(
+        default_factory=list
+    )  # (unix time the queue was started, the run names waited for)
 
     def add(self, phase: str, seconds: float) -> None:
         self.own[phase] = self.own.get(phase, 0.0) + seconds
@@ -55,8 +61,13 @@ def default_jobs(cores: int | None = None) -> tuple[int, str]:
 
 def dvc(repo: str, *args: str, env: dict | None = None) -> str:
     """Output of `dvc <args>` in ``repo``; DataError with the tail of its output when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})},
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
         raise DataError(f"dvc {' '.join(args[:3])} ... failed: {tail[0]}")
@@ -68,10 +79,18 @@ def queue(repo: str, runs: list, failed: list, out=print) -> None:
     if failed:
         try:
             dvc(repo, "queue", "remove", *failed)
-        except DataError as exc:      # not fatal: queueing the name again says if it is
+        except DataError as exc:  # not fatal: queueing the name again says if it is
             out(f"note: {exc}")
     for i, run in enumerate(runs, 1):
-        dvc(repo, "exp", "run", "--queue", "-n", run.name, *[a for item in run.items for a in ("-S", item)])
+        dvc(
+            repo,
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            run.name,
+            *[a for item in run.items for a in ("-S", item)],
+        )
         out(f"queued [{i}/{len(runs)}] {run.name}")
 
 
@@ -91,13 +110,14 @@ def queue_states(repo: str) -> dict:
     status` lists, read in this process (a `dvc` process per poll would cost a second of CPU each time)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+
     try:
         with Repo(repo) as r:
             entries = r.experiments.celery_queue.status()
     except DvcException as exc:
         raise DataError(f"{repo}: cannot read the DVC queue ({exc})") from None
     states: dict = {}
-    for e in entries:     # a name queued again after an earlier attempt: the active task counts
+    for e in entries:  # a name queued again after an earlier attempt: the active task counts
         name = e.get("name") or e["rev"][:7]
         if states.get(name) not in ("Queued", "Running"):
             states[name] = e["status"]
@@ -109,7 +129,10 @@ def workers_alive(repo: str) -> bool:
     exited, its return code (.dvc/tmp/exps/celery/dvc-exp-worker-*.json)."""
     import glob
     import json
-    for path in glob.glob(os.path.join(repo, ".dvc", "tmp", "exps", "celery", "dvc-exp-worker-*.json")):
+
+    for path in glob.glob(
+        os.path.join(repo, ".dvc", "tmp", "exps", "celery", "dvc-exp-worker-*.json")
+    ):
         try:
             with open(path) as fh:
                 info = json.load(fh)
@@ -124,7 +147,14 @@ def workers_alive(repo: str) -> bool:
 RESTARTS = 3
 
 
-def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = POLL_FIRST_S, restart=None) -> dict:
+def wait(
+    repo: str,
+    names: list,
+    timing: Timing,
+    out=print,
+    poll_first: float = POLL_FIRST_S,
+    restart=None,
+) -> dict:
     """Until none of ``names`` is queued or running: their last states. Prints each run as it ends. When the
     queue's worker is gone with runs still queued (it can stop on a half-written message of its own broker,
     DVC issue #10428), ``restart()`` starts it again, up to RESTARTS times."""
@@ -133,22 +163,31 @@ def wait(repo: str, names: list, timing: Timing, out=print, poll_first: float = 
     while True:
         t0 = time.perf_counter()
         mine = _states(repo, names)
-        stalled = any(s == "Queued" for s in mine.values()) and not any(s == "Running" for s in mine.values()) \
+        stalled = (
+            any(s == "Queued" for s in mine.values())
+            and not any(s == "Running" for s in mine.values())
             and not workers_alive(repo)
+        )
         timing.add("poll", time.perf_counter() - t0)
         for n, s in mine.items():
             if s not in ("Queued", "Running") and n not in reported:
                 reported[n] = s
-                out(f"[{len(reported)}/{len(names)}] {n}: {s} ({(time.perf_counter() - started) / 60:.1f} min)")
+                out(
+                    f"[{len(reported)}/{len(names)}] {n}: {s} ({(time.perf_counter() - started) / 60:.1f} min)"
+                )
         if all(s not in ("Queued", "Running") for s in mine.values()):
             timing.waiting_s += time.perf_counter() - started - (timing.own["poll"] - polled_before)
             return mine
         if stalled and restart is not None:
             if restarts == RESTARTS:
-                raise DataError(f"the DVC queue worker stopped {RESTARTS + 1} times with runs still queued; see "
-                                ".dvc/tmp/exps/celery/dvc-exp-worker-1.out, then run the same command again")
+                raise DataError(
+                    f"the DVC queue worker stopped {RESTARTS + 1} times with runs still queued; see "
+                    ".dvc/tmp/exps/celery/dvc-exp-worker-1.out, then run the same command again"
+                )
             restarts += 1
-            out("note: the DVC queue worker stopped with runs still queued (DVC issue #10428); starting it again")
+            out(
+                "note: the DVC queue worker stopped with runs still queued (DVC issue #10428); starting it again"
+            )
             restart()
         time.sleep(pause)
         pause = min(POLL_MAX_S, pause * 1.5)

@@ -1,5 +1,6 @@
 """Gradient scaling: identity forward, gradient times a factor backward (DDP's share of the global batch,
 the gradient-reversal layer of domain adaptation with a negative factor)."""
+
 from __future__ import annotations
 
 import torch

@@ -17,6 +17,7 @@ What makes N processes train like one process on the same global batch:
 Only rank 0 validates (the others receive its metrics), logs and writes checkpoints; every rank resumes
 from the same ``last.pt``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -52,20 +53,35 @@ def launched() -> bool:
 
 def relaunch(script: str, processes: int, args=()) -> int:
     """Run ``script`` under torchrun with ``processes`` processes on this machine; its exit status."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               script, *args]
-    return subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1)
-                                                                               // processes))})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        script,
+        *args,
+    ]
+    return subprocess.call(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))},
+    )
 
 
 def init(device: str) -> tuple[Ranks, str]:
     """Join the process group started by torchrun: NCCL on CUDA, gloo on CPU. Returns (ranks, device)."""
-    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
-                  int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    ranks = Ranks(
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+    )
     if device == "cuda":
-        torch.cuda.set_device(ranks.local_rank)     # "cuda" now means this rank's GPU
+        torch.cuda.set_device(ranks.local_rank)  # "cuda" now means this rank's GPU
     # validation runs on rank 0 only while the others wait: allow for a long one
-    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
+    dist.init_process_group(
+        "nccl" if device == "cuda" else "gloo", timeout=datetime.timedelta(hours=3)
+    )
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.local_world))
     return ranks, device
 
@@ -81,6 +97,7 @@ def shutdown() -> None:
     after its process group is gone joins gloo threads whose peer has exited, and the process hangs."""
     if dist.is_initialized():
         import gc
+
         gc.collect()
         dist.barrier()
         dist.destroy_process_group()
@@ -120,7 +137,9 @@ class GlobalBatch(nn.Module):
         # the feature maps stay this rank's own: no loss term that reads them runs under DDP (see recipe.py)
         return (descriptors, features) if return_features else descriptors
 
-    def __getattr__(self, name):   # extra loss terms may read model attributes (descriptor_dim, backbone, ...)
+    def __getattr__(
+        self, name
+    ):  # extra loss terms may read model attributes (descriptor_dim, backbone, ...)
         try:
             return super().__getattr__(name)
         except AttributeError:
@@ -140,16 +159,22 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        count = x.numel() / x.shape[1] * dist.get_world_size()     # every rank holds an equal share
+        count = x.numel() / x.shape[1] * dist.get_world_size()  # every rank holds an equal share
         mean = _AllReduceSum.apply(x.sum(dims)) / count
         centred = x - mean.view(shape)
         var = _AllReduceSum.apply(centred.pow(2).sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (count / max(count - 1, 1)), alpha=m)
+                self.running_var.mul_(1 - m).add_(
+                    var.detach() * (count / max(count - 1, 1)), alpha=m
+                )
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -160,8 +185,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         """Replace every BatchNorm of ``module``, keeping its very parameter and buffer objects (the optimizer
         already holds the parameters; the state-dict keys stay the same)."""
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, cls):
-            new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-            for name, value in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            new = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+            )
+            for name, value in list(module.named_parameters(recurse=False)) + list(
+                module.named_buffers(recurse=False)
+            ):
                 setattr(new, name, value)
             new.train(module.training)
             return new
@@ -179,15 +212,19 @@ def wrap(model: nn.Module, ranks: Ranks, device: str, sync_batchnorm: bool = Tru
         else:
             converted = GlobalBatchNorm.convert(model)
         assert converted is model, "the top-level module must not itself be a BatchNorm"
-    ddp = DistributedDataParallel(model, device_ids=[ranks.local_rank] if device == "cuda" else None)
+    ddp = DistributedDataParallel(
+        model, device_ids=[ranks.local_rank] if device == "cuda" else None
+    )
     return GlobalBatch(ddp, ranks.world)
 
 
 def rank0_only(validate, ranks: Ranks):
     """``validate(model) -> metrics`` run by rank 0; the other ranks receive its metrics (every rank then
     takes the same best-epoch, schedule and early-stopping decisions)."""
+
     def run(model):
         box = [validate(model) if ranks.main else None]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
     return run

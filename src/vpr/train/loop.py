@@ -7,6 +7,7 @@ schedule and resumption: ``last.pt`` holds everything needed to continue (model,
 schedule, sampler state, epoch, history), and every epoch reseeds the random generators from
 ``(seed, epoch)``, so a run resumed after a kill ends with the metrics of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,8 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,24 +30,29 @@ from vpr.train.checkpoint import save_checkpoint
 class LoopConfig:
     epochs: int
     checkpoint_dir: str
-    select_best_by: str = "R@1"     # validation metric that picks best.pt
-    patience: int = 0               # stop after this many epochs without improvement (0 = never)
+    select_best_by: str = "R@1"  # validation metric that picks best.pt
+    patience: int = 0  # stop after this many epochs without improvement (0 = never)
     device: str = "cpu"
     seed: int = 0
-    amp: bool = False               # mixed precision (CUDA only; a no-op on CPU)
-    rank: int = 0                   # DDP: only rank 0 writes checkpoints (vpr.train.distributed)
-    meta: dict = field(default_factory=dict)   # saved in every checkpoint (model spec, run fingerprint, ...)
+    amp: bool = False  # mixed precision (CUDA only; a no-op on CPU)
+    rank: int = 0  # DDP: only rank 0 writes checkpoints (vpr.train.distributed)
+    meta: dict = field(
+        default_factory=dict
+    )  # saved in every checkpoint (model spec, run fingerprint, ...)
 
 
 @dataclass
 class LoopState:
     """What the loop knows between epochs; saved in checkpoints (``loop``) so a resumed run continues it."""
+
     best_score: float = -math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list = field(default_factory=list)
-    seconds: float = 0.0            # wall time of the epochs so far, validation included (a resumed run's too)
+    seconds: float = (
+        0.0  # wall time of the epochs so far, validation included (a resumed run's too)
+    )
 
 
 @dataclass
@@ -57,7 +63,7 @@ class FitResult:
     stopped_early: bool
     resumed_from: int | None = None
     history: list = field(default_factory=list)
-    seconds: float = 0.0            # wall time of all epochs, validation included
+    seconds: float = 0.0  # wall time of all epochs, validation included
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -68,8 +74,13 @@ def seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def fit(training, cfg: LoopConfig, validate: Callable, on_epoch_end: Callable[[dict], None] | None = None,
-        resume: dict | None = None) -> FitResult:
+def fit(
+    training,
+    cfg: LoopConfig,
+    validate: Callable,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+) -> FitResult:
     """Train ``training`` (vpr.train.setup.Training) for ``cfg.epochs`` epochs (0 = only evaluate the initial
     model); ``validate(model) -> metrics`` (a 'calibration' entry, plain numbers: vpr.eval.confidence, is stored
     in that epoch's checkpoints instead of the metrics). Epoch 0 is the initial model's validation, so ``best.pt``
@@ -81,8 +92,15 @@ def fit(training, cfg: LoopConfig, validate: Callable, on_epoch_end: Callable[[d
             break
         loop.train_epoch(epoch)
     st = loop.state
-    return FitResult(st.best_epoch, st.best_score, st.history[-1]["epoch"], st.stopped_early,
-                     start if resume is not None else None, st.history, st.seconds)
+    return FitResult(
+        st.best_epoch,
+        st.best_score,
+        st.history[-1]["epoch"],
+        st.stopped_early,
+        start if resume is not None else None,
+        st.history,
+        st.seconds,
+    )
 
 
 class _Loop:
@@ -101,7 +119,7 @@ class _Loop:
 
     def start(self) -> int:
         seed_epoch(self.cfg.seed, 0)
-        self.end_epoch(0, None, time.time(), self.lr(), {})    # the untrained model: no training loss
+        self.end_epoch(0, None, time.time(), self.lr(), {})  # the untrained model: no training loss
         return 1
 
     def restore(self, ckpt: dict) -> int:
@@ -119,24 +137,42 @@ class _Loop:
 
     def snapshot(self, epoch: int, metrics: dict) -> dict:
         t = self.t
-        return dict(model=t.model.state_dict(), objective=t.objective.state_dict(), optimizer=t.optimizer.state_dict(),
-                    schedule=t.schedule.state_dict() if t.schedule is not None else None,
-                    sampler=t.sampler.state_dict() if hasattr(t.sampler, "state_dict") else None,
-                    scaler=self.scaler.state_dict(), epoch=epoch, metrics=metrics, loop=asdict(self.state),
-                    finished=self.state.stopped_early or epoch >= self.cfg.epochs, **self.cfg.meta)
+        return dict(
+            model=t.model.state_dict(),
+            objective=t.objective.state_dict(),
+            optimizer=t.optimizer.state_dict(),
+            schedule=t.schedule.state_dict() if t.schedule is not None else None,
+            sampler=t.sampler.state_dict() if hasattr(t.sampler, "state_dict") else None,
+            scaler=self.scaler.state_dict(),
+            epoch=epoch,
+            metrics=metrics,
+            loop=asdict(self.state),
+            finished=self.state.stopped_early or epoch >= self.cfg.epochs,
+            **self.cfg.meta,
+        )
 
-    def end_epoch(self, epoch: int, loss: float | None, started: float, lr: float, logs: dict) -> None:
+    def end_epoch(
+        self, epoch: int, loss: float | None, started: float, lr: float, logs: dict
+    ) -> None:
         """Validate, log the epoch's row (``train_loss``: the epoch's mean loss, none for epoch 0; ``seconds``:
         its training time), keep best/last checkpoints, decide on early stopping."""
         cfg, st = self.cfg, self.state
         seconds = time.time() - started if epoch else 0.0
         metrics = dict(self.validate(self.t.model))
-        calibration = metrics.pop("calibration", None)     # of this very model: goes with its weights
+        calibration = metrics.pop("calibration", None)  # of this very model: goes with its weights
         st.seconds += time.time() - started
         if cfg.select_best_by not in metrics:
-            raise TrainingError(f"train.select_best_by: validation gives {sorted(metrics)}, not '{cfg.select_best_by}'")
-        row = dict(epoch=epoch, **({} if loss is None else {"train_loss": loss}), lr=lr, seconds=seconds, **logs,
-                   **{f"val_{k}": v for k, v in metrics.items()})
+            raise TrainingError(
+                f"train.select_best_by: validation gives {sorted(metrics)}, not '{cfg.select_best_by}'"
+            )
+        row = dict(
+            epoch=epoch,
+            **({} if loss is None else {"train_loss": loss}),
+            lr=lr,
+            seconds=seconds,
+            **logs,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        )
         st.history = st.history + [row]
         improved = metrics[cfg.select_best_by] > st.best_score
         if improved:
@@ -152,7 +188,9 @@ class _Loop:
         if cfg.rank == 0:
             if improved:
                 save_checkpoint(self.best_path, **content)
-            save_checkpoint(self.last_path, **content)   # after best.pt: a kill in between loses nothing
+            save_checkpoint(
+                self.last_path, **content
+            )  # after best.pt: a kill in between loses nothing
         if self.on_epoch_end:
             self.on_epoch_end(row)
 
@@ -163,8 +201,13 @@ class _Loop:
         t.model.train()
         t.objective.train()
         total, steps, term_totals = 0.0, 0, {}
-        bar = tqdm(t.batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   **({"disable": True} if cfg.rank else {}))
+        bar = tqdm(
+            t.batches(epoch),
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            **({"disable": True} if cfg.rank else {}),
+        )
         for batch in bar:
             loss, logs = self.step(batch, epoch, steps + 1)
             total, steps = total + loss, steps + 1
@@ -177,12 +220,17 @@ class _Loop:
     def step(self, batch: dict, epoch: int, number: int) -> tuple[float, dict]:
         """One optimizer step on ``batch``; a NaN/inf loss stops training (the last good checkpoint stays)."""
         t, cfg = self.t, self.cfg
-        batch = {k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = {
+            k: v.to(cfg.device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
             loss, logs = t.objective(t.forward_model or t.model, batch)
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, step {number}; the last good checkpoint "
-                                f"is kept in {self.last_path}; lower the learning rate")
+            raise TrainingError(
+                f"loss became {loss.item()} at epoch {epoch}, step {number}; the last good checkpoint "
+                f"is kept in {self.last_path}; lower the learning rate"
+            )
         t.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(t.optimizer)

@@ -6,6 +6,7 @@ Loss builders take ``(num_classes, embedding_size)`` from the code: the classifi
 optimizer parameter group with learning rate ``weights_lr`` and are saved in checkpoints.
 Miner builders return a PML miner, or ``None`` for ``none``.
 """
+
 from __future__ import annotations
 
 from pytorch_metric_learning import losses as pml_losses
@@ -33,7 +34,9 @@ def triplet(num_classes: int, embedding_size: int, *, margin: float, swap: bool,
 
 
 @LOSSES.register()
-def multisimilarity(num_classes: int, embedding_size: int, *, alpha: float, beta: float, base: float):
+def multisimilarity(
+    num_classes: int, embedding_size: int, *, alpha: float, beta: float, base: float
+):
     return pml_losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
 
 
@@ -58,19 +61,31 @@ def fastap(num_classes: int, embedding_size: int, *, num_bins: int):
 
 
 @LOSSES.register()
-def cosface(num_classes: int, embedding_size: int, *, margin: float, scale: float, weights_lr: float):
-    return _with_weights_lr(pml_losses.CosFaceLoss(num_classes, embedding_size, margin=margin, scale=scale), weights_lr)
+def cosface(
+    num_classes: int, embedding_size: int, *, margin: float, scale: float, weights_lr: float
+):
+    return _with_weights_lr(
+        pml_losses.CosFaceLoss(num_classes, embedding_size, margin=margin, scale=scale), weights_lr
+    )
 
 
 @LOSSES.register()
-def arcface(num_classes: int, embedding_size: int, *, margin: float, scale: float, weights_lr: float):
-    return _with_weights_lr(pml_losses.ArcFaceLoss(num_classes, embedding_size, margin=margin, scale=scale), weights_lr)
+def arcface(
+    num_classes: int, embedding_size: int, *, margin: float, scale: float, weights_lr: float
+):
+    return _with_weights_lr(
+        pml_losses.ArcFaceLoss(num_classes, embedding_size, margin=margin, scale=scale), weights_lr
+    )
 
 
 @LOSSES.register()
-def proxy_anchor(num_classes: int, embedding_size: int, *, margin: float, alpha: float, weights_lr: float):
-    return _with_weights_lr(pml_losses.ProxyAnchorLoss(num_classes, embedding_size, margin=margin, alpha=alpha),
-                            weights_lr)
+def proxy_anchor(
+    num_classes: int, embedding_size: int, *, margin: float, alpha: float, weights_lr: float
+):
+    return _with_weights_lr(
+        pml_losses.ProxyAnchorLoss(num_classes, embedding_size, margin=margin, alpha=alpha),
+        weights_lr,
+    )
 
 
 @MINERS.register()

@@ -4,9 +4,10 @@ A term is ``term(model, batch, out) -> (loss, logs)``, where ``out`` holds what 
 ``batch["images"]`` (``descriptors`` and the backbone ``features``); terms are how add-ons plug in (the
 domain classifier, VICReg, GPM's proxy head: vpr.train.addons).
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import nn
 
@@ -48,7 +49,9 @@ class MetricObjective(Objective):
 
     name = "metric_loss"
 
-    def __init__(self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()):
+    def __init__(
+        self, loss: nn.Module, miner: nn.Module | None = None, terms: Iterable[nn.Module] = ()
+    ):
         super().__init__(terms)
         self.loss, self.miner = loss, miner
 

@@ -1,4 +1,5 @@
 """Pictures of a query and its top-k predictions: green frame = within the GT radius, red = wrong."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,14 +27,27 @@ def query_label(night: bool, correct: bool | None) -> str:
     return name if correct is None else f"{name}: top-1 {'correct' if correct else 'wrong'}"
 
 
-def prediction_picture(query_path: str, prediction_paths, correct, distances_m, tile_size=(120, 160),
-                       query_label: str = "query") -> Image.Image:
+def prediction_picture(
+    query_path: str,
+    prediction_paths,
+    correct,
+    distances_m,
+    tile_size=(120, 160),
+    query_label: str = "query",
+) -> Image.Image:
     """One row: the query (grey frame), then each prediction framed green (correct) or red (wrong),
     labelled with its rank and distance to the query in metres."""
     tiles = [_tile(query_path, tile_size, GREY, query_label)]
     for rank, (path, ok, dist) in enumerate(zip(prediction_paths, correct, distances_m), 1):
-        color = GREY if ok is None else GREEN if ok else RED     # None: the query has no coordinates
-        tiles.append(_tile(path, tile_size, color, f"#{rank}  {dist:.0f} m" if np.isfinite(dist) else f"#{rank}"))
+        color = GREY if ok is None else GREEN if ok else RED  # None: the query has no coordinates
+        tiles.append(
+            _tile(
+                path,
+                tile_size,
+                color,
+                f"#{rank}  {dist:.0f} m" if np.isfinite(dist) else f"#{rank}",
+            )
+        )
     gap = 6
     width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
     out = Image.new("RGB", (width, tiles[0].height), (255, 255, 255))
@@ -44,7 +58,9 @@ def prediction_picture(query_path: str, prediction_paths, correct, distances_m, 
     return out
 
 
-def pick_queries(num_queries: int, top1_correct: np.ndarray, only_wrong: bool, seed: int) -> np.ndarray:
+def pick_queries(
+    num_queries: int, top1_correct: np.ndarray, only_wrong: bool, seed: int
+) -> np.ndarray:
     """Sorted indices of the queries to draw (optionally only those whose top-1 is wrong)."""
     pool = np.nonzero(~top1_correct)[0] if only_wrong else np.arange(len(top1_correct))
     rng = np.random.default_rng(seed)

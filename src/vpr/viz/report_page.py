@@ -5,6 +5,7 @@ Charts are inline SVG (rendered by vl-convert), pictures are data URIs, and a Co
 forbids any network load, so the file can be mailed, archived and opened without internet. The output
 depends only on the inputs (no dates, no absolute paths): same inputs -> same bytes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,9 +24,15 @@ from vpr.eval.query_results import read_queries
 from vpr.viz import charts, maps
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-SECTIONS = (("summary", "Run"), ("recalls", "Recall table"), ("recall-curves", "Recall@N curves"),
-            ("training", "Training curves"), ("maps", "Dataset maps"), ("predictions", "Predictions"),
-            ("params", "Params"))
+SECTIONS = (
+    ("summary", "Run"),
+    ("recalls", "Recall table"),
+    ("recall-curves", "Recall@N curves"),
+    ("training", "Training curves"),
+    ("maps", "Dataset maps"),
+    ("predictions", "Predictions"),
+    ("params", "Params"),
+)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#222;background:#fafafa}
@@ -49,13 +56,14 @@ pre{background:#fff;border:1px solid #ddd;padding:10px;font-size:13px;overflow-x
 @dataclass
 class ReportInputs:
     """Where the pieces of one run lie (the stage fills this from the pipeline layout)."""
-    sets: dict[str, dict]               # eval set -> {metrics, queries, curve, predictions, gt, features} paths
-    recall_table: str                   # metrics/recalls.md (the recall_table stage's markdown)
-    train_log_dir: str                  # dvclive plots folder: <metric>.tsv per metric
-    train_summary: str                  # dvclive metrics.json
-    train_time: str | None = None       # metrics/train/time.json: train_minutes
-    train_gt: str | None = None         # data/gt/train (training places)
-    val_gt: str | None = None           # data/gt/val
+
+    sets: dict[str, dict]  # eval set -> {metrics, queries, curve, predictions, gt, features} paths
+    recall_table: str  # metrics/recalls.md (the recall_table stage's markdown)
+    train_log_dir: str  # dvclive plots folder: <metric>.tsv per metric
+    train_summary: str  # dvclive metrics.json
+    train_time: str | None = None  # metrics/train/time.json: train_minutes
+    train_gt: str | None = None  # data/gt/train (training places)
+    val_gt: str | None = None  # data/gt/val
     params_path: str = "params.yaml"
     radius_m: float = 25.0
     title: str = "VPR run report"
@@ -75,29 +83,44 @@ def build_report(inputs: ReportInputs) -> str:
         _section("training", "Training curves", _training(inputs, summary, chart)),
         _section("maps", "Dataset maps", _maps(inputs, chart)),
         _section("predictions", "Predictions", _predictions(inputs)),
-        _section("params", "Params", f"<p class='note'>{html.escape(os.path.basename(inputs.params_path))} of this "
-                                     f"run, as the pipeline read it.</p><pre>{html.escape(params_text)}</pre>"),
+        _section(
+            "params",
+            "Params",
+            f"<p class='note'>{html.escape(os.path.basename(inputs.params_path))} of this "
+            f"run, as the pipeline read it.</p><pre>{html.escape(params_text)}</pre>",
+        ),
     ]
     nav = "".join(f"<a href='#{sid}'>{html.escape(name)}</a>" for sid, name in SECTIONS)
-    choice = " · ".join(f"{k} {params[k]}" for k in ("backbone", "aggregator", "loss", "miner", "optimizer")
-                        if k in params)
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-            f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-            f"<title>{html.escape(inputs.title)}</title><style>{STYLE}</style></head>\n<body>"
-            f"<header><h1>{html.escape(inputs.title)}</h1><p>{html.escape(choice)}</p></header>"
-            f"<nav>{nav}</nav>\n<main>\n" + "\n".join(body) + "\n</main></body></html>\n")
+    choice = " · ".join(
+        f"{k} {params[k]}"
+        for k in ("backbone", "aggregator", "loss", "miner", "optimizer")
+        if k in params
+    )
+    return (
+        f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(inputs.title)}</title><style>{STYLE}</style></head>\n<body>"
+        f"<header><h1>{html.escape(inputs.title)}</h1><p>{html.escape(choice)}</p></header>"
+        f"<nav>{nav}</nav>\n<main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+    )
 
 
 # --- sections -------------------------------------------------------------------------------------------
+
 
 def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
     items = []
     info = _features_info(inputs)
     spec = info.get("spec") or {}
     if spec:
-        items.append(("model", f"{spec.get('backbone')} + {spec.get('aggregator')}, "
-                               f"{info.get('descriptor_dim')}-D descriptors"))
+        items.append(
+            (
+                "model",
+                f"{spec.get('backbone')} + {spec.get('aggregator')}, "
+                f"{info.get('descriptor_dim')}-D descriptors",
+            )
+        )
     for k in ("loss", "miner", "optimizer", "scheduler"):
         if k in params:
             items.append((k, str(params[k])))
@@ -109,31 +132,54 @@ def _summary(inputs: ReportInputs, summary: dict, params: dict) -> str:
     for name, paths in inputs.sets.items():
         m = _read_json(paths["metrics"])
         night = f" ({m['night']['num_queries']} at night)" if "night" in m else ""
-        items.append((f"set {name}", f"{m.get('num_database', '?'):,} database images, "
-                                     f"{m.get('num_queries', '?'):,} queries{night}"))
-    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items) + "</dl>"
+        items.append(
+            (
+                f"set {name}",
+                f"{m.get('num_database', '?'):,} database images, "
+                f"{m.get('num_queries', '?'):,} queries{night}",
+            )
+        )
+    return (
+        "<dl>"
+        + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
+        + "</dl>"
+    )
 
 
 def _training_line(summary: dict, time_path: str | None) -> str:
     """'5 epochs in 12.3 min; best epoch 5' (epoch 0: the untrained model)."""
     runs = summary.get("epochs_run")
-    minutes = _read_json(time_path).get("train_minutes") if time_path and os.path.isfile(time_path) else None
+    minutes = (
+        _read_json(time_path).get("train_minutes")
+        if time_path and os.path.isfile(time_path)
+        else None
+    )
     took = f" in {minutes:.1f} min" if minutes is not None else ""
     stop = ", stopped early" if summary.get("stopped_early") else ""
     best = summary["best_epoch"]
-    return (f"{runs} epoch{'' if runs == 1 else 's'}{took}{stop}; best epoch {best}"
-            + (" (the untrained model)" if best == 0 else ""))
+    return f"{runs} epoch{'' if runs == 1 else 's'}{took}{stop}; best epoch {best}" + (
+        " (the untrained model)" if best == 0 else ""
+    )
 
 
 def _recalls(inputs: ReportInputs) -> str:
-    links = [f"<a href='{html.escape(_from_reports(p['queries']))}'>{html.escape(name)}</a>"
-             for name, p in inputs.sets.items() if p.get("queries") and os.path.isfile(p["queries"])]
-    per_query = (f"<p class='note'>Per-query results (rank of the first correct match, top-k database indices; "
-                 f"what <code>python -m vpr.compare</code> pairs across experiments): {', '.join(links)}.</p>"
-                 if links else "")
-    return (f"<p class='note'>Recall@N in percent: a query counts at N if one of its top N database images "
-            f"lies within {inputs.radius_m:g} m (UTM). Night rows are the night queries only.</p>"
-            + markdown_table_to_html(open(inputs.recall_table).read()) + per_query)
+    links = [
+        f"<a href='{html.escape(_from_reports(p['queries']))}'>{html.escape(name)}</a>"
+        for name, p in inputs.sets.items()
+        if p.get("queries") and os.path.isfile(p["queries"])
+    ]
+    per_query = (
+        f"<p class='note'>Per-query results (rank of the first correct match, top-k database indices; "
+        f"what <code>python -m vpr.compare</code> pairs across experiments): {', '.join(links)}.</p>"
+        if links
+        else ""
+    )
+    return (
+        f"<p class='note'>Recall@N in percent: a query counts at N if one of its top N database images "
+        f"lies within {inputs.radius_m:g} m (UTM). Night rows are the night queries only.</p>"
+        + markdown_table_to_html(open(inputs.recall_table).read())
+        + per_query
+    )
 
 
 def _from_reports(path: str) -> str:
@@ -143,31 +189,46 @@ def _from_reports(path: str) -> str:
 
 def markdown_table_to_html(text: str) -> str:
     """The pipeline's recall table (a GitHub-style markdown table) as an HTML table."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
-            if line.strip().startswith("|")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith("|")
+    ]
     rows = [r for r in rows if not all(set(c) <= set("-: ") for c in r)]  # drop the |---|---| rule
     if not rows:
         raise DataError("recall table: no markdown table found; run the recall_table stage")
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _recall_curves(inputs: ReportInputs, chart: "_Charts") -> str:
+def _recall_curves(inputs: ReportInputs, chart: _Charts) -> str:
     curves = {name: charts.read_table(p["curve"]) for name, p in inputs.sets.items()}
-    return _row([chart.figure(charts.recall_curves_chart(curves), "Recall@N for N = 1 .. "
-                              f"{max(len(c) for c in curves.values())}, one line per evaluation set.")])
+    return _row(
+        [
+            chart.figure(
+                charts.recall_curves_chart(curves),
+                "Recall@N for N = 1 .. "
+                f"{max(len(c) for c in curves.values())}, one line per evaluation set.",
+            )
+        ]
+    )
 
 
-def _training(inputs: ReportInputs, summary: dict, chart: "_Charts") -> str:
+def _training(inputs: ReportInputs, summary: dict, chart: _Charts) -> str:
     specs = charts.training_charts(inputs.train_log_dir, summary.get("best_epoch"))
     if not specs:
         return "<p class='note'>No training log (train.epochs = 0?).</p>"
-    return ("<p class='note'>Per epoch; epoch 0 is the untrained model (validated before any training step, "
-            "so it has no training loss). The dashed line marks the epoch saved as models/best.pt.</p>" + _row([chart.figure(s) for s in specs]))
+    return (
+        "<p class='note'>Per epoch; epoch 0 is the untrained model (validated before any training step, "
+        "so it has no training loss). The dashed line marks the epoch saved as models/best.pt.</p>"
+        + _row([chart.figure(s) for s in specs])
+    )
 
 
-def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
+def _maps(inputs: ReportInputs, chart: _Charts) -> str:
     parts = []
     for name, paths in inputs.sets.items():
         gt = load_eval_set(paths["gt"])
@@ -176,11 +237,22 @@ def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
         spec, caption = maps.eval_set_map(gt, f"{name}: queries by top-1 prediction", correct)
         bins = maps.error_bins(dist, correct, inputs.radius_m)
         colors = {k: ("#2ca02c" if k == "correct" else "#d62728") for k in bins}
-        hist = charts.histogram_chart(bins, f"{name}: top-1 distance to the query", "top-1 error", colors)
-        parts.append(f"<h3>{html.escape(name)}</h3>" + _row([
-            chart.figure(spec, caption),
-            chart.figure(hist, "How far the top-1 database image lies from the query: near misses vs "
-                               "another part of the city.")]))
+        hist = charts.histogram_chart(
+            bins, f"{name}: top-1 distance to the query", "top-1 error", colors
+        )
+        parts.append(
+            f"<h3>{html.escape(name)}</h3>"
+            + _row(
+                [
+                    chart.figure(spec, caption),
+                    chart.figure(
+                        hist,
+                        "How far the top-1 database image lies from the query: near misses vs "
+                        "another part of the city.",
+                    ),
+                ]
+            )
+        )
     if inputs.val_gt and os.path.isdir(inputs.val_gt):
         gt = load_eval_set(inputs.val_gt)
         spec, caption = maps.eval_set_map(gt, "val: database and queries")
@@ -189,24 +261,34 @@ def _maps(inputs: ReportInputs, chart: "_Charts") -> str:
         ts = load_train_set(inputs.train_gt)
         figs = [chart.figure(spec, caption) for spec, caption in maps.train_places_maps(ts)]
         parts.append("<h3>training places</h3>" + _row(figs))
-    return ("<p class='note'>Positions in metres (UTM) from the image names. Grey: database; green / red: "
-            "queries whose top-1 prediction is within / beyond the ground-truth radius.</p>" + "".join(parts))
+    return (
+        "<p class='note'>Positions in metres (UTM) from the image names. Grey: database; green / red: "
+        "queries whose top-1 prediction is within / beyond the ground-truth radius.</p>"
+        + "".join(parts)
+    )
 
 
 def _predictions(inputs: ReportInputs) -> str:
-    parts = ["<p class='note'>Each row: the query (grey frame), then its top-k database images, framed green "
-             "when within the ground-truth radius and red otherwise, labelled with rank and distance.</p>"]
+    parts = [
+        "<p class='note'>Each row: the query (grey frame), then its top-k database images, framed green "
+        "when within the ground-truth radius and red otherwise, labelled with rank and distance.</p>"
+    ]
     for name, paths in inputs.sets.items():
         folder = paths["predictions"]
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg", ".png"))) \
-            if os.path.isdir(folder) else []
+        files = (
+            sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg", ".png")))
+            if os.path.isdir(folder)
+            else []
+        )
         verdicts = _top1_verdicts(paths.get("queries"))
         figs = []
         for f in files:
             m = re.match(r"query_(\d+)\.", f)
             caption = f"query {int(m.group(1))}{verdicts.get(int(m.group(1)), '')}" if m else f
-            figs.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(os.path.join(folder, f))}'>"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            figs.append(
+                f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(os.path.join(folder, f))}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
         body = "".join(figs) or "<p class='note'>No pictures (viz.num_queries = 0).</p>"
         parts.append(f"<h3>{html.escape(name)}</h3><div class='pictures'>{body}</div>")
     return "".join(parts)
@@ -219,11 +301,15 @@ def _top1_verdicts(queries_path: str | None) -> dict[int, str]:
         return {}
     with open(queries_path) as fh:
         rows = read_queries(fh)
-    return {r["query"]: f": top-1 {'correct' if r['first_correct'] == 1 else 'wrong'}" for r in rows
-            if r["positives"] is not None}
+    return {
+        r["query"]: f": top-1 {'correct' if r['first_correct'] == 1 else 'wrong'}"
+        for r in rows
+        if r["positives"] is not None
+    }
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+
 
 class _Charts:
     """Renders specs to inline SVG, giving each chart its own id prefix (ids must be unique in a page)."""
@@ -274,9 +360,15 @@ def _features_info(inputs: ReportInputs) -> dict:
 def _check_inputs(inputs: ReportInputs) -> None:
     """Every input named up front, so a missing one fails before any rendering."""
     needed = [inputs.params_path, inputs.train_summary, inputs.recall_table]
-    for name, paths in inputs.sets.items():
-        needed += [paths["metrics"], paths["curve"], os.path.join(paths["gt"], "positives_offsets.npy"),
-                   os.path.join(paths["features"], "database.npy")]
+    for paths in inputs.sets.values():
+        needed += [
+            paths["metrics"],
+            paths["curve"],
+            os.path.join(paths["gt"], "positives_offsets.npy"),
+            os.path.join(paths["features"], "database.npy"),
+        ]
     for path in needed:
         if not os.path.exists(path):
-            raise DataError(f"{path}: needed by the report but missing; run `dvc repro` (the stages before report)")
+            raise DataError(
+                f"{path}: needed by the report but missing; run `dvc repro` (the stages before report)"
+            )

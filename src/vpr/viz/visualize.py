@@ -1,4 +1,5 @@
 """The visualize stage, per evaluation set: prediction pictures and the recall@N curve."""
+
 from __future__ import annotations
 
 import csv
@@ -18,14 +19,29 @@ def picture_name(query: int) -> str:
     return f"query_{query:05d}.jpg"
 
 
-def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8, top_k=5, only_wrong=False,
-                  curve_max_n=50, seed=0) -> int:
+def visualize_set(
+    features_dir,
+    gt_dir,
+    pictures_dir,
+    curve_path,
+    num_queries=8,
+    top_k=5,
+    only_wrong=False,
+    curve_max_n=50,
+    seed=0,
+) -> int:
     gt = load_eval_set(gt_dir)
     db, q = load_features(features_dir, (gt.num_database, gt.num_queries))
     k = max(top_k, curve_max_n)
     predictions = retrieve_stored(features_dir, db, q, k)
-    labelled = gt.has_coordinates   # a query list without coordinates: predictions only, no curve, grey frames
-    curve = recall_curve(predictions[:, :curve_max_n], gt.positives, gt.num_database) if labelled else []
+    labelled = (
+        gt.has_coordinates
+    )  # a query list without coordinates: predictions only, no curve, grey frames
+    curve = (
+        recall_curve(predictions[:, :curve_max_n], gt.positives, gt.num_database)
+        if labelled
+        else []
+    )
     with atomic_file(curve_path) as fh:
         w = csv.writer(fh)
         w.writerow(["N", "recall"])
@@ -37,8 +53,15 @@ def visualize_set(features_dir, gt_dir, pictures_dir, curve_path, num_queries=8,
         for qi in chosen:
             preds = predictions[qi, :top_k]
             dist = np.linalg.norm(gt.database_utm[preds] - gt.queries_utm[qi], axis=1)
-            label = query_label(bool(gt.queries_night[qi]), bool(correct[qi, 0]) if labelled else None)
-            pic = prediction_picture(str(gt.queries_paths[qi]), [str(p) for p in gt.database_paths[preds]],
-                                     correct[qi] if labelled else [None] * len(preds), dist, query_label=label)
+            label = query_label(
+                bool(gt.queries_night[qi]), bool(correct[qi, 0]) if labelled else None
+            )
+            pic = prediction_picture(
+                str(gt.queries_paths[qi]),
+                [str(p) for p in gt.database_paths[preds]],
+                correct[qi] if labelled else [None] * len(preds),
+                dist,
+                query_label=label,
+            )
             pic.save(os.path.join(tmp, picture_name(qi)), quality=90)
     return len(chosen)

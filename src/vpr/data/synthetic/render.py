@@ -6,6 +6,7 @@ signs with "lettering"), lit by the time of day; far pixels fade into fog. Queri
 real phone photos add: viewpoint and zoom changes, roll, dusk/night lighting with lit windows
 and street lamps, vehicles and pedestrians in the lower half, sensor noise and blur.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,24 +24,24 @@ MAX_DISTANCE = 220.0
 class Camera:
     x: float
     y: float
-    heading: float          # compass degrees, 0 = north (+y), 90 = east (+x)
-    height: float = 2.5     # metres above the road
-    pitch: float = 0.0      # degrees, positive = looking up
-    roll: float = 0.0       # degrees, positive = clockwise image rotation
-    fov: float = 90.0       # horizontal field of view, degrees
+    heading: float  # compass degrees, 0 = north (+y), 90 = east (+x)
+    height: float = 2.5  # metres above the road
+    pitch: float = 0.0  # degrees, positive = looking up
+    roll: float = 0.0  # degrees, positive = clockwise image rotation
+    fov: float = 90.0  # horizontal field of view, degrees
 
 
 @dataclass
 class Conditions:
-    time: str = "day"                  # day | dusk | night
-    sun_azimuth: float = 135.0         # compass degrees (day shading of facades)
+    time: str = "day"  # day | dusk | night
+    sun_azimuth: float = 135.0  # compass degrees (day shading of facades)
     exposure: float = 1.0
-    tint: tuple = (1.0, 1.0, 1.0)      # white balance of this shot
-    lit_seed: int = 0                  # which windows are lit (dusk / night)
+    tint: tuple = (1.0, 1.0, 1.0)  # white balance of this shot
+    lit_seed: int = 0  # which windows are lit (dusk / night)
     lit_fraction: float = 0.0
     fog_distance: float = 160.0
     noise: float = 0.01
-    blur: float = 0.0                  # Gaussian blur radius in output pixels
+    blur: float = 0.0  # Gaussian blur radius in output pixels
     vehicles: int = 0
     pedestrians: int = 0
     occluder_seed: int = 0
@@ -53,9 +54,9 @@ def _cast(city: City, origin: np.ndarray, dirs: np.ndarray):
     near = np.nonzero(np.linalg.norm(mid - origin, axis=1) < MAX_DISTANCE + 30)[0]
     p0, e = city.seg_p0[near], city.seg_p1[near] - city.seg_p0[near]
     normal = city.seg_normal[near]
-    rel = p0 - origin                                            # (S, 2)
-    dx, dy = dirs[:, :1], dirs[:, 1:]                            # (R, 1)
-    denom = dx * e[:, 1] - dy * e[:, 0]                          # cross(d, e), (R, S)
+    rel = p0 - origin  # (S, 2)
+    dx, dy = dirs[:, :1], dirs[:, 1:]  # (R, 1)
+    denom = dx * e[:, 1] - dy * e[:, 0]  # cross(d, e), (R, S)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (rel[:, 0] * e[:, 1] - rel[:, 1] * e[:, 0]) / denom
         s = (rel[:, 0] * dy - rel[:, 1] * dx) / denom
@@ -69,14 +70,18 @@ def _cast(city: City, origin: np.ndarray, dirs: np.ndarray):
     return dist, near[k], s[rows, k] * seg_len, seg_len
 
 
-_SKY = {"day": ((0.78, 0.84, 0.9), (0.35, 0.55, 0.85)),
-        "dusk": ((0.95, 0.62, 0.38), (0.28, 0.24, 0.45)),
-        "night": ((0.07, 0.07, 0.12), (0.01, 0.01, 0.03))}
+_SKY = {
+    "day": ((0.78, 0.84, 0.9), (0.35, 0.55, 0.85)),
+    "dusk": ((0.95, 0.62, 0.38), (0.28, 0.24, 0.45)),
+    "night": ((0.07, 0.07, 0.12), (0.01, 0.01, 0.03)),
+}
 _AMBIENT = {"day": 1.0, "dusk": 0.5, "night": 0.16}
 _LIGHT_TINT = {"day": (1.0, 1.0, 1.0), "dusk": (1.0, 0.78, 0.6), "night": (0.7, 0.8, 1.1)}
 
 
-def render(city: City, cam: Camera, cond: Conditions, size=(96, 128), supersample: int = 2) -> np.ndarray:
+def render(
+    city: City, cam: Camera, cond: Conditions, size=(96, 128), supersample: int = 2
+) -> np.ndarray:
     """HxWx3 uint8 view of ``city`` from ``cam`` under ``cond``."""
     H, W = size[0] * supersample, size[1] * supersample
     f = (W / 2) / np.tan(np.radians(cam.fov) / 2)
@@ -86,9 +91,11 @@ def render(city: City, cam: Camera, cond: Conditions, size=(96, 128), supersampl
     origin = np.array([cam.x, cam.y])
     dist, seg, u, width = _cast(city, origin, dirs)
     hit = np.isfinite(dist)
-    depth = np.where(hit, dist * np.cos(alpha), np.inf)        # perpendicular depth per column
+    depth = np.where(hit, dist * np.cos(alpha), np.inf)  # perpendicular depth per column
 
-    yr = (H / 2 + f * np.tan(np.radians(cam.pitch))) - (np.arange(H) + 0.5)  # up from the horizon, px
+    yr = (H / 2 + f * np.tan(np.radians(cam.pitch))) - (
+        np.arange(H) + 0.5
+    )  # up from the horizon, px
     with np.errstate(invalid="ignore"):
         v = (cam.height + depth[None, :] * yr[:, None] / f).astype(np.float32)
     b = seg  # one facade segment per building
@@ -111,11 +118,13 @@ def render(city: City, cam: Camera, cond: Conditions, size=(96, 128), supersampl
     rr, cc = np.nonzero(wall)
     albedo, emit = surfaces.facade(city, b[cc], u[cc], v[rr, cc], width[cc], cond, lit_p)
     sun = np.array([np.sin(np.radians(cond.sun_azimuth)), np.cos(np.radians(cond.sun_azimuth))])
-    shade = (0.7 + 0.3 * np.clip(city.seg_normal[b[cc]] @ sun, 0, 1))[:, None] if time == "day" else 1.0
+    shade = (
+        (0.7 + 0.3 * np.clip(city.seg_normal[b[cc]] @ sun, 0, 1))[:, None] if time == "day" else 1.0
+    )
     img[rr, cc] = fogged(albedo * ambient * light_tint * shade + emit, dist[cc])
 
     gr, gc = np.nonzero(ground)
-    g = cam.height * f / -yr[gr]                                 # forward depth of the ground point
+    g = cam.height * f / -yr[gr]  # forward depth of the ground point
     reach = g / np.cos(alpha[gc])
     road = surfaces.ground(city, cam.x + dirs[gc, 0] * reach, cam.y + dirs[gc, 1] * reach)
     img[gr, gc] = fogged(road * ambient * light_tint, reach)
@@ -152,8 +161,8 @@ def _draw_lamps(img, city, cam, cond, f, depth, yr, dirs, heading):
         col = W / 2 + f * xi / zi
         if not (0 <= col < W) or zi > depth[int(col)]:
             continue
-        top = yr[0] - f * (5.0 - cam.height) / zi   # image row of the lamp head (5 m up)
-        bottom = yr[0] + f * cam.height / zi         # image row of its foot
+        top = yr[0] - f * (5.0 - cam.height) / zi  # image row of the lamp head (5 m up)
+        bottom = yr[0] + f * cam.height / zi  # image row of its foot
         half_w = max(0.5, f * 0.09 / zi)
         c0, c1 = int(max(col - half_w, 0)), int(min(col + half_w + 1, W))
         r0, r1 = int(max(top, 0)), int(min(bottom, H))
@@ -165,7 +174,9 @@ def _draw_lamps(img, city, cam, cond, f, depth, yr, dirs, heading):
             h0, h1 = int(max(col - 3 * radius, 0)), int(min(col + 3 * radius + 1, W))
             if g1 <= g0 or h1 <= h0:
                 continue
-            glow = np.exp(-((rows[g0:g1] - top) ** 2 + (cols[:, h0:h1] - col) ** 2) / (2 * radius ** 2))
+            glow = np.exp(
+                -((rows[g0:g1] - top) ** 2 + (cols[:, h0:h1] - col) ** 2) / (2 * radius**2)
+            )
             strength = 1.1 if cond.time == "night" else 0.5
             img[g0:g1, h0:h1] += strength * glow[..., None] * np.array([1.0, 0.85, 0.55])
 
@@ -185,14 +196,16 @@ def _draw_occluders(img, cond: Conditions, light):
         box = (np.abs(cols - cx) < w / 2) & (rows > bottom - h * 0.55) & (rows < bottom - h * 0.1)
         cabin = (np.abs(cols - cx) < w * 0.33) & (rows > bottom - h) & (rows <= bottom - h * 0.55)
         glass = cabin & (np.abs(cols - cx) < w * 0.3) & (rows > bottom - h * 0.93)
-        wheel = (((cols - (cx - w * 0.3)) ** 2 + (rows - (bottom - h * 0.12)) ** 2) < (h * 0.16) ** 2) | \
-                (((cols - (cx + w * 0.3)) ** 2 + (rows - (bottom - h * 0.12)) ** 2) < (h * 0.16) ** 2)
+        wheel = (
+            ((cols - (cx - w * 0.3)) ** 2 + (rows - (bottom - h * 0.12)) ** 2) < (h * 0.16) ** 2
+        ) | (((cols - (cx + w * 0.3)) ** 2 + (rows - (bottom - h * 0.12)) ** 2) < (h * 0.16) ** 2)
         img[box | cabin] = body * light
         img[glass] = np.array([0.1, 0.12, 0.15]) * light
         img[wheel] = 0.03
         if cond.time == "night":  # headlights or tail lights
-            lamp = (np.abs(rows - (bottom - h * 0.35)) < h * 0.06) & \
-                   (np.abs(np.abs(cols - cx) - w * 0.38) < w * 0.05)
+            lamp = (np.abs(rows - (bottom - h * 0.35)) < h * 0.06) & (
+                np.abs(np.abs(cols - cx) - w * 0.38) < w * 0.05
+            )
             img[lamp] = (1.0, 0.95, 0.8) if rng.random() < 0.5 else (1.0, 0.15, 0.1)
     for _ in range(cond.pedestrians):
         h = H * rng.uniform(0.18, 0.4)

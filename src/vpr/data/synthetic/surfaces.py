@@ -1,5 +1,6 @@
 """What a camera ray hits looks like: the albedo and emitted light of facade points (wall texture, windows, shop
 fronts, signs, cornice, doors) and of the ground, for the renderer (vpr.data.synthetic.render)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -17,7 +18,9 @@ def _hash(*parts: np.ndarray) -> np.ndarray:
     h = np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
         for p in parts:
-            h = (h ^ np.asarray(p).astype(np.int64).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ np.asarray(p).astype(np.int64).astype(np.uint64)) * np.uint64(
+                0xBF58476D1CE4E5B9
+            )
             h = h ^ (h >> np.uint64(31))
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
@@ -65,20 +68,39 @@ def _wall(city: City, b, u, v):
     return color
 
 
-def _windows(city: City, b, u, v, width, ground, cond: Conditions, lit_p: float, color, emit) -> None:
+def _windows(
+    city: City, b, u, v, width, ground, cond: Conditions, lit_p: float, color, emit
+) -> None:
     """Windows (frames, glass, lit at dusk and night) on the upper floors, painted into color / emit."""
-    fh, sp, hb, trim = city.floor_height[b], city.window_spacing[b], city.height[b], city.trim_color[b]
+    fh, sp, hb, trim = (
+        city.floor_height[b],
+        city.window_spacing[b],
+        city.height[b],
+        city.trim_color[b],
+    )
     fu, fv = _frac(u / sp), _frac((v - ground) / fh)
     upper = (v > ground) & (v < hb - 1.0) & (u > 0.6) & (u < width - 0.6)
-    win = upper & (np.abs(fu - 0.5) < city.window_w[b] / 2) & (np.abs(fv - 0.5) < city.window_h[b] / 2)
-    frame = upper & ~win & (np.abs(fu - 0.5) < city.window_w[b] / 2 + 0.06) & \
-        (np.abs(fv - 0.5) < city.window_h[b] / 2 + 0.05)
+    win = (
+        upper
+        & (np.abs(fu - 0.5) < city.window_w[b] / 2)
+        & (np.abs(fv - 0.5) < city.window_h[b] / 2)
+    )
+    frame = (
+        upper
+        & ~win
+        & (np.abs(fu - 0.5) < city.window_w[b] / 2 + 0.06)
+        & (np.abs(fv - 0.5) < city.window_h[b] / 2 + 0.05)
+    )
     color[frame] = trim[frame] * 0.9
     glass = city.window_color[b] * (0.7 + 0.6 * fv)[:, None]  # sky reflection brighter at the top
     color[win] = glass[win]
     if lit_p > 0 and win.any():
-        wid = _hash(b[win], np.floor(u[win] / sp[win]), np.floor((v[win] - ground[win]) / fh[win]),
-                    np.full(win.sum(), cond.lit_seed))
+        wid = _hash(
+            b[win],
+            np.floor(u[win] / sp[win]),
+            np.floor((v[win] - ground[win]) / fh[win]),
+            np.full(win.sum(), cond.lit_seed),
+        )
         lit = wid < lit_p
         warm = np.array([1.0, 0.82, 0.5]) * (0.6 + 0.4 * _hash(b[win], wid * 1e6))[:, None]
         e = emit[win]
@@ -86,17 +108,35 @@ def _windows(city: City, b, u, v, width, ground, cond: Conditions, lit_p: float,
         emit[win] = e
 
 
-def _shop_and_sign(city: City, b, u, v, width, ground, cond: Conditions, lit_p: float, color, emit) -> None:
+def _shop_and_sign(
+    city: City, b, u, v, width, ground, cond: Conditions, lit_p: float, color, emit
+) -> None:
     """Shop fronts and signs (lettered, lit at dusk and night) on the ground floor, painted into color / emit."""
-    shop = city.shop_floor[b] & (v < ground - 1.4) & (v > 0.3) & (_frac(u / 4.0) > 0.12) & (_frac(u / 4.0) < 0.9)
+    shop = (
+        city.shop_floor[b]
+        & (v < ground - 1.4)
+        & (v > 0.3)
+        & (_frac(u / 4.0) > 0.12)
+        & (_frac(u / 4.0) < 0.9)
+    )
     color[shop] = np.array([0.12, 0.14, 0.16]) + 0.15 * city.window_color[b[shop]]
     if lit_p > 0:
-        emit[shop] = np.array([0.9, 0.75, 0.5]) * (0.3 + 0.5 * (_hash(b[shop], cond.lit_seed) < 0.6))[:, None]
+        emit[shop] = (
+            np.array([0.9, 0.75, 0.5])
+            * (0.3 + 0.5 * (_hash(b[shop], cond.lit_seed) < 0.6))[:, None]
+        )
     sw = city.sign_width[b]
-    in_sign = (sw > 0) & (np.abs(u - width / 2) < sw / 2) & (v > ground - 1.25) & (v < ground - 0.25)
+    in_sign = (
+        (sw > 0) & (np.abs(u - width / 2) < sw / 2) & (v > ground - 1.25) & (v < ground - 0.25)
+    )
     color[in_sign] = city.sign_color[b[in_sign]]
-    letters = in_sign & (v > ground - 1.05) & (v < ground - 0.45) & \
-        (_hash(city.sign_seed[b], np.floor(u / 0.4)) < 0.55) & (_frac(u / 0.4) > 0.2)
+    letters = (
+        in_sign
+        & (v > ground - 1.05)
+        & (v < ground - 0.45)
+        & (_hash(city.sign_seed[b], np.floor(u / 0.4)) < 0.55)
+        & (_frac(u / 0.4) > 0.2)
+    )
     ink = np.where((city.sign_color[b[letters]].mean(1) > 0.5)[:, None], 0.05, 0.95)
     color[letters] = ink
     if lit_p > 0:  # signs are lit at dusk and night
@@ -118,9 +158,12 @@ def ground(city: City, px, py):
     color *= noise[..., None]
     walk = ((dx > half - sidewalk) & (dy > half)) | ((dy > half - sidewalk) & (dx > half))
     color[walk] = np.array([0.62, 0.6, 0.56]) * noise[walk, None]
-    dash = ((dx < 0.12) & (dy > half) & (_frac(py / 6) < 0.5)) | ((dy < 0.12) & (dx > half) & (_frac(px / 6) < 0.5))
+    dash = ((dx < 0.12) & (dy > half) & (_frac(py / 6) < 0.5)) | (
+        (dy < 0.12) & (dx > half) & (_frac(px / 6) < 0.5)
+    )
     color[dash] = (0.9, 0.85, 0.55)
-    cross = ((dx < half - sidewalk) & (dy > half + 0.3) & (dy < half + 3.3) & (_frac(px / 0.9) < 0.5)) | \
-        ((dy < half - sidewalk) & (dx > half + 0.3) & (dx < half + 3.3) & (_frac(py / 0.9) < 0.5))
+    cross = (
+        (dx < half - sidewalk) & (dy > half + 0.3) & (dy < half + 3.3) & (_frac(px / 0.9) < 0.5)
+    ) | ((dy < half - sidewalk) & (dx > half + 0.3) & (dx < half + 3.3) & (_frac(py / 0.9) < 0.5))
     color[cross] = (0.88, 0.88, 0.86)
     return color

@@ -5,6 +5,7 @@ label 0) and of as many unlabeled target-domain images (e.g. night photos, label
 layer passes features unchanged forward and multiplies the gradient by -lambda backward, so the classifier
 learns to tell the domains apart while the backbone learns features that it cannot: domain-invariant ones.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,19 +51,27 @@ class DomainAdversarialTerm(nn.Module):
     def __init__(self, channels: int, settings: dict, total_steps: int = 1):
         super().__init__()
         self.weight = settings["weight"]
-        self.reverse = GradientReversal(settings["grl_lambda"], settings["grl_schedule"], total_steps)
-        self.classifier = nn.Sequential(nn.Linear(channels, settings["hidden"]), nn.ReLU(),
-                                        nn.Linear(settings["hidden"], 1))
+        self.reverse = GradientReversal(
+            settings["grl_lambda"], settings["grl_schedule"], total_steps
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(channels, settings["hidden"]), nn.ReLU(), nn.Linear(settings["hidden"], 1)
+        )
 
     def forward(self, model, batch, out):
         _, target_features = model(batch["target_images"], return_features=True)
         pooled = torch.cat([out["features"].mean(dim=(2, 3)), target_features.mean(dim=(2, 3))])
-        domain = torch.cat([torch.zeros(len(out["features"])), torch.ones(len(target_features))]).to(pooled.device)
+        domain = torch.cat(
+            [torch.zeros(len(out["features"])), torch.ones(len(target_features))]
+        ).to(pooled.device)
         logits = self.classifier(self.reverse(pooled)).squeeze(1)
         loss = F.binary_cross_entropy_with_logits(logits, domain)
         accuracy = ((logits > 0).float() == domain).float().mean().item()
-        return self.weight * loss, {"domain_loss": loss.item(), "domain_accuracy": accuracy,
-                                    "grl_lambda": self.reverse.lambda_}
+        return self.weight * loss, {
+            "domain_loss": loss.item(),
+            "domain_accuracy": accuracy,
+            "grl_lambda": self.reverse.lambda_,
+        }
 
 
 class TargetBatches(Sampler):
@@ -89,17 +98,20 @@ class TargetBatches(Sampler):
 def with_target_images(batches, ctx, target_paths):
     """Wrap a method's batch provider so every batch also carries ``target_images`` (same count)."""
     from vpr.train.context import TrainImages
+
     dataset = TrainImages(target_paths, None, ctx.transform)
 
     def wrapped(epoch: int):
         for batch in batches(epoch):
-            sampler = wrapped.samplers.setdefault(len(batch["images"]), TargetBatches(len(dataset),
-                                                                                        len(batch["images"]),
-                                                                                        ctx.cfg.seed))
+            sampler = wrapped.samplers.setdefault(
+                len(batch["images"]),
+                TargetBatches(len(dataset), len(batch["images"]), ctx.cfg.seed),
+            )
             if sampler.epoch != epoch or not hasattr(sampler, "stream"):
                 sampler.set_epoch(epoch)
                 sampler.stream = iter(ctx.loader(dataset, sampler, epoch))
             batch["target_images"] = next(sampler.stream)["images"]
             yield batch
+
     wrapped.samplers = {}
     return wrapped

@@ -5,6 +5,7 @@ dimension) is reachable; the L2-normalised descriptors used for retrieval are le
 As an add-on (``self_supervised.enabled``) it is weighted into any method's loss; the label-free method
 (vpr.train.methods.self_supervised) uses it alone. The second view uses ``self_supervised.view_augment``.
 """
+
 from __future__ import annotations
 
 from pytorch_metric_learning.losses import VICRegLoss
@@ -12,8 +13,11 @@ from torch import nn
 
 
 def vicreg(s: dict) -> VICRegLoss:
-    return VICRegLoss(invariance_lambda=s["invariance_lambda"], variance_mu=s["variance_mu"],
-                      covariance_v=s["covariance_v"])
+    return VICRegLoss(
+        invariance_lambda=s["invariance_lambda"],
+        variance_mu=s["variance_mu"],
+        covariance_v=s["covariance_v"],
+    )
 
 
 def expander(in_dim: int, widths) -> nn.Sequential:
@@ -38,7 +42,9 @@ class VICRegOnViews(nn.Module):
     def forward(self, model, batch, out):
         first = model.embedding(out["features"])
         _, view_features = model(batch["views"], return_features=True)
-        return self.loss(self.expander(first), ref_emb=self.expander(model.embedding(view_features)))
+        return self.loss(
+            self.expander(first), ref_emb=self.expander(model.embedding(view_features))
+        )
 
 
 class VICRegTerm(VICRegOnViews):

@@ -9,6 +9,7 @@ One module per method; each builder takes a :class:`~vpr.train.context.Context` 
 (``methods.<name>``, declared in vpr.config.catalog) and returns a :class:`~vpr.train.context.Method`.
 Add-ons (vpr.train.addons) attach as loss terms whatever the method.
 """
+
 from __future__ import annotations
 
 from vpr.registry import Registry
@@ -22,11 +23,18 @@ METHODS.register("self_supervised")(self_supervised.self_supervised)
 
 
 # What each method reads of the top-level choices, and the aggregator its reference trains.
-USES = {"places": ("loss", "miner", "sampler"), "triplet_mining": (), "cosplace": (), "self_supervised": ()}
+USES = {
+    "places": ("loss", "miner", "sampler"),
+    "triplet_mining": (),
+    "cosplace": (),
+    "self_supervised": (),
+}
 REFERENCE_AGGREGATOR = {"cosplace": "cosplace"}
-_OWN_LOSS = {"triplet_mining": "its own triplet margin loss (methods.triplet_mining.margin)",
-             "cosplace": "its own CosFace heads (methods.cosplace.margin, scale)",
-             "self_supervised": "VICReg (self_supervised.*)"}
+_OWN_LOSS = {
+    "triplet_mining": "its own triplet margin loss (methods.triplet_mining.margin)",
+    "cosplace": "its own CosFace heads (methods.cosplace.margin, scale)",
+    "self_supervised": "VICReg (self_supervised.*)",
+}
 
 
 def ignored_choices(method: str, raw: dict) -> list[str]:
@@ -36,10 +44,14 @@ def ignored_choices(method: str, raw: dict) -> list[str]:
     unused = [k for k in ("loss", "miner", "sampler") if k not in USES.get(method, ())]
     if unused:
         listed = ", ".join(f"{k} ({raw.get(k)})" for k in unused)
-        lines.append(f"train.method {method} trains with {_OWN_LOSS.get(method, 'its own objective')}: {listed} "
-                     f"{'is' if len(unused) == 1 else 'are'} not used")
+        lines.append(
+            f"train.method {method} trains with {_OWN_LOSS.get(method, 'its own objective')}: {listed} "
+            f"{'is' if len(unused) == 1 else 'are'} not used"
+        )
     wanted = REFERENCE_AGGREGATOR.get(method)
     if wanted and raw.get("aggregator") != wanted:
-        lines.append(f"train.method {method}: its reference trains the {wanted} aggregator, this run uses "
-                     f"{raw.get('aggregator')}; set aggregator: {wanted} to compare with the paper")
+        lines.append(
+            f"train.method {method}: its reference trains the {wanted} aggregator, this run uses "
+            f"{raw.get('aggregator')}; set aggregator: {wanted} to compare with the paper"
+        )
     return lines

@@ -5,6 +5,7 @@ groups so that two classes of one group are at least N cells (and L heading bins
 which see the same things, are never competitors of one classifier. Each group has its own CosFace
 classifier (s = 30, m = 0.4); an epoch trains one group, and the groups rotate across epochs.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -29,7 +30,9 @@ def class_and_group(utm: np.ndarray, heading: np.ndarray, M: float, alpha: float
     return classes, groups
 
 
-def make_groups(utm, heading, M: float, alpha: float, N: int, L: int, min_images_per_class: int, groups_num: int):
+def make_groups(
+    utm, heading, M: float, alpha: float, N: int, L: int, min_images_per_class: int, groups_num: int
+):
     """[group] -> [class] -> image indices, for the first ``groups_num`` non-empty groups (as in CosPlace)."""
     classes, groups = class_and_group(utm, heading, M, alpha, N, L)
     members: dict[tuple, list[int]] = defaultdict(list)
@@ -50,7 +53,9 @@ class CosPlaceObjective(Objective):
 
     def __init__(self, class_counts: list[int], embedding_size: int, margin: float, scale: float):
         super().__init__()
-        self.heads = nn.ModuleList(CosFaceLoss(n, embedding_size, margin=margin, scale=scale) for n in class_counts)
+        self.heads = nn.ModuleList(
+            CosFaceLoss(n, embedding_size, margin=margin, scale=scale) for n in class_counts
+        )
 
     def main_loss(self, model, batch, out):
         return self.heads[int(batch["group"])](out["descriptors"], batch["labels"])
@@ -62,8 +67,11 @@ class GroupBatches(torch.utils.data.Sampler):
 
     def __init__(self, groups, batch_size: int, seed: int, batches_per_epoch: int | None):
         self.groups, self.batch_size, self.seed = groups, batch_size, seed
-        require(min(len(g) for g in groups) >= 2, "methods.cosplace.groups_num",
-                "every group needs >= 2 classes; use fewer groups or lower min_images_per_class")
+        require(
+            min(len(g) for g in groups) >= 2,
+            "methods.cosplace.groups_num",
+            "every group needs >= 2 classes; use fewer groups or lower min_images_per_class",
+        )
         mean_classes = int(np.mean([len(g) for g in groups]))
         self.batches_per_epoch = batches_per_epoch or max(1, mean_classes // batch_size)
         self.epoch = 1
@@ -86,8 +94,20 @@ class GroupBatches(torch.utils.data.Sampler):
             yield [int(rng.choice(classes[c])) for c in picked]
 
 
-def cosplace(ctx: Context, *, M: float, alpha: float, N: int, L: int, groups_num: int, min_images_per_class: int,
-             batch_size: int, margin: float, scale: float, classifiers_lr: float):
+def cosplace(
+    ctx: Context,
+    *,
+    M: float,
+    alpha: float,
+    N: int,
+    L: int,
+    groups_num: int,
+    min_images_per_class: int,
+    batch_size: int,
+    margin: float,
+    scale: float,
+    classifiers_lr: float,
+):
     """Classes = UTM cells (M m) x heading bins (alpha deg); groups keep adjacent classes apart (N, L); one
     CosFace classifier per group (s 30, m 0.4, own lr); one group per epoch, rotating."""
     key = "methods.cosplace"
@@ -96,15 +116,22 @@ def cosplace(ctx: Context, *, M: float, alpha: float, N: int, L: int, groups_num
     for p in places.paths:
         h = parse_name(p).heading
         if h == "":
-            raise DataError(f"{p}: no heading in the name; train.method cosplace needs headings (field 9)")
+            raise DataError(
+                f"{p}: no heading in the name; train.method cosplace needs headings (field 9)"
+            )
         headings.append(float(h))
-    groups = make_groups(places.utm, np.array(headings), M, alpha, N, L, min_images_per_class, groups_num)
-    require(len(groups) > 0, f"{key}.min_images_per_class",
-            f"no class has {min_images_per_class} images; lower it (or M / alpha coarser)")
+    groups = make_groups(
+        places.utm, np.array(headings), M, alpha, N, L, min_images_per_class, groups_num
+    )
+    require(
+        len(groups) > 0,
+        f"{key}.min_images_per_class",
+        f"no class has {min_images_per_class} images; lower it (or M / alpha coarser)",
+    )
     sampler = GroupBatches(groups, batch_size, ctx.cfg.seed, ctx.cfg.train.batches_per_epoch)
     objective = CosPlaceObjective([len(g) for g in groups], ctx.model.descriptor_dim, margin, scale)
     datasets = []
-    for group in groups:     # labels are class indices within the group
+    for group in groups:  # labels are class indices within the group
         labels = np.full(len(places.paths), -1)
         for c, idx in enumerate(group):
             labels[idx] = c

@@ -1,5 +1,6 @@
 """Label-free training (``train.method: self_supervised``): VICReg alone between two augmented views of random
 training images, ignoring the place labels (settings: ``self_supervised``, ``methods.self_supervised``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,11 @@ class RandomBatches(torch.utils.data.Sampler):
     """``batches_per_epoch`` batches of random images (no labels), a new permutation each epoch."""
 
     def __init__(self, num_images: int, batch_size: int, seed: int, batches_per_epoch: int | None):
-        require(2 <= batch_size <= num_images, "methods.self_supervised.batch_size",
-                f"must be between 2 and the number of training images ({num_images}), got {batch_size}")
+        require(
+            2 <= batch_size <= num_images,
+            "methods.self_supervised.batch_size",
+            f"must be between 2 and the number of training images ({num_images}), got {batch_size}",
+        )
         self.n, self.batch_size, self.seed = num_images, batch_size, seed
         self.batches_per_epoch = batches_per_epoch or num_images // batch_size
         self.epoch = 0
@@ -42,10 +46,14 @@ class RandomBatches(torch.utils.data.Sampler):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = np.concatenate([rng.permutation(self.n) for _ in range(-(-self.batches_per_epoch * self.batch_size
-                                                                          // self.n))])
+        order = np.concatenate(
+            [
+                rng.permutation(self.n)
+                for _ in range(-(-self.batches_per_epoch * self.batch_size // self.n))
+            ]
+        )
         for b in range(self.batches_per_epoch):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
 def self_supervised(ctx: Context, *, batch_size: int):
