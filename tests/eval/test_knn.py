@@ -7,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from tests.helpers import with_change
+from tests.test_config import with_change
 from vpr.config import validate
 from vpr.data.groundtruth import EvalSet, Positives, save_eval_set
 from vpr.errors import ConfigError
@@ -205,18 +205,22 @@ def test_the_gemm_chooser_measures_once_and_keeps_an_available_backend(monkeypat
     monkeypatch.setattr(gemm, "_chosen", None)
     calls = []
     measure = gemm.fastest
-    monkeypatch.setattr(gemm, "fastest", lambda dim: calls.append(dim) or measure(dim))
+    monkeypatch.setattr(gemm, "fastest", lambda *shape: calls.append(shape) or measure(*shape))
     db, q = _clustered(11, nb=500, nq=20, dim=24)
     first = flat_search(db, q, 3)
     chosen = gemm.backend()
-    assert calls == [24] and chosen in gemm.available() and gemm._chosen == chosen
-    assert (flat_search(db, q, 3) == first).all() and calls == [24]  # cached: no second measurement
-    assert measure(16, ["faiss"]) == "faiss" and measure(16, ["numpy", "faiss"]) in (
+    assert calls == [(24, 20, 500)] and chosen in gemm.available() and gemm._chosen == chosen
+    assert (flat_search(db, q, 3) == first).all() and calls == [
+        (24, 20, 500)
+    ]  # cached: no second measurement
+    assert measure(16, 8, 64, ["faiss"]) == "faiss" and measure(16, 8, 64, ["numpy", "faiss"]) in (
         "numpy",
         "faiss",
     )
     monkeypatch.setenv(gemm.ENV, "faiss")
-    assert gemm.backend() == "faiss" and gemm.backend("numpy") == "numpy" and calls == [24]
+    assert (
+        gemm.backend() == "faiss" and gemm.backend("numpy") == "numpy" and calls == [(24, 20, 500)]
+    )
 
 
 def test_torch_is_a_gemm_candidate_only_once_imported(monkeypatch):

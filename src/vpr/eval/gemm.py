@@ -10,17 +10,17 @@ OpenBLAS runs AVX-512 kernels, torch's MKL and faiss's older OpenBLAS AVX2 ones)
 - ``torch``: ``torch.mm(..., out=)`` on the same memory (torch's BLAS); a candidate only once the process has
   imported torch (importing it for this would cost more than it saves, and the light pipeline stages run
   without torch);
-- ``faiss``: ``faiss.pairwise_L2sqr`` (faiss's BLAS sgemm onto the preloaded norms), reading the plain columns
-  of the augmented rows.
+- ``faiss``: ``faiss.pairwise_L2sqr`` (faiss's BLAS sgemm onto the norms it preloads), reading a float32
+  database in place (no augmented copy), else the plain columns of the augmented rows.
 
 A search runs as many threads as the chosen library may use (``threads``: its own setting, as the process
 left it), each computing its own products on one thread (``single_threaded``, ``thread_init``): no thread
 waits for another between a product and its scan, and no idle BLAS thread spins against the scans.
 
 ``backend()`` picks the library: ``$VPR_GEMM`` or the ``gemm`` argument (numpy, torch, faiss; auto or unset:
-measure), else the fastest on one thread on a product of a search's size per thread (``_PROBE_QUERIES`` x
-``_PROBE_ROWS`` x the search's dimension; CPU time of the thread, so that a busy machine does not sway it),
-best of ``_ROUNDS`` after a warm-up call: about 0.1 s, once per process (cached). Every backend computes the same formula in float32; only the
+measure), else the fastest on one thread on a product of the first search's shape per thread (CPU time of
+the thread, so that a busy machine does not sway it; ``fastest``): about 0.2 s for 1000 x 512-D queries (less
+for fewer), once per process (cached). Every backend computes the same formula in float32; only the
 rounding order of the sums differs, so the top-k agree up to ties (exact ties, e.g. small integer vectors,
 stay exact).
 """
@@ -39,11 +39,10 @@ from vpr.errors import ConfigError
 
 BACKENDS = ("numpy", "torch", "faiss")
 ENV = "VPR_GEMM"
-_PROBE_QUERIES = (
-    256  # the measured product, on one thread: queries x database rows (x the search's dimension)
+_ROUNDS = 1  # timed products per backend (after a warm-up on 16 rows)
+_NUMPY_EDGE = (
+    1.15  # another library must beat numpy by more than this on the probe (see ``fastest``)
 )
-_PROBE_ROWS = 2048  # (smaller ones time every library alike: their kernels differ on big products)
-_ROUNDS = 3
 _chosen: str | None = None
 _numpy_blas_controller = None
 
@@ -53,9 +52,9 @@ def available() -> list[str]:
     return [name for name in BACKENDS if name != "torch" or "torch" in sys.modules]
 
 
-def backend(name: str | None = None, dim: int = 512) -> str:
+def backend(name: str | None = None, dim: int = 512, queries: int = 1000, rows: int = 4096) -> str:
     """The GEMM to use: ``name`` if given, else ``$VPR_GEMM``, else the fastest measured (once per process, on a
-    product of ``dim`` dimensions)."""
+    product of ``queries`` x ``rows`` x ``dim``: the first search's per thread)."""
     global _chosen
     source = "gemm" if name else ENV
     name = (name or os.environ.get(ENV, "")).strip().lower() or "auto"
@@ -66,27 +65,37 @@ def backend(name: str | None = None, dim: int = 512) -> str:
             f"{source}={name!r}: unknown GEMM backend; choose {', '.join(BACKENDS)} or auto"
         )
     if _chosen is None:
-        _chosen = fastest(dim)
+        _chosen = fastest(dim, queries, rows)
     return _chosen
 
 
-def fastest(dim: int, candidates: list[str] | None = None) -> str:
-    """The backend with the shortest product of the probe's shape on one thread (as each thread of a search
-    computes its own): the least CPU time of the calling thread, which other work on the machine does not
-    add to, over ``_ROUNDS`` rounds (each backend in turn) after a warm-up call of each."""
+def fastest(
+    dim: int, queries: int = 1000, rows: int = 4096, candidates: list[str] | None = None
+) -> str:
+    """The backend with the shortest product of a search's shape per thread (``queries`` x ``rows`` x ``dim``),
+    on one thread as each thread of a search computes its own, its database rows' preparation included: the
+    CPU time of the calling thread, which other work on the machine does not add to, of ``_ROUNDS`` products
+    after a warm-up on 16 rows, each backend in turn. The real shape, not a smaller one: what each library
+    does once per product (numpy's copies the database rows once per block, faiss's adds passes over the
+    distances, every one packs the queries) weighs more on smaller products and would sway the choice (on a
+    2-core Zen 4, 1000 queries: faiss 20 % faster than numpy at 1024 rows, 10 % slower at 4194). numpy wins
+    unless another library is faster by ``_NUMPY_EDGE`` (its search does the least besides the product)."""
     rng = np.random.default_rng(0)
-    queries = rng.standard_normal((_PROBE_QUERIES, dim), np.float32)
-    rows = augment(rng.standard_normal((_PROBE_ROWS, dim), np.float32))
-    aug, out = augment(queries, query=True), np.empty((_PROBE_QUERIES, _PROBE_ROWS), np.float32)
+    q = rng.random((queries, dim), np.float32)
+    block = rng.random((rows, dim), np.float32)
+    buffer, aug = np.empty((rows, dim + 2), np.float32), augment(q, query=True)
     names = candidates or available()
     best = {name: [] for name in names}
-    for _ in range(_ROUNDS + 1):
+    for size in (min(16, rows),) + (rows,) * _ROUNDS:
+        out = np.zeros((queries, size), np.float32)  # its pages touched before any timing
         for name in names:
             with single_threaded(name):
                 start = time.thread_time()
-                distances(name, queries, aug, rows, out)
+                distances(name, q, aug, database_rows(name, block[:size], buffer), out)
                 best[name].append(time.thread_time() - start)
-    return min(names, key=lambda name: min(best[name][1:]))
+    return min(
+        names, key=lambda name: min(best[name][1:]) * (1 if name == "numpy" else _NUMPY_EDGE)
+    )
 
 
 def threads(name: str) -> int:
@@ -147,32 +156,38 @@ def _numpy_blas():
 
 
 def augment(
-    rows: np.ndarray, query: bool = False, out: np.ndarray | None = None, pool=None, step: int = 512
+    rows: np.ndarray, query: bool = False, out: np.ndarray | None = None, step: int = 512
 ) -> np.ndarray:
     """Float32 rows with two more columns: [−2q, ‖q‖², 1] for queries, [d, 1, ‖d‖²] for database rows (into
     ``out[:len(rows)]`` if given; any float dtype in, converted here), ``step`` rows at a time (the norms
-    are taken while the copy is in cache), on ``pool``'s threads if given."""
+    are taken while the copy is in cache)."""
     n, dim = rows.shape
     out = np.empty((n, dim + 2), np.float32) if out is None else out[:n]
     norm, one = (dim, dim + 1) if query else (dim + 1, dim)
-
-    def part(lo: int) -> None:
+    for lo in range(0, n, step):
         values = out[lo : lo + step, :dim]
         np.copyto(values, rows[lo : lo + step], casting="same_kind")
         np.einsum("ij,ij->i", values, values, out=out[lo : lo + step, norm])
         out[lo : lo + step, one] = 1
         if query:
             values *= np.float32(-2)  # exact: a power of two
-
-    list(pool.map(part, range(0, n, step)) if pool is not None else map(part, range(0, n, step)))
     return out
+
+
+def database_rows(name: str, block: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The rows ``distances`` takes for a block of database rows: faiss reads a float32 C-contiguous block in
+    place (it adds the norms itself), the others the block's augmented copy (into ``out``)."""
+    if name == "faiss" and block.dtype == np.float32 and block.flags.c_contiguous:
+        return block
+    return augment(block, out=out)
 
 
 def distances(
     name: str, queries: np.ndarray, aug: np.ndarray, rows: np.ndarray, out: np.ndarray
 ) -> None:
     """``out`` (len(queries) x len(rows), C-contiguous float32) = squared L2 distances of the queries (float32,
-    C-contiguous; ``aug`` = augment(queries, query=True)) to the augmented database ``rows``, by backend ``name``."""
+    C-contiguous; ``aug`` = augment(queries, query=True)) to the database ``rows`` (``database_rows``), by backend
+    ``name``."""
     if name == "numpy":
         np.matmul(aug, rows.T, out=out)
     elif name == "torch":

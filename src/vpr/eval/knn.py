@@ -3,12 +3,13 @@
 ``eval.index`` in params.yaml picks the method; its settings live in ``eval.<index>`` (e.g. ``eval.ivf``).
 
 Flat search is exact L2 and reads the database a chunk of rows at a time, so a memory-mapped float16 ``.npy``
-of any size never has to fit in memory as float32: each block of a chunk is converted once, into float32 rows
-with two more columns (its norms: vpr.eval.gemm.augment), searched, and the chunk's memory-mapped pages are
-handed back to the OS, so resident memory stays at about one chunk. Per block of database rows it is one
-float32 distance-matrix product (by the fastest GEMM of the process: numpy, torch or faiss, vpr.eval.gemm)
-and a scan that keeps, per query, only the distances below its current k-th best (see ``flat_search``); no
-distance matrix of the whole database is ever held.
+of any size never has to fit in memory as float32: each block of a chunk is converted once (into float32 rows
+with two more columns, its norms: vpr.eval.gemm.augment; faiss reads a float32 block in place), searched, and
+the chunk's memory-mapped pages are handed back to the OS, so resident memory stays at about one chunk. Per
+block of database rows it is one float32 distance-matrix product (by the fastest GEMM of the process: numpy,
+torch or faiss, vpr.eval.gemm) and a scan that keeps, per query, only the distances below its current k-th
+best (see ``flat_search``), on as many threads as that library may use; no distance matrix of the whole
+database is ever held.
 
 Approximate indexes (faiss IVF or HNSW) are built from the database in chunks too; they keep the vectors
 with 8 bits per value by default (``encoding: sq8``, half the bytes of the stored float16; ``fp16`` and
@@ -25,7 +26,7 @@ from queue import Queue
 import faiss
 import numpy as np
 
-from vpr.eval.gemm import augment, distances, single_threaded, thread_init
+from vpr.eval.gemm import augment, database_rows, distances, single_threaded, thread_init
 from vpr.eval.gemm import backend as gemm_backend
 from vpr.eval.gemm import threads as gemm_threads
 from vpr.registry import Registry
@@ -33,8 +34,8 @@ from vpr.registry import Registry
 INDEXES = Registry("index")
 
 _PRODUCT_ENTRIES = (
-    1 << 21
-)  # distances per product and thread (8 MiB of float32, one buffer, reused); with
+    1 << 22
+)  # distances per product and thread (16 MiB of float32, one buffer, reused); with
 # few queries, blocks of up to _PRODUCT_ENTRIES / 256 rows (a small augmented copy)
 _QUERY_ROWS = 4096  # queries per matrix product (more queries: several products per block)
 _MASK_BYTES = 1 << 20  # comparison bits per scan step, in cache
@@ -101,11 +102,11 @@ def flat_search(
         return np.zeros((nq, k), np.int64)
     if n >= 1 << 32:
         raise ValueError(f"flat search packs database rows in 32 bits: {n} rows are too many")
-    name = gemm_backend(gemm, queries.shape[1])
     q_rows = min(nq, _QUERY_ROWS)
     most = min(
         n, chunk_rows, max(_PRODUCT_ENTRIES // max(q_rows, 256), 2 * k)
     )  # database rows per block
+    name = gemm_backend(gemm, queries.shape[1], q_rows, most)
     count = max(1, min(gemm_threads(name), -(-n // most), n * nq // _MIN_SCAN))
     workers = Queue()
     for _ in range(count):
@@ -152,7 +153,7 @@ class _Worker:
     def search(
         self, name: str, queries: np.ndarray, aug: np.ndarray, block: np.ndarray, first_row: int
     ) -> None:
-        block = augment(block, out=self.rows)
+        block = database_rows(name, block, self.rows)
         for q0 in range(0, len(queries), self.q_rows):
             q = queries[q0 : q0 + self.q_rows]
             product = self.dist[: len(q) * len(block)].reshape(len(q), len(block))
