@@ -7,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from tests.test_config import with_change
+from tests.helpers import with_change
 from vpr.config import validate
 from vpr.data.groundtruth import EvalSet, Positives, save_eval_set
 from vpr.errors import ConfigError
