@@ -328,9 +328,8 @@ def test_runs_in_the_store_or_in_the_queue_are_not_queued_again(tmp_path, monkey
     monkeypatch.setattr(St, "head_params_text", lambda *a: PARAMS_TEXT)
     monkeypatch.setattr("vpr.suites.runner.dvc", lambda repo, *args, **k: calls.append(args) or "")
     monkeypatch.setattr(
-        "vpr.suites.runner.queue_states",
-        lambda repo: {"smoke-default-s1": "Success", "smoke-circle-s1": "Success"},
-    )
+        "vpr.suites.runner.finished", lambda repo, names: set(names)
+    )  # saved as experiments
     monkeypatch.setattr(cli, "_table", lambda *a: 0)
     assert cli.main(["--repo", str(ROOT), "run", "smoke", "--jobs", "1"]) == 0
     queued = [c for c in calls if c[:2] == ("exp", "run")]
@@ -367,8 +366,9 @@ def test_a_worker_that_stopped_with_runs_queued_is_started_again(monkeypatch, tm
     from vpr.suites import runner as R
 
     alive = R.workers_alive
-    states = iter([{"x": "Queued"}, {"x": "Queued"}, {"x": "Success"}])
-    monkeypatch.setattr(R, "queue_states", lambda repo: next(states))
+    saved = iter([set(), set(), set(), set(), {"x"}])  # two looks per poll while none runs
+    monkeypatch.setattr(R, "finished", lambda repo, names: next(saved))
+    monkeypatch.setattr(R, "queue_states", lambda repo: {"x": "Queued"})
     monkeypatch.setattr(R, "workers_alive", lambda repo: False)
     monkeypatch.setattr(R.time, "sleep", lambda s: None)
     restarted, lines = [], []
@@ -396,7 +396,7 @@ def test_shards_split_the_seeds_between_machines(monkeypatch, capsys):
     monkeypatch.setattr(St, "check_workspace", lambda *a: [])
     calls = []
     monkeypatch.setattr("vpr.suites.runner.dvc", lambda repo, *args, **k: calls.append(args) or "")
-    monkeypatch.setattr("vpr.suites.runner.queue_states", lambda repo: {})
+    monkeypatch.setattr("vpr.suites.runner.finished", lambda repo, names: set(names))
     monkeypatch.setattr(cli, "_table", lambda *a: 0)
     assert cli.main(["--repo", str(ROOT), "run", "smoke", "--seeds", "3", "--shard", "2/2"]) == 0
     assert [c[4] for c in calls if c[:2] == ("exp", "run")] == [

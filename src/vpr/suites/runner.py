@@ -1,6 +1,7 @@
 """Running a suite's runs as DVC experiments: `dvc exp run --queue -n <name> -S ...` for each run not in the
-store, `dvc queue start -j N`, then waiting (polling `dvc queue status`, less and less often) until none of
-them is queued or running. Every second spent here, not in the runs, is counted (Timing)."""
+store, `dvc queue start -j N`, then waiting until none of them is queued or running (a cheap look every few
+seconds: the experiments saved and whether a queue worker runs; the queue's status when none does). Every
+second spent here, not in the runs, is counted (Timing)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from vpr.errors import DataError
 
 CORES_PER_RUN = 2  # a training run keeps about two cores busy (torch's threads + its loader worker)
-POLL_FIRST_S, POLL_MAX_S = 5.0, 30.0
+POLL_S = 5.0  # seconds between two looks at the runs (a git ref listing and a pid check)
 
 
 @dataclass
@@ -60,18 +61,26 @@ def default_jobs(cores: int | None = None) -> tuple[int, str]:
 
 
 def dvc(repo: str, *args: str, env: dict | None = None) -> str:
-    """Output of `dvc <args>` in ``repo``; DataError with the tail of its output when it fails."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})},
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+    """Output of `dvc <args>` in ``repo``; DataError with the tail of its output when it fails. The output goes
+    through a temporary file, not a pipe: `dvc queue start` leaves a worker running that would hold a pipe
+    open (and this call waiting) until the whole queue is done."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as log:
+        code = subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=repo,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})},
+        ).returncode
+        log.seek(0)
+        text = log.read()
+    if code != 0:
+        tail = text.strip().splitlines()[-1:] or ["(no output)"]
         raise DataError(f"dvc {' '.join(args[:3])} ... failed: {tail[0]}")
-    return proc.stdout
+    return text
 
 
 def queue(repo: str, runs: list, failed: list, out=print) -> None:
@@ -147,38 +156,64 @@ def workers_alive(repo: str) -> bool:
 RESTARTS = 3
 
 
+def finished(repo: str, names) -> set:
+    """Which of ``names`` DVC has saved as experiments of the baseline commit (refs/exps/<sha>/<name>): one
+    `git for-each-ref`, cheap enough to ask every few seconds."""
+    head = subprocess.run(
+        ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    refs = subprocess.run(
+        [
+            "git",
+            "-C",
+            repo,
+            "for-each-ref",
+            "--format=%(refname)",
+            f"refs/exps/{head[:2]}/{head[2:]}/",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {r.rsplit("/", 1)[-1] for r in refs} & set(names)
+
+
 def wait(
-    repo: str,
-    names: list,
-    timing: Timing,
-    out=print,
-    poll_first: float = POLL_FIRST_S,
-    restart=None,
+    repo: str, names: list, timing: Timing, out=print, poll_s: float = POLL_S, restart=None
 ) -> dict:
-    """Until none of ``names`` is queued or running: their last states. Prints each run as it ends. When the
-    queue's worker is gone with runs still queued (it can stop on a half-written message of its own broker,
+    """Until none of ``names`` is queued or running: their last states. Every ``poll_s``: the experiments saved
+    (a git ref each) and whether a queue worker still runs; the queue's own status only once no worker runs.
+    When the worker is gone with runs still queued (it can stop on a half-written message of its own broker,
     DVC issue #10428), ``restart()`` starts it again, up to RESTARTS times."""
-    pause, reported, started, restarts = poll_first, {}, time.perf_counter(), 0
+    reported, started, restarts = {}, time.perf_counter(), 0
     polled_before = timing.own.get("poll", 0.0)
     while True:
         t0 = time.perf_counter()
-        mine = _states(repo, names)
-        stalled = (
-            any(s == "Queued" for s in mine.values())
-            and not any(s == "Running" for s in mine.values())
-            and not workers_alive(repo)
-        )
+        done = finished(repo, names)
+        mine = {n: "Success" for n in done}
+        if len(done) < len(names) and not workers_alive(repo):
+            done = finished(repo, names)  # again: a run may have been saved since the first look
+            mine = {n: "Success" for n in done}
+            states = _states(repo, [n for n in names if n not in done])
+            mine.update(
+                {n: "Failed" if s == "Success" else s for n, s in states.items()}
+            )  # Success, no ref
+        else:
+            mine.update({n: "Running" for n in names if n not in done})
         timing.add("poll", time.perf_counter() - t0)
-        for n, s in mine.items():
-            if s not in ("Queued", "Running") and n not in reported:
-                reported[n] = s
+        for n in names:
+            if mine[n] not in ("Queued", "Running") and n not in reported:
+                reported[n] = mine[n]
                 out(
-                    f"[{len(reported)}/{len(names)}] {n}: {s} ({(time.perf_counter() - started) / 60:.1f} min)"
+                    f"[{len(reported)}/{len(names)}] {n}: {mine[n]} ({(time.perf_counter() - started) / 60:.1f} min)"
                 )
         if all(s not in ("Queued", "Running") for s in mine.values()):
             timing.waiting_s += time.perf_counter() - started - (timing.own["poll"] - polled_before)
-            return mine
-        if stalled and restart is not None:
+            return {n: mine[n] for n in names}
+        if (
+            any(s == "Queued" for s in mine.values())
+            and not workers_alive(repo)
+            and restart is not None
+        ):
             if restarts == RESTARTS:
                 raise DataError(
                     f"the DVC queue worker stopped {RESTARTS + 1} times with runs still queued; see "
@@ -189,8 +224,7 @@ def wait(
                 "note: the DVC queue worker stopped with runs still queued (DVC issue #10428); starting it again"
             )
             restart()
-        time.sleep(pause)
-        pause = min(POLL_MAX_S, pause * 1.5)
+        time.sleep(poll_s)
 
 
 def _states(repo: str, names: list) -> dict:
