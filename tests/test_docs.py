@@ -24,11 +24,13 @@ def test_every_generated_part_of_the_readme_and_docs_is_current():
 
 def test_a_stale_or_unknown_generated_part_is_found(tmp_path, monkeypatch):
     page = tmp_path / "README.md"
-    page.write_text("x\n<!-- generated:recipe-tables -->\nold\n<!-- /generated:recipe-tables -->\n")
+    page.write_text(
+        "x\n<!-- generated:recipe-tables -->\nSTALE-TEXT\n<!-- /generated:recipe-tables -->\n"
+    )
     monkeypatch.setattr(docs, "ROOT", tmp_path)
     assert docs.stale_pages() == ["README.md"] and docs.main(["--check"]) == 1
     assert docs.update() == ["README.md"] and docs.stale_pages() == []
-    assert "old" not in page.read_text() and "course_template" in page.read_text()
+    assert "STALE-TEXT" not in page.read_text() and "course_template" in page.read_text()
     page.write_text("<!-- generated:typo -->\n<!-- /generated:typo -->\n")
     with pytest.raises(SystemExit, match="unknown generated part 'typo'"):
         docs.stale_pages()
