@@ -142,7 +142,7 @@ def latex(t: Table) -> str:
 
 
 def page(t: Table, svg: str) -> str:
-    from vpr.viz.html import CSP
+    from vpr.viz.report_page import CSP
 
     e = html.escape
     head = "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in header_lines(t))
