@@ -143,8 +143,18 @@ def provenance(name: str, sec: dict, started: str) -> str:
     where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('cpu_capability', '?')}"
     rerun = "re-run now" if sec.get("when") == started else f"kept from {sec.get('when')}"
     newer = changed_since(sec.get("commit"), CODE[name])
-    stale = f"; **older than the code** (changed since by {newer})" if newer else ""
+    shown = " ".join(newer.split()[:3]) + (
+        f" and {len(newer.split()) - 3} more" if len(newer.split()) > 3 else ""
+    )
+    stale = f"; **older than the code** (changed since by {shown})" if newer else ""
     return f"{where}; commit {sec.get('commit', '?')}; {rerun}{stale}"
+
+
+def _load_line(sec: dict) -> str:
+    if "load_before" not in sec:
+        return f"Load average: {sec.get('load_note', 'not recorded')}."
+    before, after = (" / ".join(f"{x:.2f}" for x in sec[k]) for k in ("load_before", "load_after"))
+    return f"Load average before: {before}; after: {after}; {sec['seconds']:.0f} s."
 
 
 def write_results(sections: dict, info: dict, started: str, args) -> None:
@@ -196,8 +206,7 @@ def write_results(sections: dict, info: dict, started: str, args) -> None:
             "",
             f"Target: {TARGETS[name]}.{kept}",
             "",
-            f"Load average before: {' / '.join(f'{x:.2f}' for x in sec['load_before'])}; after: "
-            f"{' / '.join(f'{x:.2f}' for x in sec['load_after'])}; {sec['seconds']:.0f} s.",
+            _load_line(sec),
             "",
         ]
         if sec.get("error"):

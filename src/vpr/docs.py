@@ -114,7 +114,8 @@ def real_photos() -> str:
         f"{val['num_database']} / {val['num_queries']}; training {train['num_images']} images in "
         f"{train['num_places']} places.\n\n{compare}\n\nFirst `dvc repro` of the profile on a fresh copy: "
         f"{raw['seconds'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in split.items() if v >= 10)}; "
-        f"{_machine(real.get('machine', {}))}, commit {real.get('commit', '?')}). `localize` with the trained "
+        f"{_machine(real.get('machine', {}))}, commit {real.get('commit', '?')}, load average "
+        f"{raw['load_before'][0]:.1f} before: a shared machine, see benchmarks/RESULTS.md). `localize` with the trained "
         f"model on the {loc['photos']} test queries: top-1 = evaluate's for {loc['top1_agree']}.\n"
     )
 
