@@ -154,6 +154,7 @@ def workers_alive(repo: str) -> bool:
 
 
 RESTARTS = 3
+SETTLE_S = 30.0
 
 
 def finished(repo: str, names) -> set:
@@ -208,6 +209,7 @@ def wait(
                 )
         if all(s not in ("Queued", "Running") for s in mine.values()):
             timing.waiting_s += time.perf_counter() - started - (timing.own["poll"] - polled_before)
+            _settle(repo, timing)
             return {n: mine[n] for n in names}
         if (
             any(s == "Queued" for s in mine.values())
@@ -225,6 +227,15 @@ def wait(
             )
             restart()
         time.sleep(poll_s)
+
+
+def _settle(repo: str, timing: Timing, limit_s: float = SETTLE_S) -> None:
+    """After the last run is saved, the worker still removes its temporary workspace (which `dvc exp show`
+    would trip over): wait for it to exit, at most ``limit_s`` (it keeps running when other runs are queued)."""
+    with timed(timing, "settle"):
+        deadline = time.perf_counter() + limit_s
+        while workers_alive(repo) and time.perf_counter() < deadline:
+            time.sleep(0.5)
 
 
 def _states(repo: str, names: list) -> dict:

@@ -30,11 +30,21 @@ class Status:
     # other params (the definitions changed since)
 
 
-def read(repo: str = ".", all_commits: bool = False):
-    """The experiment store of the baseline commit (HEAD; ``all_commits``: every commit up to it)."""
+def read(repo: str = ".", all_commits: bool = False, attempts: int = 3):
+    """The experiment store of the baseline commit (HEAD; ``all_commits``: every commit up to it). Read again
+    after a pause when DVC trips over a queue worker's temporary workspace being removed meanwhile."""
+    import time
+
+    from vpr.errors import DataError
     from vpr.eval.experiments import read_store
 
-    return read_store(repo, all_commits)
+    for attempt in range(attempts):
+        try:
+            return read_store(repo, all_commits)
+        except DataError as exc:
+            if attempt == attempts - 1 or ".dvc/tmp/exps" not in str(exc):
+                raise
+            time.sleep(3)
 
 
 def _finished(store) -> dict:
