@@ -3,25 +3,9 @@
 import numpy as np
 import pytest
 
+from tests.helpers import query_run as _run
 from vpr.eval import statistics as cmp
-from vpr.eval.experiments import Run, flatten, stale_params
-
-
-def _run(name, seed, ranks, night=None, **params):
-    rows = [
-        dict(
-            query=i,
-            name=f"q{i}.jpg",
-            night=int(bool(night[i])) if night is not None else 0,
-            positives=1,
-            first_correct=r,
-            top=[],
-        )
-        for i, r in enumerate(ranks)
-    ]
-    return Run(
-        name, name, {"seed": seed, "loss": "ms", "train.epochs": 6, **params}, {"city": rows}
-    )
+from vpr.eval.experiments import flatten, stale_params
 
 
 def test_runs_that_differ_only_by_seed_form_one_variant_and_repeats_are_dropped():
