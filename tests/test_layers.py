@@ -24,6 +24,7 @@ LAYERS = {
     "progress": 0,
     "device": 0,
     "environment": 0,
+    "dvc_params": 0,  # params.yaml as DVC writes and reads it
     "config": 1,
     "recipes": 1,  # params schema and ready-made params: pure data
     "registry": 2,  # name -> builder, names from the schema

@@ -4,7 +4,7 @@ every recipe trains two steps on the miniature city (ImageNet weights off: they 
 import pytest
 
 from tests.helpers import ROOT, eval_set, two_steps
-from vpr import recipes
+from vpr import dvc_params, recipes
 from vpr.config import KINDS, load_params, validate
 from vpr.config.loader import entry_settings
 from vpr.data.groundtruth import TrainingData, build_train_set
@@ -50,12 +50,53 @@ def test_the_docs_list_every_value_of_every_recipe():
 def test_the_dvc_command_sets_every_value_and_keeps_pretrained_weights(name, capsys):
     assert recipes.main(["run", name, "--data", "course", "--dry-run", "--", "--temp"]) == 0
     command = capsys.readouterr().out
-    assert command.startswith(f"dvc exp run -n {name} -S 'data=${{data_profiles.course}}'")
+    assert command.startswith(f"dvc exp run -n {name} -S ")
+    assert " -S 'data=${data_profiles.course}'" in command
     assert command.rstrip().endswith("--temp")
     for key, _, _ in recipes.RECIPES[name].values:
         assert f" {key}=" in command or f"'{key}=" in command, key
     assert ".pretrained=false" not in command
     assert "pretrained=false" in " ".join(recipes.overrides(name, pretrained=False))
+
+
+@pytest.mark.parametrize("data", [None, "course", "cambridge"])
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_dvc_set_param_writes_every_recipe_value_as_the_recipe_holds_it(name, data, tmp_path):
+    """The -S items go through DVC's own parser (Hydra's override grammar) onto a copy of params.yaml, and
+    params.yaml read back (as the stages read it) holds each value with its type: no quoted dict key,
+    no float read back as a string (YAML 1.1 reads 1e-05 as one)."""
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    apply_overrides(params, recipes.overrides(name, data=data))
+    written = load_params(params)  # as the stages read it
+    expected = recipes.apply(BASE, name)
+    for key, _, _ in recipes.RECIPES[name].values:
+        got = written
+        for part in key.split("."):
+            got = got[part]
+        want = expected
+        for part in key.split("."):
+            want = want[part]
+        assert got == want and type(got) is type(want), (key, got, want)
+    profile = data or recipes.RECIPES[name].profile
+    if profile:
+        assert {**written["data"], "mining": None} == {
+            **BASE["data_profiles"][profile],
+            "mining": None,
+        }
+    for item in (recipes.RECIPES[name].data or {}).get(profile or "synth", ()):
+        key, value = item.split("=", 1)
+        got = written
+        for part in key.split("."):
+            got = got[part]
+        assert got == dvc_params.load(value), (
+            item
+        )  # e.g. the triplet mining set, in the data section
+    validate(load_params(params))
 
 
 def _miniature(name, tiny_city):

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from vpr import dvc_params
+
 CT, GC, MX, VG, CP = (
     "gmberton/Simple_VPR_codebase",
     "amaralibey/gsv-cities",
@@ -403,20 +405,23 @@ RECIPES = {
 
 
 def overrides(name: str, data: str | None = None, pretrained: bool = True) -> list[str]:
-    """The ``-S key=value`` arguments of one recipe (values as YAML/JSON, which DVC parses)."""
+    """The ``-S key=value`` arguments of one recipe, in the grammar DVC parses."""
     recipe = RECIPES[name]
     args = [
-        f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+        f"{k}={dvc_params.hydra_value(False if k.endswith('.pretrained') and not pretrained else v)}"
         for k, v, _ in recipe.values
-        if pretrained or not k.endswith(".pretrained")
     ]
-    if not pretrained:
-        args += [f"{k}=false" for k, _, _ in recipe.values if k.endswith(".pretrained")]
-    data = data or recipe.profile
-    args += list((recipe.data or {}).get(data or "synth", ()))
-    if data:
-        args.insert(0, "data=${data_profiles.%s}" % data)
-    return args
+    profile = data or recipe.profile
+    needs = list((recipe.data or {}).get(profile or "synth", ()))
+    if profile:
+        # Once data=${data_profiles.X} is set, Hydra cannot set a key inside it: the keys the recipe needs
+        # are set in the profile itself, before the profile is copied into data.
+        needs = [f"data_profiles.{profile}.{i[5:]}" if i.startswith("data.") else i for i in needs]
+        first = [i for i in needs if i.startswith("data_profiles.")]
+        needs = (
+            first + ["data=${data_profiles.%s}" % profile] + [i for i in needs if i not in first]
+        )
+    return needs + args
 
 
 def apply(params: dict, name: str, pretrained: bool = True) -> dict:
@@ -424,11 +429,11 @@ def apply(params: dict, name: str, pretrained: bool = True) -> dict:
     (on the data section params.yaml has)."""
     import copy
 
-    import yaml
+    from vpr import dvc_params
 
     out = copy.deepcopy(params)
     extra = [
-        (k, yaml.safe_load(v))
+        (k, dvc_params.load(v))
         for k, v in (item.split("=", 1) for item in (RECIPES[name].data or {}).get("synth", ()))
     ]
     for key, value, *_ in list(RECIPES[name].values) + extra:

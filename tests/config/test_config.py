@@ -184,3 +184,13 @@ def test_importing_the_library_does_not_import_torch_until_needed():
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
+
+
+def test_validate_leaves_the_params_it_reads_unchanged():
+    """Validation fills defaults into its own view only: the caller's dict (written back by suites and
+    recipes) keeps exactly what the user wrote."""
+    raw = copy.deepcopy(PARAMS)
+    raw["data_profiles"]["course"]["night"]["tokyo_xs_test"] = {"name": "tokyo_night"}
+    before = copy.deepcopy(raw)
+    validate(raw)
+    assert raw == before

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.helpers import ROOT, dvc, pipeline_repo, run_checked
+from vpr import dvc_params
 from vpr.errors import ConfigError
 from vpr.eval.experiments import Run, Store, flatten
 from vpr.suites import cli, render
@@ -101,7 +102,9 @@ def test_the_real_profile_runs_the_recipe_at_the_suite_budget():
 )
 def test_values_reach_params_yaml_unchanged_through_dvc_overrides(tmp_path, value):
     text = "a: 0\nb: {c: 1}\n"
-    raw = P.apply_items(text, [f"a={P.hydra_value(value)}", f"b.c={P.hydra_value(value)}"])
+    raw = P.apply_items(
+        text, [f"a={dvc_params.hydra_value(value)}", f"b.c={dvc_params.hydra_value(value)}"]
+    )
     assert raw["a"] == value and raw["b"]["c"] == value
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vpr import dvc_params
 from vpr.config import sections as S
 from vpr.config.catalog import KINDS, TOP_LEVEL_CHOICES
 from vpr.config.data import check_data, check_data_profiles, check_datasets
@@ -156,7 +157,7 @@ def _eval_indexes(section: dict) -> dict:
     }
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(dvc_params.Loader):
     """YAML's safe loader that refuses a key given twice in one mapping (at any depth), where PyYAML keeps the
     last silently and DVC rejects the file: training would use a value the user did not mean."""
 

@@ -113,11 +113,14 @@ def check_data(data, datasets: dict, key: str = "data") -> dict:
             f"{key}.test.{name}",
             "eval set names must be letters, digits and '_' (and not 'train' or 'val')",
         )
-    for name, spec in d["night"].items():
+    for name in d["night"]:
         require(
             name in d["test"], f"{key}.night.{name}", f"no evaluation set '{name}' in {key}.test"
         )
-        d["night"][name] = check_night(f"{key}.night.{name}", spec)
+    # a new mapping: the caller's night rules stay as written (validation fills defaults in its own view)
+    d["night"] = {
+        name: check_night(f"{key}.night.{name}", spec) for name, spec in d["night"].items()
+    }
     return d
 
 

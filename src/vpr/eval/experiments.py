@@ -13,8 +13,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-import yaml
-
+from vpr import dvc_params
 from vpr.errors import DataError
 
 
@@ -74,7 +73,7 @@ _MISSING = object()
 def made_stages(dvc_yaml_text: str | None, params: dict) -> set[str] | None:
     """The stage names dvc.yaml makes with these (flattened) params: ``name``, or ``name@key`` for each item of
     a ``foreach: ${key}``; None when dvc.yaml is unknown."""
-    stages = (yaml.safe_load(dvc_yaml_text or "") or {}).get("stages")
+    stages = (dvc_params.load(dvc_yaml_text or "") or {}).get("stages")
     if not stages:
         return None
     names = set()
@@ -96,7 +95,7 @@ def stale_params(
     """Dotted keys whose value in dvc.lock (what the stages ran with) differs from params.yaml: a commit whose
     metrics were not reproduced after a params change (an experiment's never are). Lock entries of stages the
     params no longer make (an evaluation set that left ``data.test``: DVC keeps them) are left out."""
-    lock = yaml.safe_load(lock_text or "") or {}
+    lock = dvc_params.load(lock_text or "") or {}
     made = made_stages(dvc_yaml_text, params)
     stale = set()
     for name, stage in (lock.get("stages") or {}).items():
@@ -117,7 +116,7 @@ def load_run(repo: str, name: str, rev: str) -> Run | None:
     sets = _eval_sets(repo, rev)
     if params_text is None or not sets:
         return None
-    params = flatten(yaml.safe_load(params_text) or {})
+    params = flatten(dvc_params.load(params_text) or {})
     tested = {k[len("data.test.") :].split(".")[0] for k in params if k.startswith("data.test.")}
     sets = (
         [s for s in sets if s in tested] if tested else sets
@@ -143,7 +142,7 @@ def commit_params(repo: str, rev: str | None) -> dict | None:
     """params.yaml of commit ``rev`` (default HEAD), flattened: the committed params, never the working copy's,
     which `dvc exp run -S ...` leaves rewritten."""
     text = _read(repo, rev or "HEAD", "params.yaml")
-    return flatten(yaml.safe_load(text) or {}) if text else None
+    return flatten(dvc_params.load(text) or {}) if text else None
 
 
 def describe_rev(repo: str, rev: str | None) -> str:

@@ -94,11 +94,11 @@ def _no_such_baseline(selector: str, variants: list[Variant]) -> DataError:
 
 
 def _matches(params: dict, selector: str) -> bool:
-    import yaml
+    from vpr import dvc_params
 
     for part in selector.split(","):
         key, _, value = part.partition("=")
-        if key.strip() not in params or params[key.strip()] != yaml.safe_load(value):
+        if key.strip() not in params or params[key.strip()] != dvc_params.load(value):
             return False
     return True
 

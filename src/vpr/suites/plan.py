@@ -6,37 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 
-import yaml
-
+from vpr import dvc_params
 from vpr.errors import ConfigError
 from vpr.suites.spec import Definitions, Suite, Variant
-
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*\Z")
-_WORDS = {"null", "true", "false", "nan", "inf", "none", "yes", "no", "on", "off"}
-
-
-def hydra_value(v) -> str:
-    """A value in the override grammar of `dvc exp run -S` (Hydra's): mappings with bare keys, strings quoted
-    unless plain words or paths."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        if _PLAIN.match(v) and v.lower() not in _WORDS:
-            return v
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(hydra_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {hydra_value(x)}" for k, x in v.items()) + "}"
-    raise ConfigError(f"cannot pass {v!r} to dvc exp run -S")
 
 
 def _fill(value, **names):
@@ -96,7 +71,7 @@ def local_cambridge(repo: str, profile_data: dict) -> dict:
 def cli_items(overrides: dict, profile: str, params: dict, seed: int) -> list[str]:
     """The -S items: the data switch first (unless params.yaml already has the profile's data), then the rest."""
     data_keys = {k: v for k, v in overrides.items() if k == "data" or k.startswith("data.")}
-    rest = [f"{k}={hydra_value(v)}" for k, v in overrides.items() if k not in data_keys]
+    rest = [f"{k}={dvc_params.hydra_value(v)}" for k, v in overrides.items() if k not in data_keys]
     profiles = params.get("data_profiles") or {}
     if profile not in profiles:
         raise ConfigError(
@@ -106,7 +81,7 @@ def cli_items(overrides: dict, profile: str, params: dict, seed: int) -> list[st
     if (
         params.get("data") == profiles[profile]
     ):  # already the profile: its keys can be set one by one
-        switch = [f"{k}={hydra_value(v)}" for k, v in data_keys.items()]
+        switch = [f"{k}={dvc_params.hydra_value(v)}" for k, v in data_keys.items()]
     else:
         if not data_keys:
             switch = ["data=${data_profiles.%s}" % profile]
@@ -117,7 +92,7 @@ def cli_items(overrides: dict, profile: str, params: dict, seed: int) -> list[st
                 for part in path[:-1]:
                     node = node.setdefault(part, {})
                 node[path[-1]] = v
-            switch = ["~data", "+data=" + hydra_value(data)]
+            switch = ["~data", "+data=" + dvc_params.hydra_value(data)]
     return switch + rest + [f"seed={seed}"]
 
 
@@ -136,7 +111,7 @@ def apply_items(params_text: str, items: list[str]) -> dict:
             cause = str(exc.__cause__ or exc).splitlines()[0]
             raise ConfigError(f"dvc exp run -S rejects these overrides ({cause})") from None
         with open(path) as fh:
-            return yaml.safe_load(fh) or {}
+            return dvc_params.load(fh) or {}
 
 
 @dataclass
@@ -193,7 +168,7 @@ def make_plan(
         raise ConfigError(
             f"--data {profile}: no profile '{profile}' in {defs.path} (profiles: {', '.join(defs.profiles)})"
         )
-    params = yaml.safe_load(params_text) or {}
+    params = dvc_params.load(params_text) or {}
     extra = {
         **profile_overrides(defs, suite, profile),
         **local_cambridge(repo, (params.get("data_profiles") or {}).get(profile) or {}),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from vpr import dvc_params
 from vpr.errors import ConfigError
 
 DEFINITIONS = os.path.join(os.path.dirname(__file__), "definitions.yaml")
@@ -119,7 +120,7 @@ def load(path: str | None = None) -> Definitions:
     path = path or DEFINITIONS
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = dvc_params.load(fh) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the suite definitions ({exc.strerror})") from None
     except yaml.YAMLError as exc:

@@ -15,8 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-import yaml
-
+from vpr import dvc_params
 from vpr.data.groundtruth import load_eval_set, load_train_set
 from vpr.errors import DataError
 from vpr.eval.evaluate import load_features
@@ -74,7 +73,7 @@ def build_report(inputs: ReportInputs) -> str:
     _check_inputs(inputs)
     summary = _read_json(inputs.train_summary)
     params_text = open(inputs.params_path).read()
-    params = yaml.safe_load(params_text) or {}
+    params = dvc_params.load(params_text) or {}
     chart = _Charts()
     body = [
         _section("summary", "Run", _summary(inputs, summary, params)),
