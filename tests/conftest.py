@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from tests.helpers import ROOT, TINY_SYNTHETIC, Server, pipeline_repo  # noqa: E402
+from tests.helpers import ROOT, TINY_SYNTHETIC, Server, copy_repo, pipeline_repo  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +46,16 @@ def cambridge_source():
     return Path(found)
 
 
+@pytest.fixture(scope="session")
+def pristine_repo(tmp_path_factory):
+    """The miniature pipeline, `dvc repro`'d once per session: (its path, the repro's output). Never changed:
+    tests work on copies of it (``repo``), since a repro costs far more than a copy."""
+    return pipeline_repo(tmp_path_factory.mktemp("pristine") / "repo")
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(pristine_repo, tmp_path_factory):
     """A git + DVC copy of this checkout (tracked and new files), with the tiny params, after `dvc repro`:
-    (its path, the repro's output). Module-scoped: each end-to-end module that asks for it gets a repro of its own."""
-    return pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    (its path, the repro's output). Module-scoped: each end-to-end module that asks for it gets a copy of its own."""
+    src, out = pristine_repo
+    return copy_repo(src, tmp_path_factory.mktemp("pipeline") / "repo"), out

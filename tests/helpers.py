@@ -241,6 +241,18 @@ def pipeline_repo(dest: Path, params: dict = TINY) -> tuple[Path, str]:
     return dest, out
 
 
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A copy of a pipeline repository (Git history, experiments, DVC cache and outputs), without DVC's
+    machine-local state (.dvc/tmp: locks, the hash cache, the queue), which DVC rebuilds."""
+    shutil.copytree(
+        src,
+        dest,
+        symlinks=True,
+        ignore=lambda d, names: [n for n in names if n == "tmp" and d.endswith(".dvc")],
+    )
+    return dest
+
+
 def query_run(name, seed, ranks, night=None, sets=("city",), **params):
     """A vpr.eval.experiments.Run of ``params`` and ``seed`` whose queries have first-correct ``ranks``."""
     from vpr.eval.experiments import Run

@@ -120,3 +120,26 @@ def test_params_yaml_ships_exactly_the_schema_defaults():
                 if not _same(v, schema[key].default)
             ]
     assert not wrong, wrong
+
+
+def _suite_table(profile, verdicts):
+    rows = [
+        {"variant": v, "cells": {"set": {"verdict": w}} if w else {"set": {}}}
+        for v, w in verdicts.items()
+    ]
+    return {"meta": {"suite": "losses", "profile": profile}, "columns": ["set"], "rows": rows}
+
+
+def test_the_suite_results_name_each_variant_whose_verdict_differs_between_real_and_synthetic():
+    synth = _suite_table("synth", {"default": None, "circle": "better", "triplet": "within noise"})
+    real = _suite_table(
+        "cambridge", {"default": None, "circle": "worse", "triplet": "within noise"}
+    )
+    text = docs.real_vs_synthetic({("losses", "synth"): synth, ("losses", "cambridge"): real})
+    assert (
+        text
+        == "- `losses`: the verdicts differ for `circle` (better on synth, worse on cambridge)."
+    )
+    same = docs.real_vs_synthetic({("losses", "synth"): synth, ("losses", "cambridge"): synth})
+    assert same == "- `losses`: the same verdict on both for all 2 variants."
+    assert docs.real_vs_synthetic({("losses", "synth"): synth}) == ""

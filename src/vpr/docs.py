@@ -19,6 +19,9 @@ REAL_COMPARE = "reports/real_photos/compare.md"
 REFERENCE_UNTRAINED = (63.1, 82.4, 88.8, 92.6)
 FIGURES = "benchmarks/results/figures.json"
 LOCALIZE_OOD = "benchmarks/results/localize_ood.json"
+SUITES = (
+    "reports/suites"  # <suite>-<profile>/table.json and table.md, written by python -m vpr.suites
+)
 
 
 def _value(v) -> str:
@@ -146,12 +149,76 @@ def localize_ood() -> str:
     )
 
 
+def _suite_tables() -> dict:
+    """(suite, profile) -> the committed table.json of that suite run."""
+    out = {}
+    for path in sorted((ROOT / SUITES).glob("*/table.json")):
+        t = json.loads(path.read_text())
+        out[(t["meta"]["suite"], t["meta"]["profile"])] = t
+    return out
+
+
+def _verdicts(table: dict) -> dict:
+    """variant -> the ΔR@1 verdict on the table's first (day) column."""
+    col = table["columns"][0]
+    return {
+        r["variant"]: r["cells"][col]["verdict"]
+        for r in table["rows"]
+        if "verdict" in r["cells"].get(col, {})
+    }
+
+
+def real_vs_synthetic(tables: dict) -> str:
+    """For every suite run on both the synthetic city and the real photos: the variants whose verdict against
+    the baseline differs between the two (the synthetic city's evidence does not carry over to photos)."""
+    lines = []
+    for suite in sorted({s for s, _ in tables}):
+        if (suite, "synth") not in tables or (suite, "cambridge") not in tables:
+            continue
+        synth, real = _verdicts(tables[suite, "synth"]), _verdicts(tables[suite, "cambridge"])
+        both = [v for v in synth if v in real]
+        differ = [
+            f"`{v}` ({synth[v]} on synth, {real[v]} on cambridge)"
+            for v in both
+            if synth[v] != real[v]
+        ]
+        lines.append(
+            f"- `{suite}`: "
+            + (
+                "the verdicts differ for " + "; ".join(differ)
+                if differ
+                else f"the same verdict on both for all {len(both)} variants"
+            )
+            + "."
+        )
+    return "\n".join(lines)
+
+
+def suite_tables() -> str:
+    """Every committed suite table, and where real photos and the synthetic city disagree."""
+    tables = _suite_tables()
+    if not tables:
+        return "No suite table is committed yet.\n"
+    parts = []
+    for suite, profile in sorted(tables):
+        md = (ROOT / SUITES / f"{suite}-{profile}" / "table.md").read_text()
+        link = f"../{SUITES}/{suite}-{profile}/index.html"
+        parts.append(
+            md.replace("## Suite", "### Suite", 1).rstrip() + f"\n\nFiles: [{link}]({link})\n"
+        )
+    agree = real_vs_synthetic(tables)
+    if agree:
+        parts.append("### Real photos against the synthetic city\n\n" + agree + "\n")
+    return "\n".join(parts)
+
+
 BLOCKS = {
     "registry-tables": registry_tables,
     "section-tables": section_tables,
     "recipe-tables": recipe_tables,
     "real-photos": real_photos,
     "localize-ood": localize_ood,
+    "suite-tables": suite_tables,
 }
 
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from tests.helpers import ROOT, dvc, fake_report_run, pipeline_repo, query_run, run_checked
+from tests.helpers import ROOT, dvc, fake_report_run, query_run, run_checked
 from vpr.errors import DataError
 from vpr.eval import statistics as cmp
 
@@ -324,11 +324,6 @@ def test_a_page_rendered_with_the_template_references_no_script_online(tmp_path)
 
 
 # --- end to end, on the miniature city --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return pipeline_repo(tmp_path_factory.mktemp("newcomer") / "repo")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import ROOT, dvc, pipeline_repo, run_checked
+from tests.helpers import ROOT, copy_repo, dvc, run_checked
 from vpr import dvc_params
 from vpr.errors import ConfigError
 from vpr.eval.experiments import Run, Store, flatten
@@ -579,14 +579,14 @@ def _suites(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def city_repo(tmp_path_factory):
+def city_repo(pristine_repo, tmp_path_factory):
     """The miniature pipeline, repro'd and committed; `python -m vpr.suites` there uses this checkout's library."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(
             "PYTHONPATH",
             os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p),
         )
-        yield pipeline_repo(tmp_path_factory.mktemp("suites") / "repo")[0]
+        yield copy_repo(pristine_repo[0], tmp_path_factory.mktemp("suites") / "repo")
 
 
 @pytest.mark.slow
@@ -623,26 +623,18 @@ def _strip_date(text: str) -> str:
     )
 
 
-SPLIT = """profiles:
-  synth: {minutes: 1}
-suites:
-  split:
-    question: Does a table merged from two machines equal one machine's?
-    seeds: 2
-    baseline: default
-    variants:
-      default: {}
-      fast: {loss: circle, optimizers.adam.lr: 0.01}
-"""
+def _smoke_table(city_repo) -> Path:
+    """The smoke suite's table of the miniature repository (run here unless an earlier test ran it)."""
+    _suites("run", "smoke", "--jobs", "1", "--resamples", "300", cwd=city_repo)
+    return city_repo / "reports/suites/smoke-synth/table.md"
 
 
 @pytest.mark.slow
 def test_two_clones_sharing_git_and_dvc_remotes_give_the_table_of_one_machine(tmp_path, city_repo):
     """Clone A runs seed 0, clone B seed 1, each pushes its experiments (Git refs to a bare remote, outputs to a
-    local DVC remote); A pulls B's: its table equals the table of a repository that ran every run itself (a copy
-    of the miniature repository: same commit). The variant's large learning rate makes its seeds differ."""
-    defs = tmp_path / "split.yaml"
-    defs.write_text(SPLIT)
+    local DVC remote); A pulls B's: its table equals the one the miniature repository wrote after running every
+    run itself (same commit)."""
+    single = _smoke_table(city_repo).read_text()
     bare, store = tmp_path / "remote.git", tmp_path / "dvc-store"
     run_checked(["git", "init", "-q", "--bare", str(bare)], tmp_path)
     origin = tmp_path / "origin"
@@ -669,50 +661,62 @@ def test_two_clones_sharing_git_and_dvc_remotes_give_the_table_of_one_machine(tm
         run_checked(["git", "clone", "-q", str(bare), str(clones[name])], tmp_path)
         dvc("remote", "add", "--local", "-d", "store", str(store), cwd=clones[name])
         dvc("pull", "-q", cwd=clones[name])
-        _suites(
-            "--file",
-            str(defs),
-            "run",
-            "split",
-            "--jobs",
-            "1",
-            "--shard",
-            shard,
-            "--resamples",
-            "300",
-            cwd=clones[name],
-        )
+        args = ("run", "smoke", "--jobs", "1", "--shard", shard, "--resamples", "300")
+        _suites(*args, cwd=clones[name])
         dvc("exp", "push", "origin", cwd=clones[name])
     dvc("exp", "pull", "origin", cwd=clones["a"])
-    _suites(
-        "--file",
-        str(defs),
-        "table",
-        "split",
-        "--resamples",
-        "300",
-        "--out",
-        "merged",
-        cwd=clones["a"],
-    )
-    _suites(
-        "--file",
-        str(defs),
-        "run",
-        "split",
-        "--jobs",
-        "1",
-        "--resamples",
-        "300",
-        "--out",
-        "single",
-        cwd=origin,
-    )
+    _suites("table", "smoke", "--resamples", "300", "--out", "merged", cwd=clones["a"])
     merged = (clones["a"] / "merged/table.md").read_text()
-    assert "not in the store yet" not in merged and "| fast " in merged
-    assert _strip_date(merged) == _strip_date((origin / "single/table.md").read_text())
+    assert "not in the store yet" not in merged and "| circle " in merged
+    assert _strip_date(merged) == _strip_date(single)
     rows = [
-        json.loads((d / "table.json").read_text())["rows"]
-        for d in (clones["a"] / "merged", origin / "single")
+        json.loads(p.read_text())["rows"]
+        for p in (
+            clones["a"] / "merged/table.json",
+            city_repo / "reports/suites/smoke-synth/table.json",
+        )
     ]
     assert rows[0] == rows[1] and [r["seeds"] for r in rows[0]] == [[0, 1], [0, 1]]
+
+
+@pytest.mark.slow
+def test_compare_groups_the_stored_seed_grid_and_gives_intervals_and_verdicts(city_repo):
+    """vpr.compare on the smoke suite's runs (2 seeds x default / circle loss, from the experiment store), with a
+    queued run it leaves out and a saved repeat of the committed run it drops."""
+    _smoke_table(city_repo)
+    dvc(
+        "exp", "run", "--queue", "-S", "seed=7", cwd=city_repo
+    )  # queued, not run: listed as not included
+    dvc("exp", "save", "-n", "repeat-of-head", cwd=city_repo)  # the committed run again: dropped
+    try:
+        out = _compare_checks(city_repo)
+    finally:
+        dvc("queue", "remove", "--all", cwd=city_repo)
+        dvc("exp", "remove", "repeat-of-head", cwd=city_repo)
+    assert "not included (queued)" in out and "dropped repeated runs" in out
+
+
+def _compare_checks(repo) -> str:
+    out = run_checked(
+        [sys.executable, "-m", "vpr.compare", "--out", "reports/compare", "--resamples", "500"],
+        repo,
+    )
+    lines = out.splitlines()
+    assert any(line.startswith("### synth_test: 24 queries") for line in lines)
+    assert any(line.startswith("### synth_test (night)") for line in lines)
+    rows = [
+        line for line in lines if line.startswith("| baseline") or line.startswith("| loss=circle")
+    ]
+    assert len(rows) == 4  # both variants, all queries and night
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "2" and all("±" in c for c in cells[2:6])  # 2 seeds: mean ± std per R@N
+    circle = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert circle[6].count("[") == 1 and circle[7] in ("better", "worse", "within noise")
+    if circle[7] == "within noise":  # and how many seeds would resolve 2 points
+        assert "synth_test, loss=circle: within noise; " in out
+    page = (repo / "reports/compare/index.html").read_text()
+    assert (
+        "<svg" in page and "loss=circle" in page and (repo / "reports/compare/compare.md").is_file()
+    )
+    return out
