@@ -219,6 +219,10 @@ BLOCKS = {
     "real-photos": real_photos,
     "localize-ood": localize_ood,
     "suite-tables": suite_tables,
+    "real-vs-synthetic": lambda: (
+        real_vs_synthetic(_suite_tables())
+        or "No suite has been run on both the synthetic city and the real photos yet."
+    ),
 }
 
 
