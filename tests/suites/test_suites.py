@@ -108,18 +108,21 @@ def test_values_reach_params_yaml_unchanged_through_dvc_overrides(tmp_path, valu
     assert raw["a"] == value and raw["b"]["c"] == value
 
 
-def test_a_value_dvc_would_write_unreadably_is_refused_before_anything_runs(tmp_path):
-    """DVC writes 1e-05 as `1e-05`, which YAML 1.1 (the stages' loader) reads as a string: caught at plan time."""
+def test_a_small_learning_rate_dvc_writes_as_1e_05_reaches_the_stages_as_a_number(tmp_path):
+    """DVC writes 1e-05 as `1e-05`, which PyYAML's YAML 1.1 reads as a string; the project reads params.yaml
+    with YAML 1.2's floats (vpr.dvc_params), so the variant plans and validates."""
     path = _defs(
         tmp_path,
         "suites:\n  s:\n    question: Q?\n    baseline: a\n"
         "    variants: {a: {}, b: {optimizers.adam.lr: 0.00001}}\n",
     )
     defs = S.load(str(path))
-    with pytest.raises(
-        ConfigError, match="variant 'b' on synth: optimizers.adam.lr: expected a number"
-    ):
-        P.make_plan(defs, defs.suites["s"], "synth", [0], PARAMS_TEXT)
+    plan = P.make_plan(defs, defs.suites["s"], "synth", [0], PARAMS_TEXT)
+    (run,) = [r for r in plan.runs if r.variant == "b"]
+    raw = P.apply_items(PARAMS_TEXT, run.items)
+    assert raw["optimizers"]["adam"]["lr"] == 1e-05 and isinstance(
+        raw["optimizers"]["adam"]["lr"], float
+    )
 
 
 def test_a_variant_with_its_own_data_keys_replaces_the_whole_data_section_of_another_profile():
@@ -720,3 +723,10 @@ def _compare_checks(repo) -> str:
         "<svg" in page and "loss=circle" in page and (repo / "reports/compare/compare.md").is_file()
     )
     return out
+
+
+def test_runs_on_another_profile_are_named_apart_from_the_suites_own():
+    """One store holds a suite's runs on the synthetic city and on the real photos: their DVC names differ."""
+    suite = S.load().suites["methods"]
+    assert P.run_name(suite, "synth", "places", 0) == "methods-places-s0"
+    assert P.run_name(suite, "cambridge", "places", 0) == "methods-cambridge-places-s0"

@@ -14,6 +14,13 @@ from vpr.errors import ConfigError
 from vpr.suites.spec import Definitions, Suite, Variant
 
 
+def run_name(suite: Suite, profile: str, variant: str, seed: int) -> str:
+    """The experiment's name: <suite>-<variant>-s<seed> on the suite's own profile, with the profile after the
+    suite on any other (one store holds both, and DVC names are unique)."""
+    where = suite.name if profile == suite.data else f"{suite.name}-{profile}"
+    return f"{where}-{variant}-s{seed}"
+
+
 def _fill(value, **names):
     """'{seed}' / '{suite}' in the strings of ``value`` replaced."""
     if isinstance(value, str):
@@ -189,7 +196,14 @@ def make_plan(
                 overrides = {**extra, **variant_overrides(defs, suite, v, profile, seed)}
                 items = cli_items(overrides, profile, params, seed)
                 runs.append(
-                    Run(f"{suite.name}-{v.name}-s{seed}", v.name, seed, wave, items, cost=v.cost)
+                    Run(
+                        run_name(suite, profile, v.name, seed),
+                        v.name,
+                        seed,
+                        wave,
+                        items,
+                        cost=v.cost,
+                    )
                 )
     _fill_params(runs, params_text, suite, profile, check)
     return Plan(suite, profile, list(seeds), runs, skipped, extra)
