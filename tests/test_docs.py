@@ -122,24 +122,26 @@ def test_params_yaml_ships_exactly_the_schema_defaults():
     assert not wrong, wrong
 
 
-def _suite_table(profile, verdicts):
+def _suite_table(profile, verdicts, seeds=(0, 1, 2)):
     rows = [
-        {"variant": v, "cells": {"set": {"verdict": w}} if w else {"set": {}}}
+        {"variant": v, "seeds": list(seeds), "cells": {"set": {"verdict": w} if w else {}}}
         for v, w in verdicts.items()
     ]
     return {"meta": {"suite": "losses", "profile": profile}, "columns": ["set"], "rows": rows}
 
 
 def test_the_suite_results_name_each_variant_whose_verdict_differs_between_real_and_synthetic():
-    synth = _suite_table("synth", {"default": None, "circle": "better", "triplet": "within noise"})
-    real = _suite_table(
-        "cambridge", {"default": None, "circle": "worse", "triplet": "within noise"}
+    synth = _suite_table(
+        "synth",
+        {"default": None, "circle": "better", "triplet": "worse (one seed: query noise only)"},
+        [0],
     )
+    real = _suite_table("cambridge", {"default": None, "circle": "worse", "triplet": "worse"})
     text = docs.real_vs_synthetic({("losses", "synth"): synth, ("losses", "cambridge"): real})
-    assert (
-        text
-        == "- `losses`: the verdicts differ for `circle` (better on synth, worse on cambridge)."
+    assert text == (
+        "- `losses`: **the verdicts differ**: `circle`: better on synth (1 seed), worse on cambridge (3 seeds) "
+        "(`triplet`: worse on synth (1 seed), worse on cambridge (3 seeds))."
     )
-    same = docs.real_vs_synthetic({("losses", "synth"): synth, ("losses", "cambridge"): synth})
-    assert same == "- `losses`: the same verdict on both for all 2 variants."
+    same = docs.real_vs_synthetic({("losses", "synth"): real, ("losses", "cambridge"): real})
+    assert same.startswith("- `losses`: the same verdicts: `circle`: worse on synth (3 seeds)")
     assert docs.real_vs_synthetic({("losses", "synth"): synth}) == ""

@@ -159,13 +159,20 @@ def _suite_tables() -> dict:
 
 
 def _verdicts(table: dict) -> dict:
-    """variant -> the ΔR@1 verdict on the table's first (day) column."""
+    """variant -> (the ΔR@1 verdict word on the table's first (day) column, its number of seeds)."""
     col = table["columns"][0]
     return {
-        r["variant"]: r["cells"][col]["verdict"]
+        r["variant"]: (r["cells"][col]["verdict"].split(" (")[0], len(r.get("seeds") or ()))
         for r in table["rows"]
         if "verdict" in r["cells"].get(col, {})
     }
+
+
+def _said(variant: str, synth: tuple, real: tuple) -> str:
+    def seeds(n):
+        return f"{n} seed{'s' * (n != 1)}"
+
+    return f"`{variant}`: {synth[0]} on synth ({seeds(synth[1])}), {real[0]} on cambridge ({seeds(real[1])})"
 
 
 def real_vs_synthetic(tables: dict) -> str:
@@ -177,17 +184,16 @@ def real_vs_synthetic(tables: dict) -> str:
             continue
         synth, real = _verdicts(tables[suite, "synth"]), _verdicts(tables[suite, "cambridge"])
         both = [v for v in synth if v in real]
-        differ = [
-            f"`{v}` ({synth[v]} on synth, {real[v]} on cambridge)"
-            for v in both
-            if synth[v] != real[v]
-        ]
+
+        differ = [_said(v, synth[v], real[v]) for v in both if synth[v][0] != real[v][0]]
+        same = [_said(v, synth[v], real[v]) for v in both if synth[v][0] == real[v][0]]
         lines.append(
             f"- `{suite}`: "
+            + ("**the verdicts differ**: " + "; ".join(differ) if differ else "the same verdicts")
             + (
-                "the verdicts differ for " + "; ".join(differ)
-                if differ
-                else f"the same verdict on both for all {len(both)} variants"
+                ""
+                if not same
+                else (" (" if differ else ": ") + "; ".join(same) + (")" if differ else "")
             )
             + "."
         )

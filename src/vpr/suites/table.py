@@ -70,6 +70,24 @@ def row_variants(plan, status) -> tuple[list, list]:
     return variants, missing
 
 
+def _older_baselines(repo: str, variants) -> str:
+    """'; runs made on commits X, Y' when some runs (read with --all-commits) come from earlier commits: an
+    experiment's commit has its baseline commit as parent."""
+    from vpr.eval.experiments import _git
+
+    head = (_git(repo, "rev-parse", "--short", "HEAD") or "").strip()
+    bases = set()
+    for r in (r for v in variants for r in v.runs):
+        rev = r.rev if r.rev != r.name else None  # a commit's own results: that commit
+        base = (
+            _git(repo, "rev-parse", "--short", f"{rev}^" if rev else f"{r.name}^{{commit}}") or ""
+        ).strip()
+        if base and r.rev != "workspace":
+            bases.add(base)
+    older = sorted(bases - {head})
+    return f"; runs made on earlier commits too: {', '.join(older)}" if older else ""
+
+
 def _cpu(variants) -> str:
     kinds = sorted(
         {r.environment.get("cpu_capability") or "unknown" for v in variants for r in v.runs}
@@ -119,7 +137,7 @@ def build(
         minutes=getattr(profile, "minutes", None),
         note=getattr(profile, "note", ""),
         cpu=_cpu(variants),
-        commit=describe_rev(repo, None),
+        commit=describe_rev(repo, None) + _older_baselines(repo, variants),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     queries = {title: rs[0]["queries"] for title, rs in blocks.items()}
