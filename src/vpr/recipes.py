@@ -429,8 +429,6 @@ def apply(params: dict, name: str, pretrained: bool = True) -> dict:
     (on the data section params.yaml has)."""
     import copy
 
-    from vpr import dvc_params
-
     out = copy.deepcopy(params)
     extra = [
         (k, dvc_params.load(v))
